@@ -1,0 +1,156 @@
+"""The result cache on disk (diskcache), with single-flight across threads and processes.
+
+A cached result is stored with the time it was stored, so a hit can say how old it is.
+Single-flight: callers that miss on the same key take a lock (a thread lock, then an
+`flock` on a lock file, so separate processes agree too); the first one runs the
+analysis, the others find its result when they get the lock.
+
+A cache that cannot be opened, read or written degrades to "no cache" with a warning;
+it never fails an analysis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import diskcache
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL_S = 300.0
+DEFAULT_SIZE_LIMIT = 256 * 2**20
+_LOCK_STRIPES = 64  # bounded number of lock files; unrelated keys rarely share one
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    result: dict[str, Any]
+    age_s: float
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    directory: str
+    entries: int
+    size_bytes: int
+    hits: int
+    misses: int
+    ttl_s: float
+    degraded: str | None
+
+
+class ResultCache:
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        ttl_s: float = DEFAULT_TTL_S,
+        size_limit: int = DEFAULT_SIZE_LIMIT,
+    ) -> None:
+        if ttl_s <= 0:
+            raise ValueError(f"ttl: must be > 0 seconds, got {ttl_s:g}")
+        self.directory = Path(directory)
+        self.ttl_s = ttl_s
+        self.degraded: str | None = None
+        self._hits = self._misses = 0
+        self._thread_locks: dict[int, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._store: diskcache.Cache | None = None
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            (self.directory / "locks").mkdir(exist_ok=True)
+            self._store = diskcache.Cache(str(self.directory / "results"), size_limit=size_limit)
+        except Exception as exc:  # any failure to open means: run without a cache
+            self._degrade(f"cannot open cache at {self.directory}: {exc}")
+
+    def _degrade(self, why: str) -> None:
+        if self.degraded is None:
+            log.warning("result cache disabled: %s", why)
+        self.degraded = why
+        store, self._store = self._store, None
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.close()
+
+    def get(self, key: str) -> CacheHit | None:
+        if self._store is None:
+            return None
+        try:
+            entry = self._store.get(key)
+        except Exception as exc:
+            self._degrade(f"cannot read cache: {exc}")
+            return None
+        if not isinstance(entry, dict) or "result" not in entry or "stored_at" not in entry:
+            self._misses += 1
+            return None
+        self._hits += 1
+        return CacheHit(entry["result"], max(0.0, time.time() - float(entry["stored_at"])))
+
+    def set(self, key: str, result: dict[str, Any]) -> None:
+        if self._store is None:
+            return
+        try:
+            self._store.set(key, {"stored_at": time.time(), "result": result}, expire=self.ttl_s)
+        except Exception as exc:
+            self._degrade(f"cannot write cache: {exc}")
+
+    @contextlib.contextmanager
+    def single_flight(self, key: str) -> Iterator[None]:
+        """Hold the lock for `key`: one caller at a time, across threads and processes."""
+        stripe = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % _LOCK_STRIPES
+        with self._guard:
+            thread_lock = self._thread_locks.setdefault(stripe, threading.Lock())
+        with thread_lock:
+            fd = self._open_lock_file(stripe)
+            try:
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)  # blocks until the other process is done
+                yield
+            finally:
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    os.close(fd)
+
+    def _open_lock_file(self, stripe: int) -> int | None:
+        if self._store is None:
+            return None
+        try:
+            return os.open(self.directory / "locks" / f"{stripe:02d}.lock", os.O_RDWR | os.O_CREAT)
+        except OSError as exc:
+            log.warning("cross-process single-flight unavailable: %s", exc)
+            return None
+
+    def stats(self) -> CacheStats:
+        entries = size = 0
+        if self._store is not None:
+            try:
+                self._store.expire()
+                entries, size = len(self._store), int(self._store.volume())
+            except Exception as exc:
+                self._degrade(f"cannot read cache: {exc}")
+        return CacheStats(
+            str(self.directory), entries, size, self._hits, self._misses, self.ttl_s, self.degraded
+        )
+
+    def clear(self) -> int:
+        if self._store is None:
+            return 0
+        try:
+            return int(self._store.clear())
+        except Exception as exc:
+            self._degrade(f"cannot clear cache: {exc}")
+            return 0
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()

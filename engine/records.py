@@ -1,0 +1,170 @@
+"""Records that cross a boundary: agent runs, insights and the analysis result.
+
+These dataclasses *are* the JSON output contract (`analyze --json`, the dashboard, the
+history file and the cache all use `to_dict`/`from_dict`). Field names and meanings are
+documented in docs/contract.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+AgentStatus = Literal["ok", "timeout", "error", "cancelled"]
+Severity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"]
+Tier = Literal["excellent", "good", "basic", "fallback", "single"]
+Mode = Literal["parallel", "sequential", "single"]
+
+SEVERITIES: tuple[Severity, ...] = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+def _pick(cls: type[Any], data: dict[str, Any]) -> dict[str, Any]:
+    """Keep only the keys `cls` knows, so older or newer records still load."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+@dataclass
+class AgentRun:
+    """One LLM call: who, how it ended, and where its seconds went.
+
+    Times are seconds. `start_s`/`end_s` are relative to the start of the run.
+    `queue_s`, `load_s`, `prefill_s`, `decode_s` come from the server's own report
+    (None when the server does not report them); `ttft_s` is measured by the client.
+    """
+
+    name: str
+    role: str
+    model: str
+    status: AgentStatus = "ok"
+    start_s: float = 0.0
+    end_s: float = 0.0
+    duration_s: float = 0.0
+    ttft_s: float | None = None
+    queue_s: float | None = None
+    load_s: float | None = None
+    prefill_s: float | None = None
+    decode_s: float | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    response_chars: int = 0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AgentRun:
+        return cls(**_pick(cls, data))
+
+    @property
+    def work_s(self) -> float:
+        """Seconds of this call that were not spent waiting for a server slot."""
+        return max(0.0, self.duration_s - (self.queue_s or 0.0))
+
+
+@dataclass
+class ConsolidationRun(AgentRun):
+    """The consolidation step: an LLM call (`llm`) or the deterministic merge (`fallback`)."""
+
+    method: Literal["llm", "fallback"] = "fallback"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConsolidationRun:
+        return cls(**_pick(cls, data))
+
+
+@dataclass
+class Insight:
+    title: str
+    observation: str
+    recommendations: list[str] = field(default_factory=list)
+    severity: Severity = "LOW"
+    confidence: int = 0
+    agents: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Insight:
+        return cls(**_pick(cls, data))
+
+
+@dataclass
+class BackendInfo:
+    kind: str
+    url: str
+    model: str
+    simulated: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BackendInfo:
+        return cls(**_pick(cls, data))
+
+
+@dataclass
+class CacheInfo:
+    hit: bool = False
+    age_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CacheInfo:
+        return cls(**_pick(cls, data))
+
+
+@dataclass
+class AnalysisResult:
+    """The answer to one `analyze` call: the output contract of the product.
+
+    Beyond the contract's fields it carries `quorum_reached_s` (when the quorum-th
+    agent succeeded, for the waterfall marker), `late_agents` (folded in by overlap
+    consolidation), `error` (when `status` is `error`), `created_at` (unix seconds
+    when the engine run finished) and `simulated_profile` (name of the simulated
+    server's timing profile, None on a real server).
+    """
+
+    status: Literal["success", "error"]
+    mode: Mode
+    backend: BackendInfo
+    snapshot_key: str
+    tier: Tier
+    confidence: int
+    agents_participated: int
+    agents_total: int
+    missing_roles: list[str]
+    execution_time_s: float
+    critical_path_s: float
+    cache: CacheInfo
+    agents: list[AgentRun]
+    consolidation: ConsolidationRun | None
+    insights: list[Insight]
+    collaboration_summary: str
+    quorum_reached_s: float | None = None
+    late_agents: list[str] = field(default_factory=list)
+    error: str | None = None
+    created_at: float = 0.0
+    simulated_profile: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AnalysisResult:
+        picked = _pick(cls, data)
+        picked["backend"] = BackendInfo.from_dict(data["backend"])
+        picked["cache"] = CacheInfo.from_dict(data.get("cache") or {})
+        picked["agents"] = [AgentRun.from_dict(a) for a in data.get("agents", [])]
+        cons = data.get("consolidation")
+        picked["consolidation"] = ConsolidationRun.from_dict(cons) if cons else None
+        picked["insights"] = [Insight.from_dict(i) for i in data.get("insights", [])]
+        return cls(**picked)

@@ -1,0 +1,549 @@
+"""The runner: snapshot → prompts → fan-out → consolidate → result.
+
+This file is the story of the product. A run asks every specialist agent about one
+snapshot, in parallel (or one after another, the plan's "before", or a single generalist),
+waits for a quorum of them, consolidates their answers and reports where every second
+went. It never knows which backend it talks to.
+
+Rules it keeps:
+- an agent that fails, hangs or writes nonsense degrades itself, never the run;
+- no task, stream or connection outlives the run (the backend is closed in `finally`);
+- every agent ends with a status: ok, timeout, error or cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from contextlib import suppress
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from engine import use_method
+from engine.agents import (
+    AGENT_SCHEMA,
+    CONSOLIDATION_SCHEMA,
+    AgentSpec,
+    Roster,
+    agent_user_prompt,
+    consolidation_user_prompt,
+    parse_json_answer,
+)
+from engine.backends.base import Backend, BackendError, ChatRequest, ChatResult
+from engine.records import (
+    AgentRun,
+    AgentStatus,
+    AnalysisResult,
+    BackendInfo,
+    CacheInfo,
+    ConsolidationRun,
+    Insight,
+    Mode,
+    Tier,
+)
+from engine.snapshot import Snapshot
+
+log = logging.getLogger("engine.runner")
+
+MODES: tuple[Mode, ...] = ("parallel", "sequential", "single")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run behaves. Everything here can change the answer, so all of it is in the cache key."""
+
+    mode: Mode = "parallel"
+    quorum: int = 3  # successes needed before stragglers get only `grace_s` more
+    grace_s: float = 2.0
+    overlap: bool = False  # the plan's Option B: consolidate at quorum, fold late answers in
+    agent_timeout_s: float = 30.0
+    deadline_s: float | None = None  # the whole run, agents and consolidation
+    max_concurrency: int | None = None  # None: as many as there are agents
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode: must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.quorum < 1:
+            raise ValueError(f"quorum: must be ≥ 1, got {self.quorum}")
+        if self.grace_s < 0:
+            raise ValueError(f"grace: must be ≥ 0 seconds, got {self.grace_s:g}")
+        if self.agent_timeout_s <= 0:
+            raise ValueError(f"agent timeout: must be > 0 seconds, got {self.agent_timeout_s:g}")
+        if self.deadline_s is not None and self.deadline_s <= 0:
+            raise ValueError(f"deadline: must be > 0 seconds, got {self.deadline_s:g}")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ValueError(f"max concurrency: must be ≥ 1, got {self.max_concurrency}")
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Live progress for a UI: `started`, `tokens` (output chunks so far) or `finished`."""
+
+    agent: str
+    kind: Literal["started", "tokens", "finished"]
+    elapsed_s: float
+    tokens: int = 0
+    status: AgentStatus | None = None
+
+
+ProgressFn = Callable[[ProgressEvent], None]
+BackendFactory = Callable[[], Backend]
+
+
+# --- confidence tiers (the plan's Task 6) ----------------------------------------------
+
+TIER_CONFIDENCE: dict[Tier, int] = {
+    "excellent": 95,
+    "good": 88,
+    "basic": 80,
+    "single": 85,
+    "fallback": 60,
+}
+
+
+def tier_for(participated: int, total: int) -> Tier:
+    """All answered → excellent; ≥ 60 % → good; ≥ 40 % and at least 2 → basic; else fallback.
+
+    For the plan's five agents that is 5 / 3-4 / 2 / 0-1, as the plan specifies.
+    """
+    if total > 0 and participated >= total:
+        return "excellent"
+    fraction = participated / total if total else 0.0
+    if fraction >= 0.6 and participated >= 2:
+        return "good"
+    if fraction >= 0.4 and participated >= 2:
+        return "basic"
+    return "fallback"
+
+
+# --- one agent call --------------------------------------------------------------------
+
+
+@dataclass
+class _Outcome:
+    run: AgentRun
+    answer: dict[str, Any] | None = None  # parsed JSON when status is ok
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def now(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+async def _call(
+    backend: Backend,
+    spec: AgentSpec,
+    user: str,
+    schema: dict[str, Any],
+    timeout_s: float,
+    clock: _Clock,
+    progress: ProgressFn | None,
+    records: dict[str, AgentRun],
+) -> _Outcome:
+    """One LLM call with its own timeout; every way it can end becomes an AgentRun status.
+
+    The record is registered in `records` first, so a caller that cancels the call still
+    has what it did (the cancellation itself propagates)."""
+    model = spec.model or ""
+    run = AgentRun(name=spec.name, role=spec.role, model=model, start_s=clock.now())
+    records[spec.name] = run
+    _emit(progress, ProgressEvent(spec.name, "started", run.start_s))
+
+    def on_tokens(n: int) -> None:
+        _emit(progress, ProgressEvent(spec.name, "tokens", clock.now(), tokens=n))
+
+    request = ChatRequest(
+        model=model, system=spec.system_prompt, user=user, agent=spec.name, schema=schema
+    )
+    answer: dict[str, Any] | None = None
+    try:
+        async with asyncio.timeout(timeout_s):
+            result = await backend.chat(request, on_tokens)
+        _copy_timings(run, result)
+        answer = parse_json_answer(result.content)
+        if answer is None:
+            run.status, run.error = "error", f"answer was not JSON ({len(result.content)} chars)"
+    except TimeoutError:
+        run.status, run.error = "timeout", f"no answer within {timeout_s:g} s"
+    except BackendError as exc:
+        run.status, run.error = "error", str(exc)
+    except asyncio.CancelledError:
+        run.status, run.error = "cancelled", "cancelled: the run no longer needed this answer"
+        _finish(run, clock, progress)
+        raise
+    _finish(run, clock, progress)
+    return _Outcome(run, answer if run.status == "ok" else None)
+
+
+def _copy_timings(run: AgentRun, result: ChatResult) -> None:
+    run.ttft_s = result.ttft_s
+    run.queue_s = result.queue_s
+    run.load_s = result.load_s
+    run.prefill_s = result.prefill_s
+    run.decode_s = result.decode_s
+    run.prompt_tokens = result.prompt_tokens
+    run.output_tokens = result.output_tokens
+    run.response_chars = len(result.content)
+
+
+def _finish(run: AgentRun, clock: _Clock, progress: ProgressFn | None) -> None:
+    run.end_s = clock.now()
+    run.duration_s = run.end_s - run.start_s
+    log.info(
+        "agent %s %s in %.2fs (%s output tokens)",
+        run.name,
+        run.status,
+        run.duration_s,
+        run.output_tokens if run.output_tokens is not None else "?",
+    )
+    _emit(progress, ProgressEvent(run.name, "finished", run.end_s, status=run.status))
+
+
+def _emit(progress: ProgressFn | None, event: ProgressEvent) -> None:
+    if progress is None:
+        return
+    try:
+        progress(event)
+    except Exception:  # a broken UI callback must not break the analysis
+        log.exception("progress callback failed")
+
+
+def _never_started(spec: AgentSpec, clock: _Clock, why: str) -> _Outcome:
+    now = clock.now()
+    run = AgentRun(spec.name, spec.role, spec.model or "", "cancelled", now, now, 0.0, error=why)
+    return _Outcome(run)
+
+
+# --- the fan-out -----------------------------------------------------------------------
+
+_Consolidated = tuple[ConsolidationRun, list[Insight]]
+_Consolidate = Callable[[list["_Outcome"]], Coroutine[Any, Any, _Consolidated]]
+
+
+@dataclass
+class _FanOut:
+    outcomes: dict[str, _Outcome]
+    quorum_reached_s: float | None = None
+    late: tuple[str, ...] = ()
+    consolidation: tuple[ConsolidationRun, list[Insight]] | None = None  # overlap mode only
+
+
+async def _fan_out_sequential(
+    specs: tuple[AgentSpec, ...], ask: Callable[[AgentSpec], Awaitable[_Outcome]],
+    clock: _Clock, deadline: float | None,
+) -> _FanOut:  # fmt: skip
+    outcomes: dict[str, _Outcome] = {}
+    for spec in specs:
+        if deadline is not None and clock.now() >= deadline:
+            outcomes[spec.name] = _never_started(
+                spec, clock, "run deadline reached before it started"
+            )
+            continue
+        outcomes[spec.name] = await ask(spec)
+    return _FanOut(outcomes)
+
+
+async def _fan_out_parallel(
+    specs: tuple[AgentSpec, ...],
+    ask: Callable[[AgentSpec], Awaitable[_Outcome]],
+    settings: RunSettings,
+    clock: _Clock,
+    deadline: float | None,
+    consolidate: _Consolidate,
+    records: dict[str, AgentRun],
+) -> _FanOut:
+    """All agents at once; at quorum, stragglers get `grace_s` (or, with overlap, the
+    consolidation's duration) before they are cancelled."""
+    limit = asyncio.Semaphore(settings.max_concurrency or len(specs))
+
+    async def limited(spec: AgentSpec) -> _Outcome:
+        try:
+            async with limit:
+                return await ask(spec)
+        except asyncio.CancelledError:  # our own fan-out cancels stragglers; keep their record
+            if spec.name in records:
+                return _Outcome(records[spec.name])
+            return _never_started(spec, clock, "cancelled before it started")
+
+    tasks = [asyncio.create_task(limited(s), name=f"agent:{s.name}") for s in specs]
+    pending: set[asyncio.Task[_Outcome]] = set(tasks)
+    outcomes: dict[str, _Outcome] = {}
+    quorum = min(settings.quorum, len(specs))
+    fan = _FanOut(outcomes)
+
+    def remaining() -> float | None:
+        return None if deadline is None else max(0.0, deadline - clock.now())
+
+    def collect(done: set[asyncio.Task[_Outcome]]) -> None:
+        for task in done:
+            outcome = task.result()
+            outcomes[outcome.run.name] = outcome
+
+    def successes() -> int:
+        return sum(1 for o in outcomes.values() if o.run.status == "ok")
+
+    try:
+        # Phase 1: everyone, until the quorum succeeded, nobody is left, or the deadline.
+        while pending and successes() < quorum:
+            done, pending = await asyncio.wait(
+                pending, timeout=remaining(), return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:  # the deadline passed
+                break
+            collect(done)
+        if successes() >= quorum:
+            fan.quorum_reached_s = clock.now()
+
+        # Phase 2: the stragglers.
+        if pending and fan.quorum_reached_s is not None and settings.overlap:
+            fan.consolidation, fan.late = await _overlap(pending, outcomes, consolidate)
+        elif pending:
+            wait_s = settings.grace_s if fan.quorum_reached_s is not None else 0.0
+            if (left := remaining()) is not None:
+                wait_s = min(wait_s, left)
+            done, pending = await asyncio.wait(pending, timeout=wait_s)
+            collect(done)
+    finally:
+        # Whatever happened (grace over, deadline, our own cancellation), no task outlives
+        # the fan-out: each cancelled agent returns its own `cancelled` record.
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+            collect(pending)
+    return fan
+
+
+async def _overlap(
+    pending: set[asyncio.Task[_Outcome]],
+    outcomes: dict[str, _Outcome],
+    consolidate: _Consolidate,
+) -> tuple[tuple[ConsolidationRun, list[Insight]], tuple[str, ...]]:
+    """Consolidate what the quorum said while the stragglers keep going; answers that
+    arrive before the consolidation ends are folded in late. `pending` shrinks in place."""
+    ok_now = [o for o in outcomes.values() if o.run.status == "ok"]
+    consolidation = asyncio.create_task(consolidate(ok_now), name="consolidation")
+    late: list[str] = []
+    try:
+        while not consolidation.done():
+            waiting: set[asyncio.Future[Any]] = {consolidation, *pending}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for task in done - {consolidation}:
+                pending.discard(task)
+                outcome: _Outcome = task.result()
+                outcomes[outcome.run.name] = outcome
+                if outcome.run.status == "ok":
+                    late.append(outcome.run.name)
+    finally:
+        if not consolidation.done():
+            consolidation.cancel()
+            with suppress(asyncio.CancelledError):
+                await consolidation
+    return consolidation.result(), tuple(late)
+
+
+# --- consolidation ---------------------------------------------------------------------
+
+
+async def _consolidate(
+    backend: Backend,
+    roster: Roster,
+    values: Mapping[str, float | None],
+    ok: list[_Outcome],
+    timeout_s: float,
+    clock: _Clock,
+    progress: ProgressFn | None,
+) -> tuple[ConsolidationRun, list[Insight]]:
+    """The Consolidator merges ≥ 2 answers; otherwise, or if it fails, the deterministic merge."""
+    answers = [(o.run.name, o.answer or {}) for o in ok]
+    spec = roster.consolidator
+    if len(answers) >= 2:
+        user = consolidation_user_prompt(values, answers)
+        outcome = await _call(
+            backend, spec, user, CONSOLIDATION_SCHEMA, timeout_s, clock, progress, {}
+        )
+        insights = (
+            use_method.insights_from_output(spec.name, outcome.answer) if outcome.answer else []
+        )
+        if insights:
+            return ConsolidationRun(**asdict(outcome.run), method="llm"), insights
+        why = outcome.run.error or "consolidator returned no insights"
+        log.warning("consolidation by %s failed (%s); using deterministic merge", spec.name, why)
+        failed = outcome.run
+    else:
+        now = clock.now()
+        failed = AgentRun(spec.name, spec.role, spec.model or "", "ok", now, now, 0.0)
+    merged = (
+        use_method.merge_findings(answers) if answers else use_method.insights_from_checks(values)
+    )
+    run = ConsolidationRun(**asdict(failed), method="fallback")
+    run.end_s = clock.now()
+    run.duration_s = run.end_s - run.start_s
+    return run, merged
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+async def run_analysis(
+    snapshot: Snapshot,
+    roster: Roster,
+    backend_factory: BackendFactory,
+    settings: RunSettings,
+    *,
+    model: str,
+    quanta: Mapping[str, float] | None = None,
+    progress: ProgressFn | None = None,
+    simulated_profile: str | None = None,
+) -> AnalysisResult:
+    """Analyse one snapshot. The backend is created here, in this loop, and closed here."""
+    clock = _Clock()
+    roster = roster.with_default_model(model)
+    values = snapshot.quantised(quanta)
+    deadline = settings.deadline_s
+    records: dict[str, AgentRun] = {}
+    backend = backend_factory()
+    try:
+
+        def ask(spec: AgentSpec) -> Awaitable[_Outcome]:
+            user = agent_user_prompt(spec.role, values)
+            timeout = settings.agent_timeout_s
+            return _call(backend, spec, user, AGENT_SCHEMA, timeout, clock, progress, records)
+
+        async def consolidate(ok: list[_Outcome]) -> tuple[ConsolidationRun, list[Insight]]:
+            timeout = settings.agent_timeout_s
+            if deadline is not None:
+                timeout = max(0.001, min(timeout, deadline - clock.now()))
+            return await _consolidate(backend, roster, values, ok, timeout, clock, progress)
+
+        if settings.mode == "single":
+            specs: tuple[AgentSpec, ...] = (roster.generalist,)
+            fan = await _fan_out_sequential(specs, ask, clock, deadline)
+        elif settings.mode == "sequential":
+            specs = roster.specialists
+            fan = await _fan_out_sequential(specs, ask, clock, deadline)
+        else:
+            specs = roster.specialists
+            fan = await _fan_out_parallel(
+                specs, ask, settings, clock, deadline, consolidate, records
+            )
+        agents_done_s = clock.now()
+        log.info(
+            "all agents completed in %.2fs (%s, %d/%d ok)",
+            agents_done_s,
+            settings.mode,
+            sum(1 for o in fan.outcomes.values() if o.run.status == "ok"),
+            len(specs),
+        )
+
+        runs = [fan.outcomes[s.name].run for s in specs]
+        ok = [fan.outcomes[s.name] for s in specs if fan.outcomes[s.name].run.status == "ok"]
+        consolidation: ConsolidationRun | None
+        if settings.mode == "single":
+            consolidation = None
+            insights = (
+                use_method.insights_from_output(ok[0].run.name, ok[0].answer or {}) if ok else []
+            )
+            if not insights:
+                insights = use_method.insights_from_checks(values)
+            tier: Tier = "single" if ok else "fallback"
+        else:
+            if fan.consolidation is not None:
+                consolidation, insights = fan.consolidation
+                late = [fan.outcomes[n] for n in fan.late]
+                if late:  # fold late answers into the consolidated list, deterministically
+                    insights = use_method.merge_insights(
+                        [*insights, *(i for o in late for i in _insights_of(o))]
+                    )
+            else:
+                consolidation, insights = await consolidate(ok)
+            tier = tier_for(len(ok), len(specs))
+    finally:
+        await backend.aclose()
+
+    confidence = TIER_CONFIDENCE[tier]
+    for insight in insights:
+        insight.confidence = min(insight.confidence, confidence)
+    missing = [r.role for r in runs if r.status != "ok"]
+    result = AnalysisResult(
+        status="success" if ok else "error",
+        mode=settings.mode,
+        backend=BackendInfo(backend.kind, backend.base_url, model, backend.simulated),
+        snapshot_key=snapshot.cache_key(quanta),
+        tier=tier,
+        confidence=confidence,
+        agents_participated=len(ok),
+        agents_total=len(specs),
+        missing_roles=missing if settings.mode != "single" else [],
+        execution_time_s=clock.now(),
+        critical_path_s=_critical_path(runs, consolidation, fan.late),
+        cache=CacheInfo(hit=False, age_s=None),
+        agents=runs,
+        consolidation=consolidation,
+        insights=insights,
+        collaboration_summary=_summary(settings, runs, consolidation, fan.late),
+        quorum_reached_s=fan.quorum_reached_s,
+        late_agents=list(fan.late),
+        error=None if ok else _first_error(runs),
+        created_at=time.time(),
+        simulated_profile=simulated_profile if backend.simulated else None,
+    )
+    log.info(
+        "analysis %s finished in %.2fs: tier %s (%d/%d agents), critical path %.2fs",
+        settings.mode,
+        result.execution_time_s,
+        tier,
+        len(ok),
+        len(specs),
+        result.critical_path_s,
+    )
+    return result
+
+
+def _insights_of(outcome: _Outcome) -> list[Insight]:
+    return use_method.insights_from_output(outcome.run.name, outcome.answer or {})
+
+
+def _critical_path(
+    runs: list[AgentRun], consolidation: ConsolidationRun | None, late: tuple[str, ...]
+) -> float:
+    """The time no scheduler could avoid: the slowest agent the run waited for plus the
+    consolidation, each without time spent queueing for a server slot."""
+    waited = [r.work_s for r in runs if r.status != "cancelled" and r.name not in late]
+    return max(waited, default=0.0) + (consolidation.work_s if consolidation else 0.0)
+
+
+def _first_error(runs: list[AgentRun]) -> str:
+    for run in runs:
+        if run.error:
+            return f"{run.name}: {run.error}"
+    return "no agent answered"
+
+
+def _summary(
+    settings: RunSettings,
+    runs: list[AgentRun],
+    consolidation: ConsolidationRun | None,
+    late: tuple[str, ...],
+) -> str:
+    ok = [r.name for r in runs if r.status == "ok"]
+    others = [f"{r.name} {r.status}" for r in runs if r.status != "ok"]
+    text = f"{settings.mode.capitalize()} analysis: {len(ok)}/{len(runs)} agents answered"
+    if others:
+        text += f" ({', '.join(others)})"
+    if consolidation is not None:
+        how = "by the Consolidator" if consolidation.method == "llm" else "by deterministic merge"
+        text += f"; consolidated {how}"
+    if late:
+        text += f"; folded in late: {', '.join(late)}"
+    return text + "."

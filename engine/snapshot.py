@@ -1,0 +1,314 @@
+"""A host's metrics in USE-method terms (utilisation, saturation, errors), and where they come from.
+
+Sources: the live host (psutil, two samples for rates), a JSON file, or a bundled named
+scenario for demos. Every value is validated with a field-level message, and
+`cache_key` names the analysis a snapshot would get: two snapshots that quantise to
+the same values share a key (the timestamp and host name are not part of it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+Resource = Literal["cpu", "memory", "disk", "network", "service"]
+Kind = Literal["utilization", "saturation", "errors", "service"]
+
+
+class SnapshotError(ValueError):
+    """A snapshot field is missing or wrong. `field` names it; str() is one readable line."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    resource: Resource
+    kind: Kind
+    unit: str
+    label: str
+    minimum: float
+    maximum: float | None
+    quantum: float  # step values are rounded to for the cache key and the prompts
+    required: bool = True
+
+
+# The analysis-relevant fields. Order is display order.
+FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("cpu_util_pct", "cpu", "utilization", "%", "CPU utilisation", 0, 100, 1),
+    FieldSpec("cpu_load_per_core", "cpu", "saturation", "×", "Run queue per core", 0, None, 0.1),
+    FieldSpec("cpu_iowait_pct", "cpu", "errors", "%", "CPU iowait", 0, 100, 1),
+    FieldSpec("mem_util_pct", "memory", "utilization", "%", "Memory utilisation", 0, 100, 1),
+    FieldSpec("mem_swap_pct", "memory", "saturation", "%", "Swap used", 0, 100, 1),
+    FieldSpec("mem_oom_kills", "memory", "errors", "count", "OOM kills", 0, None, 1),
+    FieldSpec("disk_util_pct", "disk", "utilization", "%", "Disk busy", 0, 100, 1),
+    FieldSpec("disk_queue_depth", "disk", "saturation", "reqs", "Disk queue depth", 0, None, 0.1),
+    FieldSpec("disk_space_pct", "disk", "errors", "%", "Disk space used", 0, 100, 1),
+    FieldSpec("net_util_pct", "network", "utilization", "%", "Network utilisation", 0, 100, 1),
+    FieldSpec("net_drops_per_s", "network", "saturation", "/s", "Packet drops", 0, None, 1),
+    FieldSpec("net_errors_per_s", "network", "errors", "/s", "Interface errors", 0, None, 1),
+    FieldSpec(
+        "p95_latency_ms", "service", "service", "ms", "p95 latency", 0, None, 10, required=False
+    ),
+    FieldSpec(
+        "p95_baseline_ms", "service", "service", "ms", "p95 baseline", 0, None, 10, required=False
+    ),
+    FieldSpec(
+        "error_rate_pct", "service", "service", "%", "Error rate", 0, 100, 0.1, required=False
+    ),
+    FieldSpec(
+        "request_rate_per_s",
+        "service",
+        "service",
+        "/s",
+        "Request rate",
+        0,
+        None,
+        10,
+        required=False,
+    ),
+)
+FIELD_BY_NAME: dict[str, FieldSpec] = {f.name: f for f in FIELDS}
+_META_FIELDS = ("host", "timestamp", "cpu_count", "source")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    host: str
+    timestamp: float
+    cpu_count: int
+    source: str  # "live", "file:<name>", "scenario:<name>"
+    cpu_util_pct: float
+    cpu_load_per_core: float
+    cpu_iowait_pct: float
+    mem_util_pct: float
+    mem_swap_pct: float
+    mem_oom_kills: float
+    disk_util_pct: float
+    disk_queue_depth: float
+    disk_space_pct: float
+    net_util_pct: float
+    net_drops_per_s: float
+    net_errors_per_s: float
+    p95_latency_ms: float | None = None
+    p95_baseline_ms: float | None = None
+    error_rate_pct: float | None = None
+    request_rate_per_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "file") -> Snapshot:
+        """Validate `data` (parsed JSON) and build a snapshot; SnapshotError names the bad field."""
+        if not isinstance(data, Mapping):
+            raise SnapshotError("snapshot", f"must be a JSON object, got {type(data).__name__}")
+        known = set(FIELD_BY_NAME) | set(_META_FIELDS)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SnapshotError(
+                unknown[0], f"unknown field (known fields: {', '.join(FIELD_BY_NAME)})"
+            )
+        values: dict[str, Any] = {}
+        for spec in FIELDS:
+            values[spec.name] = _validate_value(spec, data.get(spec.name))
+        host = data.get("host", "unknown")
+        if not isinstance(host, str) or not host.strip() or len(host) > 253:
+            raise SnapshotError("host", "must be a non-empty string of at most 253 characters")
+        timestamp = data.get("timestamp", time.time())
+        if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
+            raise SnapshotError("timestamp", "must be unix seconds (a number)")
+        cpu_count = data.get("cpu_count", 1)
+        if isinstance(cpu_count, bool) or not isinstance(cpu_count, int) or cpu_count < 1:
+            raise SnapshotError("cpu_count", "must be a whole number ≥ 1")
+        src = data.get("source", source)
+        return cls(
+            host=host.strip(),
+            timestamp=float(timestamp),
+            cpu_count=cpu_count,
+            source=str(src),
+            **values,
+        )
+
+    def metric(self, name: str) -> float | None:
+        value = getattr(self, name)
+        return None if value is None else float(value)
+
+    def quantised(self, quanta: Mapping[str, float] | None = None) -> dict[str, float | None]:
+        """The analysis-relevant values rounded to their quantum (overridable per field)."""
+        out: dict[str, float | None] = {}
+        for spec in FIELDS:
+            value = getattr(self, spec.name)
+            q = (quanta or {}).get(spec.name, spec.quantum)
+            out[spec.name] = None if value is None else quantise(value, q)
+        return out
+
+    def cache_key(self, quanta: Mapping[str, float] | None = None) -> str:
+        canonical = json.dumps(self.quantised(quanta), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def quantise(value: float, quantum: float) -> float:
+    if quantum <= 0:
+        return float(value)
+    steps = math.floor(value / quantum + 0.5)  # half-up, not banker's rounding
+    # Round again so 0.1-steps print as 0.3, not 0.30000000000000004.
+    return round(steps * quantum, 6)
+
+
+def _validate_value(spec: FieldSpec, raw: Any) -> float | None:
+    if raw is None:
+        if spec.required:
+            raise SnapshotError(spec.name, f"is required ({spec.label}, {spec.unit})")
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise SnapshotError(spec.name, f"must be a number ({spec.unit}), got {raw!r:.40}")
+    value = float(raw)
+    if not math.isfinite(value):
+        raise SnapshotError(spec.name, "must be a finite number")
+    if value < spec.minimum:
+        raise SnapshotError(spec.name, f"must be ≥ {spec.minimum:g}, got {value:g}")
+    if spec.maximum is not None and value > spec.maximum:
+        raise SnapshotError(spec.name, f"must be ≤ {spec.maximum:g}, got {value:g}")
+    return value
+
+
+def load_file(path: str | Path) -> Snapshot:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SnapshotError("file", f"cannot read {p}: {exc.strerror or exc}") from None
+    return parse_json(text, source=f"file:{p.name}")
+
+
+def parse_json(text: str | bytes, *, source: str = "upload") -> Snapshot:
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = (
+            f" (line {exc.lineno}, column {exc.colno})"
+            if isinstance(exc, json.JSONDecodeError)
+            else ""
+        )
+        raise SnapshotError("file", f"not valid JSON{where}") from None
+    return Snapshot.from_dict(data, source=source)
+
+
+# Bundled demo scenarios: plausible hosts, each showing one USE-method story.
+_HEALTHY: dict[str, float] = {
+    "cpu_util_pct": 23, "cpu_load_per_core": 0.3, "cpu_iowait_pct": 1,
+    "mem_util_pct": 48, "mem_swap_pct": 0, "mem_oom_kills": 0,
+    "disk_util_pct": 12, "disk_queue_depth": 0.2, "disk_space_pct": 41,
+    "net_util_pct": 9, "net_drops_per_s": 0, "net_errors_per_s": 0,
+    "p95_latency_ms": 180, "p95_baseline_ms": 170, "error_rate_pct": 0.1,
+    "request_rate_per_s": 420,
+}  # fmt: skip
+SCENARIOS: dict[str, dict[str, float]] = {
+    "healthy": _HEALTHY,
+    "cpu-saturation": {
+        **_HEALTHY, "cpu_util_pct": 98, "cpu_load_per_core": 3.4, "cpu_iowait_pct": 2,
+        "p95_latency_ms": 1450, "error_rate_pct": 0.8, "request_rate_per_s": 910,
+    },
+    "memory-leak": {
+        **_HEALTHY, "mem_util_pct": 96, "mem_swap_pct": 71, "mem_oom_kills": 3,
+        "cpu_util_pct": 61, "p95_latency_ms": 620, "error_rate_pct": 1.6,
+    },
+    "disk-io-bound": {
+        **_HEALTHY, "disk_util_pct": 99, "disk_queue_depth": 14.5, "disk_space_pct": 93,
+        "cpu_iowait_pct": 38, "p95_latency_ms": 980,
+    },
+    "error-spike": {
+        **_HEALTHY, "error_rate_pct": 12.5, "net_errors_per_s": 40, "net_drops_per_s": 350,
+        "request_rate_per_s": 2600, "p95_latency_ms": 760, "net_util_pct": 71,
+    },
+}  # fmt: skip
+
+
+def scenario(name: str) -> Snapshot:
+    if name not in SCENARIOS:
+        raise SnapshotError(
+            "scenario", f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}"
+        )
+    data: dict[str, Any] = {**SCENARIOS[name], "host": f"demo-{name}", "cpu_count": 8}
+    return Snapshot.from_dict(data, source=f"scenario:{name}")
+
+
+def live(interval_s: float = 0.5) -> Snapshot:
+    """Sample this host twice, `interval_s` apart, for rates and busy fractions."""
+    import psutil  # imported here: only the live source needs it
+
+    disk0 = psutil.disk_io_counters()
+    net0 = psutil.net_io_counters()
+    psutil.cpu_times_percent(interval=None)
+    t0 = time.monotonic()
+    time.sleep(interval_s)  # the sampling window itself, not a wait for a result
+    cpu_times = psutil.cpu_times_percent(interval=None)
+    elapsed = max(time.monotonic() - t0, 1e-3)
+    disk1 = psutil.disk_io_counters()
+    net1 = psutil.net_io_counters()
+
+    cores = psutil.cpu_count() or 1
+    cpu_util = max(0.0, 100.0 - cpu_times.idle)
+    load1 = psutil.getloadavg()[0] / cores
+    mem = psutil.virtual_memory()
+    swap = psutil.swap_memory()
+
+    disk_util = disk_queue = 0.0
+    if disk0 is not None and disk1 is not None:
+        busy_ms = getattr(disk1, "busy_time", 0) - getattr(disk0, "busy_time", 0)
+        disk_util = min(100.0, busy_ms / (elapsed * 1000) * 100)
+        io_ms = (disk1.read_time + disk1.write_time) - (disk0.read_time + disk0.write_time)
+        disk_queue = max(0.0, io_ms / (elapsed * 1000))  # Little's law: mean requests in flight
+    space = psutil.disk_usage("/").percent
+
+    speeds = [s.speed for s in psutil.net_if_stats().values() if s.isup and s.speed > 0]
+    link_bytes_s = max(speeds) * 125_000 if speeds else 0.0
+    bytes_s = ((net1.bytes_sent + net1.bytes_recv) - (net0.bytes_sent + net0.bytes_recv)) / elapsed
+    drops = ((net1.dropin + net1.dropout) - (net0.dropin + net0.dropout)) / elapsed
+    errors = ((net1.errin + net1.errout) - (net0.errin + net0.errout)) / elapsed
+
+    return Snapshot.from_dict(
+        {
+            "host": socket.gethostname() or "localhost",
+            "timestamp": time.time(),
+            "cpu_count": cores,
+            "cpu_util_pct": round(cpu_util, 2),
+            "cpu_load_per_core": round(load1, 3),
+            "cpu_iowait_pct": round(getattr(cpu_times, "iowait", 0.0), 2),
+            "mem_util_pct": mem.percent,
+            "mem_swap_pct": swap.percent,
+            "mem_oom_kills": _oom_kills(),
+            "disk_util_pct": round(disk_util, 2),
+            "disk_queue_depth": round(disk_queue, 3),
+            "disk_space_pct": space,
+            "net_util_pct": round(min(100.0, bytes_s / link_bytes_s * 100), 2)
+            if link_bytes_s
+            else 0.0,
+            "net_drops_per_s": round(max(0.0, drops), 2),
+            "net_errors_per_s": round(max(0.0, errors), 2),
+        },
+        source="live",
+    )
+
+
+def _oom_kills() -> float:
+    """Kernel OOM kills since boot (Linux /proc/vmstat); 0 where the kernel does not say."""
+    try:
+        for line in Path("/proc/vmstat").read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0

@@ -1,0 +1,475 @@
+"""USE-method rules: the one place that says what is wrong with a snapshot.
+
+Three users, one set of rules:
+- the prompts quote these findings to ground every agent (`grounding_lines`);
+- the simulated Ollama answers with them, per role (`agent_answer`), so its output is
+  schema-valid and true to the snapshot;
+- the fallback consolidation merges agents' structured findings (`merge_findings`) and,
+  when no agent answered at all, reports the checks themselves (`insights_from_checks`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.records import SEVERITIES, SEVERITY_RANK, Insight, Severity
+from engine.snapshot import FIELD_BY_NAME
+
+Values = Mapping[str, float | None]  # snapshot field -> value (usually quantised)
+
+ROLES: tuple[str, ...] = ("performance", "infrastructure", "security", "cost", "reliability")
+ALL_ROLES = "generalist"  # the single-agent mode looks through every rule
+
+
+@dataclass(frozen=True)
+class Rule:
+    metric: str
+    levels: tuple[tuple[float, Severity], ...]  # ascending thresholds
+    roles: frozenset[str]
+    title: str
+    advice: tuple[str, ...]
+
+    def severity(self, value: float) -> tuple[Severity, float] | None:
+        hit: tuple[Severity, float] | None = None
+        for threshold, severity in self.levels:
+            if value >= threshold:
+                hit = (severity, threshold)
+        return hit
+
+
+def _rule(metric: str, levels: tuple[float, float, float], roles: str, title: str,
+          *advice: str) -> Rule:  # fmt: skip
+    medium, high, critical = levels
+    return Rule(
+        metric,
+        ((medium, "MEDIUM"), (high, "HIGH"), (critical, "CRITICAL")),
+        frozenset(roles.split()),
+        title,
+        advice,
+    )
+
+
+RULES: tuple[Rule, ...] = (
+    _rule(
+        "cpu_util_pct",
+        (70, 85, 95),
+        "performance infrastructure cost reliability",
+        "CPU utilisation is high",
+        "Profile the hottest processes (perf top, py-spy) and cut CPU per request.",
+        "Scale out horizontally or move to a larger instance class.",
+        "Set CPU requests/limits so noisy neighbours cannot starve the service.",
+    ),
+    _rule(
+        "cpu_load_per_core",
+        (1.0, 1.5, 3.0),
+        "performance infrastructure reliability",
+        "CPU run queue is saturated",
+        "Threads are waiting for CPU: reduce worker/thread counts to the core count.",
+        "Add cores or replicas; saturation, not utilisation, is what users feel as latency.",
+        "Check for lock contention or busy-wait loops with a profiler.",
+    ),
+    _rule(
+        "cpu_iowait_pct",
+        (10, 20, 40),
+        "performance infrastructure",
+        "CPU time is lost waiting on I/O",
+        "Find the blocking I/O (iotop, pidstat -d) and make it asynchronous or cached.",
+        "Move hot data to faster storage or add read caching.",
+    ),
+    _rule(
+        "mem_util_pct",
+        (80, 90, 97),
+        "performance infrastructure cost reliability",
+        "Memory utilisation is high",
+        "Look for unbounded caches or a leak: compare RSS growth over time per process.",
+        "Raise the memory limit or add nodes before the OOM killer does it for you.",
+        "Set memory alerts at 85 % so growth is caught before it pages.",
+    ),
+    _rule(
+        "mem_swap_pct",
+        (10, 30, 60),
+        "performance reliability",
+        "The host is swapping (memory saturation)",
+        "Swapping multiplies latency: free memory or add RAM; consider vm.swappiness=10.",
+        "Restart the leaking process in a maintenance window to recover headroom.",
+    ),
+    _rule(
+        "mem_oom_kills",
+        (1, 2, 3),
+        "reliability infrastructure",
+        "Processes were killed by the OOM killer",
+        "Find the killed processes in dmesg / journalctl -k and fix their memory bounds.",
+        "Add restart policies and memory limits so one process cannot take the host down.",
+    ),
+    _rule(
+        "disk_util_pct",
+        (60, 80, 95),
+        "performance infrastructure",
+        "Disk is busy most of the time",
+        "Identify the heaviest writers (iotop) and batch or defer their I/O.",
+        "Move to faster volumes (NVMe, provisioned IOPS) for the hot data set.",
+    ),
+    _rule(
+        "disk_queue_depth",
+        (2, 4, 10),
+        "performance infrastructure reliability",
+        "Disk I/O is queueing (disk saturation)",
+        "Requests wait in the disk queue: reduce concurrent I/O or spread it across volumes.",
+        "Check for a runaway job (backup, compaction, log flood) saturating the device.",
+    ),
+    _rule(
+        "disk_space_pct",
+        (80, 90, 95),
+        "infrastructure reliability cost",
+        "Disk space is running out",
+        "Rotate and compress logs; delete stale artefacts and old snapshots.",
+        "Grow the volume or add retention policies before writes start failing.",
+    ),
+    _rule(
+        "net_util_pct",
+        (60, 80, 95),
+        "performance infrastructure cost security",
+        "Network link utilisation is high",
+        "Find the top talkers (iftop, flow logs); compress or cache large responses.",
+        "Move bulk transfers off-peak or onto a separate interface.",
+    ),
+    _rule(
+        "net_drops_per_s",
+        (10, 100, 1000),
+        "performance security reliability",
+        "Packets are being dropped (network saturation)",
+        "Raise NIC ring buffers and socket backlogs; check for bursts exceeding the link.",
+        "Rate-limit abusive sources at the edge if the traffic is unexpected.",
+    ),
+    _rule(
+        "net_errors_per_s",
+        (1, 10, 100),
+        "infrastructure security",
+        "Network interface errors",
+        "Check cabling/virtual NIC health and driver logs; errors are never normal.",
+        "Look for malformed traffic that may indicate scanning or an attack.",
+    ),
+    _rule(
+        "error_rate_pct",
+        (1, 2, 5),
+        "reliability security",
+        "Request error rate is elevated",
+        "Correlate the errors with the latest deploy and roll back if they started with it.",
+        "Check error budgets and page the owning team if the SLO is burning.",
+    ),
+)
+RULE_BY_METRIC: dict[str, Rule] = {r.metric: r for r in RULES}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule that fired: metric(s), the value, the threshold it crossed and what to do."""
+
+    title: str
+    severity: Severity
+    metrics: tuple[str, ...]
+    value: float
+    threshold: float
+    observation: str
+    recommendations: tuple[str, ...]
+
+    def to_agent_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "observation": self.observation,
+            "recommendations": list(self.recommendations),
+            "severity": self.severity,
+            "confidence": _SEVERITY_CONFIDENCE[self.severity],
+            "metrics": list(self.metrics),
+        }
+
+
+# How sure a rule-based finding is: a threshold crossed further up is less ambiguous.
+_SEVERITY_CONFIDENCE: dict[str, int] = {"CRITICAL": 92, "HIGH": 88, "MEDIUM": 80, "LOW": 75}
+
+
+def _fmt(metric: str, value: float) -> str:
+    unit = FIELD_BY_NAME[metric].unit
+    text = f"{value:g}"
+    return f"{text}{unit}" if unit in ("%", "ms", "/s", "×") else f"{text} {unit}"
+
+
+def _rule_findings(values: Values, role: str) -> list[Finding]:
+    out: list[Finding] = []
+    for rule in RULES:
+        if role != ALL_ROLES and role not in rule.roles:
+            continue
+        value = values.get(rule.metric)
+        if value is None:
+            continue
+        hit = rule.severity(value)
+        if hit is None:
+            continue
+        severity, threshold = hit
+        label = FIELD_BY_NAME[rule.metric].label
+        out.append(
+            Finding(
+                title=rule.title,
+                severity=severity,
+                metrics=(rule.metric,),
+                value=value,
+                threshold=threshold,
+                observation=(
+                    f"{label} is {_fmt(rule.metric, value)}, at or above the "
+                    f"{severity} threshold of {_fmt(rule.metric, threshold)}."
+                ),
+                recommendations=rule.advice,
+            )
+        )
+    return out
+
+
+def _latency_finding(values: Values, role: str) -> list[Finding]:
+    """p95 latency against its own baseline: the service-level symptom of saturation."""
+    if role not in (ALL_ROLES, "performance", "reliability"):
+        return []
+    p95, base = values.get("p95_latency_ms"), values.get("p95_baseline_ms")
+    if p95 is None or not base:
+        return []
+    ratio = p95 / base
+    severity: Severity | None = None
+    for threshold, level in ((1.5, "MEDIUM"), (2.0, "HIGH"), (4.0, "CRITICAL")):
+        if ratio >= threshold:
+            severity = level  # type: ignore[assignment]
+    if severity is None:
+        return []
+    return [
+        Finding(
+            title="p95 latency is far above its baseline",
+            severity=severity,
+            metrics=("p95_latency_ms", "p95_baseline_ms"),
+            value=round(ratio, 2),
+            threshold=1.5,
+            observation=(
+                f"p95 latency is {p95:g} ms against a baseline of {base:g} ms "
+                f"({ratio:.1f}× the baseline)."
+            ),
+            recommendations=(
+                "Find which resource saturates first (USE method) — latency follows saturation.",
+                "Shed or queue load at the edge until the saturated resource recovers.",
+            ),
+        )
+    ]
+
+
+def _abuse_finding(values: Values, role: str) -> list[Finding]:
+    """Errors and drops rising together with a traffic surge look like abuse, not a bug."""
+    if role not in (ALL_ROLES, "security"):
+        return []
+    errors, rate = values.get("error_rate_pct"), values.get("request_rate_per_s")
+    drops = values.get("net_drops_per_s") or 0.0
+    if errors is None or rate is None or errors < 5 or (rate < 2000 and drops < 100):
+        return []
+    return [
+        Finding(
+            title="Traffic surge with errors: possible abuse or DDoS",
+            severity="HIGH",
+            metrics=("request_rate_per_s", "error_rate_pct", "net_drops_per_s"),
+            value=rate,
+            threshold=2000,
+            observation=(
+                f"{rate:g} requests/s with a {errors:g}% error rate and {drops:g} drops/s: "
+                "consistent with a flood or credential-stuffing burst."
+            ),
+            recommendations=(
+                "Inspect top client IPs and user agents in the access logs; block or rate-limit.",
+                "Enable WAF / edge rate limiting and verify auth failure counts.",
+            ),
+        )
+    ]
+
+
+def _overprovision_finding(values: Values, role: str) -> list[Finding]:
+    if role not in (ALL_ROLES, "cost"):
+        return []
+    cpu, mem = values.get("cpu_util_pct"), values.get("mem_util_pct")
+    if cpu is None or mem is None or cpu >= 30 or mem >= 60:
+        return []
+    return [
+        Finding(
+            title="Host looks over-provisioned",
+            severity="LOW",
+            metrics=("cpu_util_pct", "mem_util_pct"),
+            value=cpu,
+            threshold=30,
+            observation=f"CPU at {cpu:g}% and memory at {mem:g}% leave large idle headroom.",
+            recommendations=(
+                "Right-size to a smaller instance or pack more workloads per host.",
+                "Use autoscaling with a lower minimum replica count off-peak.",
+            ),
+        )
+    ]
+
+
+_DERIVED: tuple[Callable[[Values, str], list[Finding]], ...] = (
+    _latency_finding,
+    _abuse_finding,
+    _overprovision_finding,
+)
+
+
+def findings(values: Values, role: str = ALL_ROLES) -> list[Finding]:
+    """Every rule that fires for `role` (or all rules), most severe first."""
+    found = _rule_findings(values, role)
+    for derive in _DERIVED:
+        found.extend(derive(values, role))
+    return sorted(found, key=lambda f: SEVERITY_RANK[f.severity])
+
+
+def role_metrics(role: str) -> list[str]:
+    metrics = [r.metric for r in RULES if role == ALL_ROLES or role in r.roles]
+    if role in (ALL_ROLES, "performance", "reliability"):
+        metrics += ["p95_latency_ms", "p95_baseline_ms"]
+    if role in (ALL_ROLES, "security"):
+        metrics += ["request_rate_per_s"]
+    return list(dict.fromkeys(metrics))
+
+
+def _all_clear(role: str) -> Finding:
+    watched = role_metrics(role)
+    return Finding(
+        title=f"No {role} issue found",
+        severity="LOW",
+        metrics=tuple(watched[:3]),
+        value=0,
+        threshold=0,
+        observation=(
+            f"Every USE-method check in the {role} perspective is within its thresholds "
+            f"({len(watched)} metrics checked)."
+        ),
+        recommendations=("Keep the current alert thresholds; re-check after the next deploy.",),
+    )
+
+
+def agent_answer(values: Values, role: str) -> dict[str, Any]:
+    """A schema-valid agent answer grounded in the rules (what the simulated model says)."""
+    found = findings(values, role)[:4] or [_all_clear(role)]
+    worst = found[0]
+    summary = (
+        f"{len(found)} finding(s) from the {role} perspective; most severe: "
+        f"{worst.title} ({worst.severity})."
+    )
+    return {"summary": summary, "findings": [f.to_agent_json() for f in found]}
+
+
+def grounding_lines(values: Values, role: str) -> list[str]:
+    """The checks quoted into a prompt so the model reasons from numbers, not vibes."""
+    found = findings(values, role)
+    if not found:
+        return [f"- all {role} USE-method checks are within thresholds"]
+    return [
+        f"- {f.severity}: {', '.join(f.metrics)} = {f.value:g} (threshold {f.threshold:g}) — {f.title}"
+        for f in found
+    ]
+
+
+# --- consolidation without an LLM ------------------------------------------------------
+
+
+_TEXT_LIMIT = 600  # model output is untrusted: keep any one field to a readable size
+
+
+def _text(value: Any, limit: int = _TEXT_LIMIT) -> str:
+    text = " ".join(str(value).split()) if value is not None else ""
+    return text[:limit]
+
+
+def normalise_insight(raw: Any, default_agents: Iterable[str] = ()) -> Insight | None:
+    """Coerce one finding/insight from model JSON into an Insight, or None if unusable."""
+    if not isinstance(raw, Mapping):
+        return None
+    title = _text(raw.get("title"), 160)
+    observation = _text(raw.get("observation"))
+    if not title and not observation:
+        return None
+    severity = str(raw.get("severity", "MEDIUM")).upper()
+    recs = raw.get("recommendations")
+    recommendations = [_text(r, 300) for r in recs if _text(r)] if isinstance(recs, list) else []
+    metrics_raw = raw.get("metrics")
+    metrics = (
+        [m for m in metrics_raw if isinstance(m, str) and m in FIELD_BY_NAME]
+        if isinstance(metrics_raw, list)
+        else []
+    )
+    agents_raw = raw.get("agents")
+    agents = (
+        [_text(a, 60) for a in agents_raw if isinstance(a, str)]
+        if isinstance(agents_raw, list)
+        else list(default_agents)
+    )
+    try:
+        confidence = int(float(raw.get("confidence", 70)))
+    except (TypeError, ValueError):
+        confidence = 70
+    return Insight(
+        title=title or observation[:80],
+        observation=observation,
+        recommendations=recommendations[:5],
+        severity=severity if severity in SEVERITIES else "MEDIUM",
+        confidence=max(0, min(100, confidence)),
+        agents=list(dict.fromkeys(agents)),
+        metrics=list(dict.fromkeys(metrics)),
+    )
+
+
+def insights_from_output(agent: str, output: Mapping[str, Any]) -> list[Insight]:
+    """An agent's `findings` (or a consolidator's `insights`) as Insight records."""
+    items = output.get("findings", output.get("insights", []))
+    if not isinstance(items, list):
+        return []
+    out = [normalise_insight(item, default_agents=[agent]) for item in items]
+    return [i for i in out if i is not None]
+
+
+def merge_insights(insights: Iterable[Insight]) -> list[Insight]:
+    """Deterministic consolidation: one insight per underlying problem.
+
+    Findings that rest on the same metrics are the same problem seen by several agents:
+    keep the most severe wording, union the agents and advice, and let agreement raise
+    confidence a little (3 points per extra agent), never above 99.
+    """
+    groups: dict[tuple[str, ...], list[Insight]] = {}
+    for ins in insights:
+        key = tuple(sorted(ins.metrics)) or (ins.title.lower(),)
+        groups.setdefault(key, []).append(ins)
+    merged: list[Insight] = []
+    for members in groups.values():
+        members.sort(key=lambda i: (SEVERITY_RANK[i.severity], -i.confidence))
+        lead = members[0]
+        agents = list(dict.fromkeys(a for m in members for a in m.agents))
+        recs = list(dict.fromkeys(r for m in members for r in m.recommendations))
+        mean = sum(m.confidence for m in members) / len(members)
+        merged.append(
+            Insight(
+                title=lead.title,
+                observation=lead.observation,
+                recommendations=recs[:5],
+                severity=lead.severity,
+                confidence=min(99, round(mean + 3 * (len(agents) - 1))),
+                agents=agents,
+                metrics=list(dict.fromkeys(m for i in members for m in i.metrics)),
+            )
+        )
+    merged.sort(key=lambda i: (SEVERITY_RANK[i.severity], -len(i.agents), i.title))
+    return merged
+
+
+def merge_findings(outputs: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Insight]:
+    """Merge several agents' structured answers (agent name, parsed JSON)."""
+    return merge_insights(i for name, out in outputs for i in insights_from_output(name, out))
+
+
+def insights_from_checks(values: Values) -> list[Insight]:
+    """When no agent answered: the rules' own findings, attributed to no agent."""
+    found = findings(values, ALL_ROLES) or [_all_clear("overall")]
+    return merge_insights(
+        normalise_insight(f.to_agent_json(), default_agents=()) or Insight(f.title, "")
+        for f in found
+    )

@@ -1,0 +1,374 @@
+"""Ollama's native `/api/chat` backend.
+
+The NDJSON handling (`parse_ndjson_line`, `OllamaStream`, `chat_result`) is pure so it can
+be tested without sockets; `OllamaBackend` only moves bytes and turns failures into one-line
+`BackendError`s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import time
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from engine.backends.base import (
+    BackendError,
+    ChatRequest,
+    ChatResult,
+    ServerStatus,
+    TokenProgress,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
+_DEFAULT_PORT = 11434
+_NS = 1e-9
+_STATUS_TIMEOUT_S = 2.0
+# A dead host that drops packets would otherwise hold a call for the whole read timeout.
+_CONNECT_TIMEOUT_S = 10.0
+_DETAIL_CHARS = 300
+
+
+# --- OLLAMA_HOST -------------------------------------------------------------------------
+
+
+def parse_ollama_host(value: str | None) -> str:
+    """Turn an `OLLAMA_HOST` value into a base URL the way Ollama's own clients do.
+
+    Follows ollama-python's `_parse_host`: scheme defaults to http and port to 11434, but an
+    explicit http:// or https:// scheme defaults the port to 80 / 443; a bare `:port` means
+    127.0.0.1; IPv6 stays bracketed; a path is kept without its trailing slash. Like Ollama's
+    Go client it also strips surrounding quotes and spaces, which shell exports sometimes
+    carry. "0.0.0.0" is kept as is: neither official client rewrites it.
+    """
+    host = (value or "").strip().strip("\"'").strip()
+    port = _DEFAULT_PORT
+    scheme, sep, hostport = host.partition("://")
+    if not sep:
+        scheme, hostport = "http", host
+    elif scheme == "http":
+        port = 80
+    elif scheme == "https":
+        port = 443
+
+    split = urllib.parse.urlsplit(f"{scheme}://{hostport}")
+    hostname = split.hostname or "127.0.0.1"
+    try:
+        port = split.port or port
+    except ValueError:
+        # Ollama's Go client falls back to the default port rather than refusing to start.
+        logger.warning("OLLAMA_HOST has an invalid port; using %d", port)
+
+    try:
+        if isinstance(ipaddress.ip_address(hostname), ipaddress.IPv6Address):
+            hostname = f"[{hostname}]"  # urlsplit drops the brackets a URL needs
+    except ValueError:
+        pass
+
+    path = split.path.strip("/")
+    return f"{scheme}://{hostname}:{port}/{path}" if path else f"{scheme}://{hostname}:{port}"
+
+
+def ollama_base_url(env: Mapping[str, str] | None = None) -> str:
+    """Base URL from `OLLAMA_HOST` in `env` (default: the process environment)."""
+    source = os.environ if env is None else env
+    return parse_ollama_host(source.get("OLLAMA_HOST"))
+
+
+# --- Pure protocol handling --------------------------------------------------------------
+
+
+class OllamaStreamError(Exception):
+    """The response broke the protocol or reported an error (one line, no context yet)."""
+
+
+def one_line(text: str, limit: int = _DETAIL_CHARS) -> str:
+    """Collapse whitespace and cut to `limit` chars so server text fits one message line."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def error_detail(body: bytes) -> str:
+    """The server's own message from an error body (`{"error": "..."}`), else its text."""
+    text = body.decode("utf-8", "replace")
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return one_line(text) or "(empty body)"
+    if isinstance(payload, dict) and isinstance(payload.get("error"), str):
+        return one_line(payload["error"])
+    return one_line(text)
+
+
+def parse_ndjson_line(line: str | bytes) -> dict[str, Any] | None:
+    """Decode one NDJSON line; None for a blank line."""
+    text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        raise OllamaStreamError(f"invalid JSON line from server: {one_line(text, 80)!r}") from None
+    if not isinstance(payload, dict):
+        raise OllamaStreamError(f"expected a JSON object, got: {one_line(text, 80)!r}")
+    return payload
+
+
+def _number(final: Mapping[str, Any], key: str) -> int:
+    # Ollama omits zero-valued fields, so absent means 0, not unknown.
+    value = final.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return int(value)
+
+
+def chat_result(content: str, final: Mapping[str, Any], ttft_s: float | None) -> ChatResult:
+    """Map the `done: true` object's nanosecond timings onto a ChatResult in seconds."""
+    total = _number(final, "total_duration")
+    load = _number(final, "load_duration")
+    prefill = _number(final, "prompt_eval_duration")
+    decode = _number(final, "eval_duration")
+    # Ollama measures load_duration before a request waits for a free slot; that wait is
+    # only inside total_duration, so the unexplained remainder is queueing.
+    queue = max(0, total - load - prefill - decode)
+    return ChatResult(
+        content=content,
+        ttft_s=ttft_s,
+        total_s=total * _NS,
+        queue_s=queue * _NS,
+        load_s=load * _NS,
+        prefill_s=prefill * _NS,
+        decode_s=decode * _NS,
+        prompt_tokens=_number(final, "prompt_eval_count"),
+        output_tokens=_number(final, "eval_count"),
+        raw_final=dict(final),
+    )
+
+
+@dataclass
+class OllamaStream:
+    """Folds parsed response objects into one reply; knows nothing about sockets."""
+
+    parts: list[str] = field(default_factory=list)
+    chunks: int = 0
+    final: dict[str, Any] | None = None
+
+    def feed(self, obj: Mapping[str, Any]) -> str:
+        """Take one object and return the content it added ('' for none)."""
+        if "error" in obj:
+            raise OllamaStreamError(f"server error: {one_line(str(obj['error']))}")
+        message = obj.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        piece = content if isinstance(content, str) else ""
+        if piece:
+            self.parts.append(piece)
+            self.chunks += 1
+        if obj.get("done") is True:
+            self.final = dict(obj)
+        return piece
+
+    @property
+    def content(self) -> str:
+        return "".join(self.parts)
+
+    def result(self, ttft_s: float | None) -> ChatResult:
+        if self.final is None:
+            raise OllamaStreamError("stream ended early (no done:true object)")
+        return chat_result(self.content, self.final, ttft_s)
+
+
+def build_chat_body(request: ChatRequest) -> dict[str, Any]:
+    options: dict[str, Any] = {"temperature": request.temperature}
+    if request.max_tokens is not None:
+        options["num_predict"] = request.max_tokens
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": [
+            {"role": "system", "content": request.system},
+            {"role": "user", "content": request.user},
+        ],
+        "stream": request.stream,
+        "options": options,
+    }
+    if request.schema is not None:
+        body["format"] = request.schema
+    return body
+
+
+# --- I/O ---------------------------------------------------------------------------------
+
+
+class OllamaBackend:
+    """Talks to one Ollama server; bound to the event loop of its first call."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        simulated: bool = False,
+        timeout_s: float = 300.0,
+        max_connections: int = 16,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.kind = "simulated" if simulated else "ollama"
+        self.base_url = base_url.rstrip("/")
+        self.simulated = simulated
+        self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, _CONNECT_TIMEOUT_S))
+        self._limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"OllamaBackend(base_url={self.base_url!r}, kind={self.kind!r})"
+
+    def _client_for_loop(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                base_url=self.base_url,
+                timeout=self._timeout,
+                limits=self._limits,
+                transport=self._transport,
+            )
+            self._loop = loop
+        elif self._loop is not loop:
+            # Pooled connections belong to the loop that opened them; reusing them elsewhere
+            # fails in obscure ways, so fail loudly instead.
+            raise RuntimeError(
+                f"{self!r} was created in another event loop; make one backend per loop"
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is None:
+            return
+        if self._loop is not asyncio.get_running_loop():
+            raise RuntimeError(f"{self!r} must be closed in the event loop that used it")
+        client, self._client, self._loop = self._client, None, None
+        await client.aclose()
+
+    async def chat(
+        self, request: ChatRequest, on_tokens: TokenProgress | None = None
+    ) -> ChatResult:
+        client = self._client_for_loop()
+        model = request.model
+        reply = OllamaStream()
+        ttft_s: float | None = None
+        logger.debug(
+            "ollama chat: model=%s agent=%s stream=%s", model, request.agent, request.stream
+        )
+        started = time.perf_counter()
+
+        def take(line: str | bytes) -> None:
+            nonlocal ttft_s
+            obj = parse_ndjson_line(line)
+            if obj is not None and reply.feed(obj):
+                if ttft_s is None:
+                    ttft_s = time.perf_counter() - started
+                if on_tokens is not None:
+                    on_tokens(reply.chunks)
+
+        try:
+            async with client.stream(
+                "POST",
+                "/api/chat",
+                json=build_chat_body(request),
+                headers={"X-Quorum-Agent": request.agent},
+            ) as response:
+                if response.status_code != 200:
+                    raise self._status_error(model, response.status_code, await response.aread())
+                if request.stream:
+                    async for line in response.aiter_lines():
+                        take(line)
+                else:
+                    take(await response.aread())
+            return reply.result(ttft_s)
+        except OllamaStreamError as exc:
+            raise BackendError(f"Ollama model '{model}' at {self.base_url}: {exc}") from None
+        except httpx.TimeoutException as exc:
+            raise BackendError(
+                f"Ollama at {self.base_url} timed out ({type(exc).__name__}) on model '{model}'"
+            ) from exc
+        except httpx.ConnectError as exc:
+            raise BackendError(
+                f"cannot reach Ollama at {self.base_url}: {one_line(str(exc)) or 'connect failed'}"
+            ) from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            raise BackendError(
+                f"Ollama model '{model}' at {self.base_url}: stream ended early "
+                f"({type(exc).__name__}: {one_line(str(exc))})"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise BackendError(
+                f"request to Ollama at {self.base_url} failed for model '{model}': "
+                f"{type(exc).__name__}: {one_line(str(exc))}"
+            ) from exc
+
+    def _status_error(self, model: str, status: int, body: bytes) -> BackendError:
+        detail = error_detail(body)
+        where = f"Ollama at {self.base_url}"
+        if status == 404:
+            hint = (
+                f"try `ollama pull {model}`"
+                if "model" in detail.lower()
+                else "check that the URL points at an Ollama server"
+            )
+            return BackendError(f"{where}: {detail} (HTTP 404); {hint}")
+        if status == 503:
+            return BackendError(
+                f"{where} is busy ({detail}, HTTP 503): its request queue is full; "
+                "run fewer agents at once or raise OLLAMA_MAX_QUEUE on the server"
+            )
+        return BackendError(f"{where} returned HTTP {status} for model '{model}': {detail}")
+
+    async def status(self) -> ServerStatus:
+        client = self._client_for_loop()
+        try:
+            version_info = await _get_json(client, "/api/version")
+            tags = await _get_json(client, "/api/tags")
+        except httpx.ConnectError as exc:
+            return ServerStatus(
+                reachable=False,
+                error=f"cannot reach Ollama at {self.base_url}: {one_line(str(exc))}",
+            )
+        except Exception as exc:  # a status probe must never raise; CancelledError still does
+            return ServerStatus(
+                reachable=False,
+                error=f"Ollama at {self.base_url}: {type(exc).__name__}: {one_line(str(exc))}",
+            )
+        version = version_info.get("version")
+        entries = tags.get("models")
+        models = [
+            str(entry["name"])
+            for entry in (entries if isinstance(entries, list) else [])
+            if isinstance(entry, dict) and entry.get("name")
+        ]
+        return ServerStatus(
+            reachable=True, version=str(version) if version else None, models=models
+        )
+
+
+async def _get_json(client: httpx.AsyncClient, path: str) -> dict[str, Any]:
+    response = await client.get(path, timeout=_STATUS_TIMEOUT_S)
+    if response.status_code != 200:
+        raise OllamaStreamError(
+            f"HTTP {response.status_code} from {path}: {error_detail(response.content)}"
+        )
+    payload = parse_ndjson_line(response.content)
+    if payload is None:
+        raise OllamaStreamError(f"empty body from {path}")
+    return payload

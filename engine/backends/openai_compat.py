@@ -9,7 +9,6 @@ message this module builds.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -27,6 +26,7 @@ from engine.backends.base import (
     ServerStatus,
     TokenProgress,
 )
+from engine.backends.http import LoopBoundClient
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,6 @@ DONE = "[DONE]"
 _MS = 1e-3
 _STATUS_TIMEOUT_S = 2.0
 # A dead host that drops packets would otherwise hold a call for the whole read timeout.
-_CONNECT_TIMEOUT_S = 10.0
 _DETAIL_CHARS = 300
 
 
@@ -279,42 +278,19 @@ class OpenAICompatBackend:
         self.base_url = normalize_base_url(base_url)
         self.simulated = False
         self._api_key = _Secret(api_key) if api_key else None
-        self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, _CONNECT_TIMEOUT_S))
-        self._limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
+        self._http = LoopBoundClient(
+            self.base_url,
+            timeout_s=timeout_s,
+            max_connections=max_connections,
+            transport=transport,
+            owner=repr(self),
         )
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"OpenAICompatBackend(base_url={self.base_url!r}, api_key={self._api_key!r})"
 
-    def _client_for_loop(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                base_url=self.base_url,
-                timeout=self._timeout,
-                limits=self._limits,
-                transport=self._transport,
-            )
-            self._loop = loop
-        elif self._loop is not loop:
-            # Pooled connections belong to the loop that opened them; reusing them elsewhere
-            # fails in obscure ways, so fail loudly instead.
-            raise RuntimeError(
-                f"{self!r} was created in another event loop; make one backend per loop"
-            )
-        return self._client
-
     async def aclose(self) -> None:
-        if self._client is None:
-            return
-        if self._loop is not asyncio.get_running_loop():
-            raise RuntimeError(f"{self!r} must be closed in the event loop that used it")
-        client, self._client, self._loop = self._client, None, None
-        await client.aclose()
+        await self._http.aclose()
 
     def _headers(self, agent: str | None = None) -> dict[str, str]:
         # Sent per request rather than stored on the client, so the key sits in one place.
@@ -334,7 +310,7 @@ class OpenAICompatBackend:
     async def chat(
         self, request: ChatRequest, on_tokens: TokenProgress | None = None
     ) -> ChatResult:
-        client = self._client_for_loop()
+        client = self._http.get()
         model = request.model
         reply = OpenAIStream()
         ttft_s: float | None = None
@@ -417,7 +393,7 @@ class OpenAICompatBackend:
         return f"{where} returned HTTP {status} for model '{model}': {detail}"
 
     async def status(self) -> ServerStatus:
-        client = self._client_for_loop()
+        client = self._http.get()
         failure: str
         try:
             response = await client.get(

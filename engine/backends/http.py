@@ -1,0 +1,70 @@
+"""The pooled HTTP client both real backends use, bound to one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ssl
+
+import httpx
+
+_CONNECT_TIMEOUT_S = 10.0
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Building the default context loads the CA bundle (~50-80 ms). One per process is
+    # enough: an SSLContext is safe to share across threads and event loops.
+    return httpx.create_ssl_context()
+
+
+class LoopBoundClient:
+    """One `httpx.AsyncClient`, created lazily in the loop that first uses it.
+
+    Pooled connections belong to that loop; using them from another loop fails in
+    obscure ways, so that raises RuntimeError instead.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float,
+        max_connections: int,
+        transport: httpx.AsyncBaseTransport | None,
+        owner: str,
+    ) -> None:
+        self._base_url = base_url
+        self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, _CONNECT_TIMEOUT_S))
+        self._limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._transport = transport
+        self._owner = owner
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                base_url=self._base_url,
+                timeout=self._timeout,
+                limits=self._limits,
+                transport=self._transport,
+                verify=_tls_context(),
+            )
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError(
+                f"{self._owner} was created in another event loop; make one backend per loop"
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is None:
+            return
+        if self._loop is not asyncio.get_running_loop():
+            raise RuntimeError(f"{self._owner} must be closed in the event loop that used it")
+        client, self._client, self._loop = self._client, None, None
+        await client.aclose()

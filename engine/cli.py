@@ -1,0 +1,257 @@
+"""`python -m engine`: analyze, compare, snapshot, serve-simulated."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from engine import snapshot as snapshots
+from engine.agents import DEFAULT_MODEL, RosterError, load_roster
+from engine.cache import DEFAULT_TTL_S, ResultCache
+from engine.history import History
+from engine.records import AgentRun, AnalysisResult
+from engine.runner import MODES, RunSettings
+from engine.service import BACKEND_KINDS, BackendConfig, Engine, default_data_dir
+from engine.simulated import FAULT_KINDS, PROFILES, SimConfig, serve_forever
+
+
+class UsageError(Exception):
+    """Bad input: exit 2 with one line."""
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument(
+        "--scenario", choices=sorted(snapshots.SCENARIOS), help="a bundled demo snapshot"
+    )
+    src.add_argument("--snapshot", metavar="FILE", help="a snapshot JSON file")
+    src.add_argument("--live", action="store_true", help="sample this host (the default)")
+    b = p.add_argument_group("backend")
+    b.add_argument("--backend", choices=BACKEND_KINDS, default="simulated")
+    b.add_argument("--base-url", help="server URL (ollama: default $OLLAMA_HOST)")
+    b.add_argument("--model", default=DEFAULT_MODEL, help="default model for every agent")
+    b.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the API key")
+    b.add_argument("--roster", metavar="TOML", help="agent overrides (models, prompts)")
+    r = p.add_argument_group("run")
+    r.add_argument("--mode", choices=MODES, default="parallel")
+    r.add_argument("--agent-timeout", type=float, default=30.0, metavar="S")
+    r.add_argument("--deadline", type=float, default=None, metavar="S", help="whole-run deadline")
+    r.add_argument("--quorum", type=int, default=3)
+    r.add_argument("--grace", type=float, default=2.0, metavar="S")
+    r.add_argument(
+        "--overlap", action="store_true", help="consolidate at quorum, fold late answers in"
+    )
+    r.add_argument("--max-concurrency", type=int, default=None, metavar="N")
+    c = p.add_argument_group("cache")
+    c.add_argument("--no-cache", action="store_true")
+    c.add_argument("--refresh", action="store_true", help="skip the lookup, store the new result")
+    c.add_argument("--cache-dir", default=None, help="default: $QUORUM_DATA_DIR/cache")
+    c.add_argument("--ttl", type=float, default=DEFAULT_TTL_S, metavar="S")
+    s = p.add_argument_group("simulated server")
+    s.add_argument("--sim-profile", choices=sorted(PROFILES), default="baseline")
+    s.add_argument("--sim-num-parallel", type=int, default=6, metavar="N")
+    s.add_argument("--sim-time-scale", type=float, default=1.0, metavar="X")
+    s.add_argument("--sim-seed", type=int, default=7)
+    s.add_argument("--sim-fault", action="append", default=[], metavar="AGENT=KIND",
+                   help=f"inject a fault: {', '.join(FAULT_KINDS)}")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the JSON contract")
+    p.add_argument("-v", "--verbose", action="store_true", help="log one line per agent")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run_options(sub.add_parser("analyze", help="analyse one snapshot"))
+    _add_run_options(sub.add_parser("compare", help="single vs sequential vs parallel vs cached"))
+    snap = sub.add_parser("snapshot", help="print a snapshot as JSON")
+    src = snap.add_mutually_exclusive_group()
+    src.add_argument("--scenario", choices=sorted(snapshots.SCENARIOS))
+    src.add_argument("--snapshot", metavar="FILE")
+    src.add_argument("--live", action="store_true")
+    serve = sub.add_parser("serve-simulated", help="run the simulated Ollama server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=11435)
+    serve.add_argument("--num-parallel", type=int, default=6)
+    serve.add_argument("--profile", choices=sorted(PROFILES), default="baseline")
+    serve.add_argument("--time-scale", type=float, default=1.0)
+    serve.add_argument("--seed", type=int, default=7)
+    return parser
+
+
+def load_snapshot(args: argparse.Namespace) -> snapshots.Snapshot:
+    try:
+        if args.scenario:
+            return snapshots.scenario(args.scenario)
+        if args.snapshot:
+            return snapshots.load_file(args.snapshot)
+        return snapshots.live()
+    except snapshots.SnapshotError as exc:
+        raise UsageError(f"snapshot {exc}") from None
+
+
+def _faults(specs: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for spec in specs:
+        agent, sep, kind = spec.partition("=")
+        if not sep or not agent or kind not in FAULT_KINDS:
+            raise UsageError(
+                f"--sim-fault: expected AGENT=KIND with KIND in {', '.join(FAULT_KINDS)}, got {spec!r}"
+            )
+        out.append((agent, kind))
+    return tuple(out)
+
+
+def build_engine(args: argparse.Namespace) -> tuple[Engine, RunSettings]:
+    try:
+        sim = SimConfig(
+            profile=args.sim_profile,
+            num_parallel=args.sim_num_parallel,
+            time_scale=args.sim_time_scale,
+            seed=args.sim_seed,
+            faults=_faults(args.sim_fault),
+        )
+        backend = BackendConfig(
+            kind=args.backend,
+            base_url=args.base_url,
+            model=args.model,
+            api_key=os.environ.get(args.api_key_env) or None,
+            sim=sim,
+        )
+        settings = RunSettings(
+            mode=args.mode,
+            quorum=args.quorum,
+            grace_s=args.grace,
+            overlap=args.overlap,
+            agent_timeout_s=args.agent_timeout,
+            deadline_s=args.deadline,
+            max_concurrency=args.max_concurrency,
+        )
+        roster = load_roster(args.roster)
+        data_dir = default_data_dir()
+        cache = None
+        if not args.no_cache:
+            cache = ResultCache(args.cache_dir or data_dir / "cache", ttl_s=args.ttl)
+    except (ValueError, RosterError) as exc:
+        raise UsageError(str(exc)) from None
+    history = History(data_dir / "history.jsonl")
+    return Engine(backend, roster=roster, cache=cache, history=history), settings
+
+
+def _check_reachable(engine: Engine) -> None:
+    if engine.backend.simulated:
+        return
+    status = engine.server_status()
+    if not status.reachable:
+        raise ConnectionError(status.error or f"cannot reach {engine.backend.url()}")
+
+
+def _fmt(value: float | None, unit: str = "s") -> str:
+    return "-" if value is None else f"{value:.2f}{unit}"
+
+
+def format_result(result: AnalysisResult) -> str:
+    b = result.backend
+    label = " [SIMULATED]" if b.simulated else ""
+    cache = f"cache hit, {result.cache.age_s:.0f}s old" if result.cache.hit else "fresh run"
+    lines = [
+        f"{result.mode} analysis on {b.kind} {b.url} ({b.model}){label}",
+        f"tier {result.tier} · confidence {result.confidence} · "
+        f"{result.agents_participated}/{result.agents_total} agents"
+        + (f" · missing: {', '.join(result.missing_roles)}" if result.missing_roles else ""),
+        f"wall {result.execution_time_s:.3f}s · critical path {result.critical_path_s:.2f}s · {cache}",
+        "",
+        f"{'agent':<22}{'status':<10}{'start':>8}{'end':>8}{'queue':>8}{'load':>8}"
+        f"{'prefill':>9}{'decode':>8}{'tokens':>8}",
+    ]
+    rows: list[AgentRun] = list(result.agents)
+    if result.consolidation is not None:
+        rows.append(result.consolidation)
+    for run in rows:
+        name = run.name + (" (merge)" if getattr(run, "method", "") == "fallback" else "")
+        lines.append(
+            f"{name[:21]:<22}{run.status:<10}{run.start_s:>7.2f}s{run.end_s:>7.2f}s"
+            f"{_fmt(run.queue_s):>8}{_fmt(run.load_s):>8}{_fmt(run.prefill_s):>9}"
+            f"{_fmt(run.decode_s):>8}{run.output_tokens if run.output_tokens is not None else '-':>8}"
+        )
+        if run.error:
+            lines.append(f"{'':<22}↳ {run.error}")
+    lines.append("")
+    for insight in result.insights:
+        lines.append(f"[{insight.severity}] {insight.title} (confidence {insight.confidence}, "
+                     f"agents: {', '.join(insight.agents) or 'rules only'})")  # fmt: skip
+        lines.append(f"    {insight.observation}")
+        lines.extend(f"    - {rec}" for rec in insight.recommendations)
+    lines.append("")
+    lines.append(result.collaboration_summary)
+    return "\n".join(lines)
+
+
+def format_compare(data: dict[str, Any]) -> str:
+    lines = [
+        f"{'run':<12}{'wall':>10}{'critical path':>15}{'tier':>11}{'confidence':>12}{'agents':>8}"
+    ]
+    for name in ("single", "sequential", "parallel", "cached"):
+        r = data[name]
+        lines.append(
+            f"{name:<12}{r['execution_time_s']:>9.3f}s{r['critical_path_s']:>14.2f}s"
+            f"{r['tier']:>11}{r['confidence']:>12}{r['agents_participated']:>5}/{r['agents_total']}"
+        )
+    par = data["parallel"]
+    queued = sum((a["queue_s"] or 0.0) for a in par["agents"])
+    lines.append("")
+    lines.append(f"speedup (sequential ÷ parallel): {data['speedup']}×")
+    ideal = (
+        data["sequential"]["execution_time_s"] / par["critical_path_s"]
+        if par["critical_path_s"]
+        else 0
+    )
+    lines.append(f"ideal speedup (sequential ÷ parallel critical path): {ideal:.2f}×")
+    lines.append(f"server queue time in the parallel run (all agents): {queued:.2f}s")
+    if par["backend"]["simulated"]:
+        lines.append("All timings come from the SIMULATED Ollama server.")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(asctime)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
+    try:
+        if args.command == "serve-simulated":
+            serve_forever(
+                SimConfig(profile=args.profile, num_parallel=args.num_parallel,
+                          time_scale=args.time_scale, seed=args.seed),
+                args.host,
+                args.port,
+            )  # fmt: skip
+            return 0
+        if args.command == "snapshot":
+            print(json.dumps(load_snapshot(args).to_dict(), indent=2))
+            return 0
+        snap = load_snapshot(args)
+        engine, settings = build_engine(args)
+        _check_reachable(engine)
+        if args.command == "compare":
+            data = engine.compare(snap, settings)
+            print(json.dumps(data, indent=2) if args.json else format_compare(data))
+            return 0
+        result = engine.analyze(snap, settings, refresh=args.refresh)
+        print(json.dumps(result.to_dict(), indent=2) if args.json else format_result(result))
+        return 0 if result.status == "success" else 1
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ConnectionError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

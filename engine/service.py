@@ -1,0 +1,216 @@
+"""The engine's front door, used by the CLI, the dashboard and the benchmarks alike.
+
+`Engine.analyze` = cache lookup → (single-flight) run → cache store → history. It is
+synchronous: each run gets its own `asyncio.run`, and the backend (with its pooled
+httpx client) is created inside that loop and closed before it ends, so no client is
+ever shared across event loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from engine.agents import DEFAULT_MODEL, DEFAULT_ROSTER, Roster
+from engine.backends.base import Backend, ServerStatus
+from engine.backends.ollama import OllamaBackend, ollama_base_url
+from engine.backends.openai_compat import OpenAICompatBackend
+from engine.cache import ResultCache
+from engine.history import History
+from engine.records import AnalysisResult, CacheInfo
+from engine.runner import ProgressFn, RunSettings, run_analysis
+from engine.simulated import SimConfig, shared_server
+from engine.snapshot import Snapshot
+
+BackendKind = Literal["simulated", "ollama", "openai"]
+BACKEND_KINDS: tuple[BackendKind, ...] = ("simulated", "ollama", "openai")
+
+
+def default_data_dir() -> Path:
+    """Where the cache and history live: $QUORUM_DATA_DIR, else ~/.cache/quorum."""
+    env = os.environ.get("QUORUM_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "quorum"
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    kind: BackendKind = "simulated"
+    base_url: str | None = None  # None: OLLAMA_HOST for ollama; the embedded server for simulated
+    model: str = DEFAULT_MODEL
+    api_key: str | None = field(default=None, repr=False)  # never cached, logged or shown
+    sim: SimConfig = field(default_factory=SimConfig)
+    timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in BACKEND_KINDS:
+            raise ValueError(
+                f"backend: must be one of {', '.join(BACKEND_KINDS)}, got {self.kind!r}"
+            )
+        if self.kind == "openai" and not self.base_url:
+            raise ValueError("base-url: required for the openai backend (e.g. http://host:8000/v1)")
+        if not self.model.strip():
+            raise ValueError("model: must not be empty")
+
+    @property
+    def simulated(self) -> bool:
+        return self.kind == "simulated"
+
+    def url(self) -> str:
+        if self.kind == "simulated":
+            return self.base_url or shared_server(self.sim).url
+        if self.kind == "ollama":
+            return self.base_url or ollama_base_url()
+        return self.base_url or ""
+
+    def fingerprint(self) -> str:
+        """What about the backend changes an answer: never the API key, never a random port."""
+        where = self.sim.fingerprint() if self.simulated else self.url()
+        return f"{self.kind}|{where}|{self.model}"
+
+    def factory(self) -> Backend:
+        """A new backend; call it inside the event loop that will use it."""
+        url = self.url()
+        if self.kind == "openai":
+            return OpenAICompatBackend(url, api_key=self.api_key, timeout_s=self.timeout_s)
+        return OllamaBackend(url, simulated=self.simulated, timeout_s=self.timeout_s)
+
+
+def _run_sync(coro: Any) -> Any:
+    """`asyncio.run`, also from a thread that already runs a loop (then in a worker thread)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+class Engine:
+    def __init__(
+        self,
+        backend: BackendConfig,
+        *,
+        roster: Roster = DEFAULT_ROSTER,
+        cache: ResultCache | None = None,
+        history: History | None = None,
+    ) -> None:
+        self.backend = backend
+        self.roster = roster
+        self.cache = cache
+        self.history = history
+
+    def cache_key(self, snapshot: Snapshot, settings: RunSettings) -> str:
+        parts = (
+            snapshot.cache_key(),
+            self.roster.fingerprint(),
+            self.backend.fingerprint(),
+            settings.fingerprint(),
+        )
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+    def analyze(
+        self,
+        snapshot: Snapshot,
+        settings: RunSettings,
+        *,
+        refresh: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> AnalysisResult:
+        """Serve from the cache when it holds this analysis, else run it (once, however many
+        callers ask at the same time). `refresh` skips the lookup but stores the new result."""
+        started = time.perf_counter()
+        key = self.cache_key(snapshot, settings)
+        result = None if refresh else self._cached(key, started)
+        if result is None and self.cache is not None:
+            with self.cache.single_flight(key):
+                result = None if refresh else self._cached(key, started)
+                if result is None:
+                    result = self._run(snapshot, settings, progress)
+                    self.cache.set(key, result.to_dict())
+        elif result is None:
+            result = self._run(snapshot, settings, progress)
+        if self.history is not None:
+            self.history.append(result)
+        return result
+
+    def _cached(self, key: str, started: float) -> AnalysisResult | None:
+        if self.cache is None:
+            return None
+        hit = self.cache.get(key)
+        if hit is None:
+            return None
+        try:
+            result = AnalysisResult.from_dict(hit.result)
+        except (KeyError, TypeError, ValueError):
+            return None  # an entry from an older format: run again
+        result.cache = CacheInfo(hit=True, age_s=round(hit.age_s, 3))
+        result.created_at = time.time()
+        result.execution_time_s = time.perf_counter() - started
+        return result
+
+    def _run(
+        self, snapshot: Snapshot, settings: RunSettings, progress: ProgressFn | None
+    ) -> AnalysisResult:
+        result: AnalysisResult = _run_sync(
+            run_analysis(
+                snapshot,
+                self.roster,
+                self.backend.factory,
+                settings,
+                model=self.backend.model,
+                progress=progress,
+                simulated_profile=self.backend.sim.profile if self.backend.simulated else None,
+            )
+        )
+        return result
+
+    def compare(self, snapshot: Snapshot, settings: RunSettings) -> dict[str, Any]:
+        """The plan's comparison: single, sequential, parallel (all fresh), then parallel
+        again from the cache. Without a configured cache a throw-away one is used."""
+        cache = self.cache
+        scratch: ResultCache | None = None
+        if cache is None:
+            import tempfile
+
+            scratch = cache = ResultCache(tempfile.mkdtemp(prefix="quorum-compare-"))
+        engine = Engine(self.backend, roster=self.roster, cache=cache, history=self.history)
+        try:
+            runs = {
+                "single": engine.analyze(snapshot, replace(settings, mode="single"), refresh=True),
+                "sequential": engine.analyze(
+                    snapshot, replace(settings, mode="sequential"), refresh=True
+                ),
+                "parallel": engine.analyze(
+                    snapshot, replace(settings, mode="parallel"), refresh=True
+                ),
+            }
+            runs["cached"] = engine.analyze(snapshot, replace(settings, mode="parallel"))
+        finally:
+            if scratch is not None:
+                scratch.close()
+        out: dict[str, Any] = {name: r.to_dict() for name, r in runs.items()}
+        parallel_s = runs["parallel"].execution_time_s
+        out["speedup"] = (
+            round(runs["sequential"].execution_time_s / parallel_s, 3) if parallel_s else None
+        )
+        return out
+
+    def server_status(self) -> ServerStatus:
+        async def ask() -> ServerStatus:
+            backend = self.backend.factory()
+            try:
+                return await backend.status()
+            finally:
+                await backend.aclose()
+
+        status: ServerStatus = _run_sync(ask())
+        return status

@@ -1,0 +1,271 @@
+"""Where every second of a run went, as data a chart can draw (no Streamlit, no plotly).
+
+A run's agents become waterfall rows: each row is the agent's bar from `start_s` to
+`end_s`, split into the server's own report (queue → load → prefill → decode) laid end
+to end, with whatever the server does not explain shown as `other` (client, network,
+parsing). A server that reports nothing gets one `total` segment, so every row's
+segments always add up to the agent's duration.
+
+Also here: which agent is on the critical path, whether a "parallel" run was in fact
+serialised by the server, and the comparison table's rows and speedups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from engine.records import AgentRun, AgentStatus, AnalysisResult, ConsolidationRun
+
+SegmentKind = Literal["queue", "load", "prefill", "decode", "other", "total"]
+SEGMENT_KINDS: tuple[SegmentKind, ...] = ("queue", "load", "prefill", "decode", "other", "total")
+SEGMENT_LABELS: dict[SegmentKind, str] = {
+    "queue": "queue (waiting for a server slot)",
+    "load": "model load",
+    "prefill": "prefill (prompt)",
+    "decode": "decode (output)",
+    "other": "other / network",
+    "total": "no breakdown reported",
+}
+CONSOLIDATION_LABEL = "Consolidation"
+
+# Below this, a remainder is clock noise between client and server, not a segment.
+_EPSILON_S = 1e-4
+# A parallel run whose agents queued for at least this share of its wall time was
+# effectively run one at a time by the server.
+SERIALISED_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Segment:
+    kind: SegmentKind
+    start_s: float
+    duration_s: float
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
+
+
+@dataclass(frozen=True)
+class Row:
+    """One waterfall row: an agent, or the consolidation step."""
+
+    label: str  # the agent's name, or CONSOLIDATION_LABEL
+    agent: str
+    role: str
+    status: AgentStatus
+    start_s: float
+    duration_s: float
+    segments: tuple[Segment, ...]
+    critical: bool
+    consolidation: bool
+    late: bool
+    prompt_tokens: int | None
+    output_tokens: int | None
+    ttft_s: float | None
+    error: str | None
+    method: str | None  # consolidation only: "llm" or "fallback"
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
+
+
+@dataclass(frozen=True)
+class Timeline:
+    rows: tuple[Row, ...]
+    execution_time_s: float
+    critical_path_s: float
+    quorum_reached_s: float | None
+    critical_agent: str | None
+
+    @property
+    def span_s(self) -> float:
+        """The right edge a chart needs: the run's wall time or the last bar, whichever is later."""
+        return max([self.execution_time_s, *(r.end_s for r in self.rows)], default=0.0)
+
+
+def segments(run: AgentRun) -> tuple[Segment, ...]:
+    """The run's bar split into the server's timing report; widths always sum to its duration."""
+    duration = max(0.0, run.duration_s)
+    report: tuple[tuple[SegmentKind, float | None], ...] = (
+        ("queue", run.queue_s),
+        ("load", run.load_s),
+        ("prefill", run.prefill_s),
+        ("decode", run.decode_s),
+    )
+    reported = [(kind, max(0.0, value)) for kind, value in report if value is not None]
+    if not reported:
+        return (Segment("total", run.start_s, duration),)
+    explained = sum(v for _, v in reported)
+    if explained > duration and explained > 0:
+        # The server's clock says more than the client's: keep the proportions, fit the bar.
+        scale = duration / explained
+        reported = [(k, v * scale) for k, v in reported]
+        explained = duration
+    out: list[Segment] = []
+    cursor = run.start_s
+    for kind, width in reported:
+        out.append(Segment(kind, cursor, width))
+        cursor += width
+    remainder = duration - explained
+    if remainder > _EPSILON_S or not out:
+        out.append(Segment("other", cursor, remainder))
+    elif remainder > 0:
+        # Fold clock noise into the last segment so the widths still add up exactly.
+        last = out[-1]
+        out[-1] = Segment(last.kind, last.start_s, last.duration_s + remainder)
+    return tuple(out)
+
+
+def waited_for(result: AnalysisResult) -> list[AgentRun]:
+    """The agents the run actually waited for (the same set the runner's critical path uses)."""
+    late = set(result.late_agents)
+    return [a for a in result.agents if a.status != "cancelled" and a.name not in late]
+
+
+def critical_agent(result: AnalysisResult) -> str | None:
+    """The slowest waited-for agent by work (queueing excluded), as in `critical_path_s`."""
+    candidates = waited_for(result)
+    if not candidates:
+        return None
+    return max(candidates, key=lambda a: a.work_s).name
+
+
+def _row(
+    run: AgentRun, *, label: str, critical: bool, late: bool, consolidation: bool
+) -> Row:  # fmt: skip
+    return Row(
+        label=label,
+        agent=run.name,
+        role=run.role,
+        status=run.status,
+        start_s=run.start_s,
+        duration_s=max(0.0, run.duration_s),
+        segments=segments(run),
+        critical=critical,
+        consolidation=consolidation,
+        late=late,
+        prompt_tokens=run.prompt_tokens,
+        output_tokens=run.output_tokens,
+        ttft_s=run.ttft_s,
+        error=run.error,
+        method=run.method if isinstance(run, ConsolidationRun) else None,
+    )
+
+
+def timeline(result: AnalysisResult) -> Timeline:
+    """Rows in the order the agents were asked, the consolidation last."""
+    slowest = critical_agent(result)
+    late = set(result.late_agents)
+    rows = [
+        _row(a, label=a.name, critical=a.name == slowest, late=a.name in late, consolidation=False)
+        for a in result.agents
+    ]
+    if result.consolidation is not None:
+        rows.append(
+            _row(
+                result.consolidation,
+                label=CONSOLIDATION_LABEL,
+                critical=True,  # the run always waits for it
+                late=False,
+                consolidation=True,
+            )
+        )
+    return Timeline(
+        rows=tuple(rows),
+        execution_time_s=result.execution_time_s,
+        critical_path_s=result.critical_path_s,
+        quorum_reached_s=result.quorum_reached_s,
+        critical_agent=slowest,
+    )
+
+
+# --- was the parallel run really parallel? ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Serialisation:
+    queued_s: float  # all agents' server queue time, summed
+    work_s: float  # all agents' time not spent queueing, summed
+    wall_s: float
+    serialised: bool
+
+    @property
+    def share(self) -> float:
+        return self.queued_s / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def serialisation(result: AnalysisResult) -> Serialisation:
+    """A parallel run whose agents waited for server slots for at least half its wall time
+    (summed over agents) was serialised by the server, e.g. OLLAMA_NUM_PARALLEL=1."""
+    queued = sum(a.queue_s or 0.0 for a in result.agents)
+    work = sum(a.work_s for a in result.agents)
+    wall = result.execution_time_s
+    serialised = (
+        result.mode == "parallel"
+        and len(result.agents) > 1
+        and wall > 0
+        and queued >= SERIALISED_SHARE * wall
+    )
+    return Serialisation(queued, work, wall, serialised)
+
+
+# --- the comparison (Engine.compare's output) ---------------------------------------------
+
+COMPARE_RUNS: tuple[str, ...] = ("single", "sequential", "parallel", "cached")
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    run: str
+    wall_s: float
+    critical_path_s: float
+    confidence: int
+    tier: str
+    agents: str  # "5/5"
+    cache_hit: bool
+
+
+@dataclass(frozen=True)
+class Comparison:
+    runs: dict[str, AnalysisResult]
+    rows: tuple[CompareRow, ...]
+    speedup: float | None  # sequential wall ÷ parallel wall
+    ideal_speedup: float | None  # sequential wall ÷ parallel critical path
+    serialisation: Serialisation
+
+
+def comparison(data: Mapping[str, Any]) -> Comparison:
+    """Read `Engine.compare`'s dict into typed runs, table rows and speedups."""
+    runs = {name: AnalysisResult.from_dict(data[name]) for name in COMPARE_RUNS if name in data}
+    rows = tuple(
+        CompareRow(
+            run=name,
+            wall_s=r.execution_time_s,
+            critical_path_s=r.critical_path_s,
+            confidence=r.confidence,
+            tier=r.tier,
+            agents=f"{r.agents_participated}/{r.agents_total}",
+            cache_hit=r.cache.hit,
+        )
+        for name, r in runs.items()
+    )
+    seq, par = runs.get("sequential"), runs.get("parallel")
+    speedup: float | None = None
+    raw = data.get("speedup")
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        speedup = float(raw)
+    elif seq is not None and par is not None and par.execution_time_s > 0:
+        speedup = seq.execution_time_s / par.execution_time_s
+    ideal = (
+        seq.execution_time_s / par.critical_path_s
+        if seq is not None and par is not None and par.critical_path_s > 0
+        else None
+    )
+    serial = (
+        serialisation(par) if par is not None else Serialisation(0.0, 0.0, 0.0, serialised=False)
+    )
+    return Comparison(runs, rows, speedup, ideal, serial)

@@ -1,0 +1,258 @@
+"""The whole engine over real HTTP: Engine → runner → Ollama backend → simulated Ollama.
+
+Small time scales keep this fast; timing assertions are ratios with generous margins,
+because this runs on a noisy 2-core machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from engine.cache import ResultCache
+from engine.records import AnalysisResult
+from engine.runner import RunSettings
+from engine.service import BackendConfig, Engine
+from engine.simulated import SimConfig, SimulatedOllamaServer
+from engine.snapshot import scenario
+
+REPO = Path(__file__).resolve().parent.parent
+SPECIALISTS = (
+    "PerformanceAnalyst",
+    "InfrastructureExpert",
+    "SecurityAnalyst",
+    "CostOptimizer",
+    "ReliabilityEngineer",
+)
+
+
+@contextmanager
+def simulated(
+    *,
+    slots: int = 6,
+    scale: float = 0.01,
+    profile: str = "gpu",
+    faults: dict[str, str] | None = None,
+) -> Iterator[tuple[SimulatedOllamaServer, BackendConfig]]:
+    config = SimConfig(
+        profile=profile,
+        num_parallel=slots,
+        time_scale=scale,
+        faults=tuple((faults or {}).items()),
+    )
+    with SimulatedOllamaServer(config) as server:
+        yield server, BackendConfig(kind="simulated", base_url=server.url, sim=config)
+
+
+def analyze(
+    backend: BackendConfig, settings: RunSettings, name: str = "cpu-saturation"
+) -> AnalysisResult:
+    return Engine(backend).analyze(scenario(name), settings)
+
+
+def agents_phase(result: AnalysisResult) -> float:
+    return max(a.end_s for a in result.agents) - min(a.start_s for a in result.agents)
+
+
+def test_parallel_is_at_least_4x_faster_than_sequential_on_5_slots() -> None:
+    with simulated(slots=6, scale=0.1) as (_, backend):
+        analyze(backend, RunSettings(mode="single"))  # load the model first, as a warm server would
+        sequential = analyze(backend, RunSettings(mode="sequential"))
+        parallel = analyze(backend, RunSettings(mode="parallel", quorum=5))
+    assert sequential.tier == parallel.tier == "excellent"
+    assert agents_phase(sequential) / agents_phase(parallel) >= 4.0
+    assert sum(a.queue_s or 0.0 for a in parallel.agents) < 0.1 * agents_phase(parallel)
+    assert parallel.backend.simulated and parallel.simulated_profile == "gpu"
+
+
+def test_one_slot_serialises_the_parallel_run_and_reports_the_queue() -> None:
+    with simulated(slots=1, scale=0.05) as (_, backend):
+        analyze(backend, RunSettings(mode="single"))
+        sequential = analyze(backend, RunSettings(mode="sequential"))
+        parallel = analyze(backend, RunSettings(mode="parallel", quorum=5))
+    ratio = agents_phase(sequential) / agents_phase(parallel)
+    assert 0.7 < ratio < 1.4  # no speedup: the server ran them one at a time
+    queues = sorted(a.queue_s or 0.0 for a in parallel.agents)
+    work = statistics.median(a.work_s for a in parallel.agents)
+    assert queues[-1] > 3 * work  # the last one waited for (about) four others
+    # The critical path excludes the queue, so wall time is far above it: the honest signal.
+    assert parallel.execution_time_s > 2.5 * parallel.critical_path_s
+
+
+def test_hung_agent_is_cut_at_its_timeout_without_delaying_the_others() -> None:
+    with simulated(faults={"SecurityAnalyst": "hang"}) as (_, backend):
+        result = analyze(backend, RunSettings(quorum=5, agent_timeout_s=1.0))
+        runs = {a.name: a for a in result.agents}
+        assert runs["SecurityAnalyst"].status == "timeout"
+        assert runs["SecurityAnalyst"].duration_s == pytest.approx(1.0, abs=0.5)
+        assert all(
+            r.status == "ok" and r.end_s < 0.9 for n, r in runs.items() if n != "SecurityAnalyst"
+        )
+        assert result.tier == "good" and result.missing_roles == ["security"]
+
+
+def test_quorum_cancels_the_straggler() -> None:
+    with simulated(scale=0.02, faults={"CostOptimizer": "slow"}) as (_, backend):
+        analyze(backend, RunSettings(mode="single"))
+        result = analyze(backend, RunSettings(quorum=3, grace_s=0.0))
+        runs = {a.name: a for a in result.agents}
+        assert runs["CostOptimizer"].status == "cancelled"
+        assert result.quorum_reached_s is not None
+        assert runs["CostOptimizer"].end_s < 2 * result.quorum_reached_s + 0.2
+        assert result.tier == "good"
+
+
+@pytest.mark.parametrize(
+    ("failing", "tier", "confidence"),
+    [(0, "excellent", 95), (1, "good", 88), (2, "good", 88), (3, "basic", 80), (4, "fallback", 60)],
+)
+def test_every_tier(failing: int, tier: str, confidence: int) -> None:
+    faults = {name: "error" for name in SPECIALISTS[:failing]}
+    with simulated(faults=faults) as (_, backend):
+        result = analyze(backend, RunSettings(quorum=1, grace_s=5))
+    assert (result.tier, result.confidence) == (tier, confidence)
+    assert result.agents_participated == 5 - failing
+    assert len(result.missing_roles) == failing
+    assert all("simulated internal error" in (a.error or "") for a in result.agents[:failing])
+    assert result.consolidation is not None
+    assert result.consolidation.method == ("llm" if 5 - failing >= 2 else "fallback")
+
+
+def test_single_tier() -> None:
+    with simulated() as (_, backend):
+        result = analyze(backend, RunSettings(mode="single"))
+    assert (result.tier, result.confidence, result.agents_total) == ("single", 85, 1)
+
+
+@pytest.mark.parametrize("fault", ["error-midstream", "malformed", "busy", "notfound"])
+def test_a_failing_backend_degrades_one_agent(fault: str) -> None:
+    with simulated(faults={"InfrastructureExpert": fault}) as (_, backend):
+        result = analyze(backend, RunSettings(quorum=5))
+    runs = {a.name: a for a in result.agents}
+    assert runs["InfrastructureExpert"].status == "error"
+    assert runs["InfrastructureExpert"].error
+    assert sum(r.status == "ok" for r in runs.values()) == 4
+
+
+def test_fallback_merge_when_the_consolidator_fails() -> None:
+    with simulated(faults={"Consolidator": "error"}) as (_, backend):
+        result = analyze(backend, RunSettings(quorum=5))
+    assert result.consolidation is not None and result.consolidation.method == "fallback"
+    assert result.tier == "excellent"
+    cpu = next(i for i in result.insights if "cpu_util_pct" in i.metrics)
+    assert cpu.severity == "CRITICAL" and len(cpu.agents) >= 3
+    assert "deterministic merge" in result.collaboration_summary
+
+
+def test_server_timings_are_reported_per_agent() -> None:
+    with simulated() as (_, backend):
+        result = analyze(backend, RunSettings(quorum=5))
+    for run in [*result.agents, result.consolidation]:
+        assert run is not None
+        assert run.status == "ok"
+        assert run.prompt_tokens and run.output_tokens and run.response_chars > 0
+        assert run.decode_s is not None and run.decode_s > 0
+        assert run.prefill_s is not None and run.load_s is not None and run.queue_s is not None
+        assert run.ttft_s is not None and run.ttft_s <= run.duration_s
+
+
+def test_cache_hit_is_served_in_under_10_ms(tmp_path: Path) -> None:
+    with simulated() as (_, backend):
+        engine = Engine(backend, cache=ResultCache(tmp_path))
+        first = engine.analyze(scenario("memory-leak"), RunSettings())
+        hits = [engine.analyze(scenario("memory-leak"), RunSettings()) for _ in range(20)]
+    assert not first.cache.hit
+    assert all(h.cache.hit and h.cache.age_s is not None for h in hits)
+    assert statistics.median(h.execution_time_s for h in hits) < 0.010
+    assert hits[0].insights == first.insights and hits[0].agents == first.agents
+
+
+def test_different_settings_do_not_share_a_cache_entry(tmp_path: Path) -> None:
+    with simulated() as (_, backend):
+        engine = Engine(backend, cache=ResultCache(tmp_path))
+        engine.analyze(scenario("healthy"), RunSettings())
+        other = engine.analyze(scenario("healthy"), RunSettings(mode="sequential"))
+        refreshed = engine.analyze(scenario("healthy"), RunSettings(), refresh=True)
+    assert not other.cache.hit and not refreshed.cache.hit
+
+
+def test_20_concurrent_identical_requests_cause_one_fan_out(tmp_path: Path) -> None:
+    """10 threads, 5 asyncio tasks and 5 separate processes ask at once; one run answers all."""
+    with simulated(scale=0.05) as (server, backend):
+        engine = Engine(backend, cache=ResultCache(tmp_path))
+        snap = scenario("error-spike")
+        script = (
+            "import json, sys\n"
+            "from engine.cache import ResultCache\n"
+            "from engine.runner import RunSettings\n"
+            "from engine.service import BackendConfig, Engine\n"
+            "from engine.simulated import SimConfig\n"
+            "from engine.snapshot import scenario\n"
+            "sys.stdin.readline()\n"  # the start signal
+            f"sim = SimConfig(profile='gpu', num_parallel=6, time_scale=0.05)\n"
+            f"b = BackendConfig(kind='simulated', base_url={server.url!r}, sim=sim)\n"
+            f"e = Engine(b, cache=ResultCache({str(tmp_path)!r}))\n"
+            "r = e.analyze(scenario('error-spike'), RunSettings())\n"
+            "print(json.dumps({'hit': r.cache.hit, 'tier': r.tier}))\n"
+        )
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                env=env, text=True,
+            )
+            for _ in range(5)
+        ]  # fmt: skip
+        barrier = threading.Barrier(11)
+
+        def in_thread() -> AnalysisResult:
+            barrier.wait()
+            return engine.analyze(snap, RunSettings())
+
+        async def in_tasks() -> list[AnalysisResult]:
+            barrier.wait()
+            calls = [asyncio.to_thread(engine.analyze, snap, RunSettings()) for _ in range(5)]
+            return list(await asyncio.gather(*calls))
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=11) as pool:
+            thread_results = [pool.submit(in_thread) for _ in range(10)]
+            task_results = pool.submit(asyncio.run, in_tasks())
+            for proc in procs:
+                assert proc.stdin is not None
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+            results = [f.result(timeout=60) for f in thread_results] + task_results.result(
+                timeout=60
+            )
+        outputs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+        stats = server.stats.snapshot()
+    assert all(p.returncode == 0 for p in procs)
+    assert len(results) + len(outputs) == 20
+    # Exactly one fan-out: each agent and the consolidator asked once in all.
+    assert dict(stats.chat_by_agent) == {name: 1 for name in [*SPECIALISTS, "Consolidator"]}
+    hits = sum(r.cache.hit for r in results) + sum(o["hit"] for o in outputs)
+    assert hits == 19
+    assert {r.tier for r in results} | {o["tier"] for o in outputs} == {"excellent"}
+
+
+def test_unreachable_server_degrades_every_agent_not_the_process(tmp_path: Path) -> None:
+    config = SimConfig(time_scale=0.01)
+    with SimulatedOllamaServer(config) as server:
+        url = server.url
+    backend = BackendConfig(kind="ollama", base_url=url)  # nothing listens there any more
+    result = Engine(backend).analyze(scenario("cpu-saturation"), RunSettings(agent_timeout_s=5))
+    assert result.status == "error"
+    assert {a.status for a in result.agents} == {"error"}
+    assert result.error is not None and "cannot reach" in result.error.lower()
+    assert result.insights and result.tier == "fallback"

@@ -32,3 +32,8 @@ bench: $(VENV)/.runtime
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Refresh the README's images (docs/screenshots/*.png) with the real-browser test.
+.PHONY: screenshots
+screenshots: $(VENV)/.dev
+	QUORUM_SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q -m e2e tests/test_e2e_browser.py

@@ -1,0 +1,72 @@
+"""Live insights: the current snapshot, its analysis and where the seconds went."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from engine.records import AnalysisResult
+from engine.snapshot import SnapshotError
+from ui import render, safe, state
+
+ctx = state.context()
+st.title("Live insights")
+
+if ctx.backend is None:
+    st.warning(safe.md(ctx.backend_error or "Fix the backend settings in the sidebar."))
+    st.stop()
+
+controls = st.container(horizontal=True, vertical_alignment="bottom")
+with controls:
+    paused = st.toggle("Pause auto-refresh", value=False, key="live_paused")
+    interval = st.select_slider(
+        "Refresh every",
+        options=[5, 10, 15, 30, 60, 120, 300],
+        value=30,
+        format_func=lambda s: f"{s} s",
+        key="live_interval",
+        disabled=paused,
+    )
+st.caption(
+    safe.md(f"Snapshot: {ctx.source.label}")
+    + (" · auto-refresh paused" if paused else f" · re-read every {interval} s")
+    + ". An unchanged snapshot is served from the cache."
+)
+
+
+@st.fragment(run_every=None if paused else interval)
+def live_panel() -> None:
+    refresh = st.button(
+        "Run now (bypass cache)",
+        key="live_run_now",
+        icon=":material/refresh:",
+        help="Analyse again even if the cache holds this snapshot's answer.",
+    )
+    try:
+        snapshot = ctx.source.read()
+    except SnapshotError as exc:
+        st.error(state.snapshot_error_message(exc), title="No snapshot to analyse")
+        return
+    render.metric_tiles(snapshot, state.previous_snapshot(snapshot, ctx.source))
+
+    engine = state.engine_for(ctx)
+    if engine is None:  # the context checked this already; keeps the type checker honest
+        return
+    progress = render.LiveProgress(st.container())
+    result: AnalysisResult | None = None
+    try:
+        result = engine.analyze(snapshot, ctx.settings, refresh=refresh, progress=progress)
+    except (OSError, RuntimeError, ValueError) as exc:
+        st.error(safe.md(exc), title="The analysis could not run")
+    finally:
+        progress.close(result)
+    if result is not None:
+        render.result_details(
+            result,
+            ttl_s=ctx.ttl_s,
+            cache_off=not ctx.cache_enabled,
+            snapshot=snapshot,
+            key="live",
+        )
+
+
+live_panel()

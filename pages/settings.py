@@ -1,0 +1,97 @@
+"""Settings: the agent roster, the result cache and where Quorum keeps its files."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from ui import safe, state
+
+ROSTER_EXAMPLE = """\
+# quorum.toml — override any agent's model or system prompt
+[agents.PerformanceAnalyst]
+model = "mistral:7b"
+
+[agents.Consolidator]
+model = "llama3.1:70b"
+system_prompt = "You are the tech lead. Merge the specialists' findings ..."
+"""
+
+ctx = state.context()
+st.title("Settings")
+
+st.markdown("#### Agent roster")
+path = ctx.roster_path or state.roster_file()
+if ctx.roster_error:
+    st.error(safe.md(ctx.roster_error), title="quorum.toml is invalid: using the default roster")
+elif path.is_file():
+    st.caption(safe.md(f"Loaded from {path}."))
+else:
+    st.caption(safe.md(f"Default roster: no {path} found."))
+default_model = ctx.backend.model if ctx.backend is not None else "the backend's model"
+roster = ctx.roster
+members = [
+    *(("specialist", a) for a in roster.specialists),
+    ("consolidator", roster.consolidator),
+    ("single-agent mode", roster.generalist),
+]
+st.dataframe(
+    pd.DataFrame(
+        [
+            {
+                "name": spec.name,
+                "role": spec.role,
+                "used as": used,
+                "model": spec.model or f"default ({default_model})",
+                "prompt": spec.system_prompt,
+            }
+            for used, spec in members
+        ]
+    ),
+    hide_index=True,
+    column_config={"prompt": st.column_config.TextColumn("prompt", width="large")},
+)
+with st.expander("Roster file format"):
+    st.markdown(
+        safe.md(f"Put a TOML file at {path} (or point $QUORUM_ROSTER at one).")
+        + " Only `model` and `system_prompt` can be overridden, per agent name:"
+    )
+    st.code(ROSTER_EXAMPLE, language="toml")
+
+st.markdown("#### Result cache")
+cache = state.cache_for(ctx)
+
+
+def clear_cache() -> None:
+    # A callback runs before the rerun, so the numbers below already show the empty cache.
+    st.session_state["cache_cleared"] = cache.clear()
+
+
+stats = cache.stats()
+if stats.degraded:
+    st.warning(safe.md(stats.degraded), title="The cache is disabled (runs still work, uncached)")
+if not ctx.cache_enabled:
+    st.info("The result cache is switched off in the sidebar: every run is fresh.")
+tiles = st.columns(5)
+tiles[0].metric("Entries", f"{stats.entries:,}")
+tiles[1].metric("Size", f"{stats.size_bytes / 1024:,.1f} KiB")
+tiles[2].metric("Hits", f"{stats.hits:,}", help="Since this dashboard process started.")
+tiles[3].metric("Misses", f"{stats.misses:,}", help="Since this dashboard process started.")
+tiles[4].metric("TTL", f"{stats.ttl_s:,.0f} s")
+st.text(f"Directory: {stats.directory}")
+st.button("Clear cache", key="cache_clear", icon=":material/delete_sweep:", on_click=clear_cache)
+if (removed := st.session_state.pop("cache_cleared", None)) is not None:
+    st.success(f"Cleared {removed} cached result(s).")
+
+st.markdown("#### Files")
+st.dataframe(
+    pd.DataFrame(
+        [
+            {"what": "data directory ($QUORUM_DATA_DIR)", "path": str(ctx.data_dir)},
+            {"what": "result cache", "path": str(ctx.cache_dir)},
+            {"what": "history (JSON lines)", "path": str(ctx.history_path)},
+            {"what": "agent roster", "path": str(path)},
+        ]
+    ),
+    hide_index=True,
+)

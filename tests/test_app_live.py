@@ -1,0 +1,331 @@
+"""The Live insights page, end to end on the simulated backend (AppTest, no browser)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import FileUploader
+
+from engine.runner import ProgressEvent
+from engine.snapshot import SCENARIOS, SnapshotError
+from ui import render, safe, state
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+TIMEOUT_S = 60  # generous: a 2-core CI machine runs five agents and a consolidation
+
+
+def new_app(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    *,
+    backend: str = "simulated",
+    server_like_navigation: bool = True,
+) -> AppTest:
+    """The dashboard with its data in `tmp_path` and a simulated server at 1/100 speed."""
+    monkeypatch.setenv("QUORUM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("QUORUM_BACKEND", backend)
+    monkeypatch.setenv("QUORUM_SIM_TIME_SCALE", "0.01")
+    monkeypatch.setenv("QUORUM_ROSTER", str(tmp_path / "no-roster.toml"))
+    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    if server_like_navigation:
+        _keep_navigation_in_charge(monkeypatch)
+    return AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
+
+
+def _keep_navigation_in_charge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AppTest resets `PagesManager.uses_pages_directory` before every run, so with a
+    `pages/` folder next to app.py each run starts in the old pages-directory mode and
+    `ui.state.context()` has to rerun it through app.py, which loses a button click. A
+    real server clears the flag for good the first time `st.navigation` runs; this does
+    the same for AppTest."""
+    original = PagesManager.__init__
+
+    def init(self: PagesManager, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+def uploader(at: AppTest) -> FileUploader:
+    (widget,) = at.sidebar.get("file_uploader")
+    assert isinstance(widget, FileUploader)
+    return widget
+
+
+def badges(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if "-badge[" in m.value]
+
+
+def cache_badge(at: AppTest) -> str:
+    (label,) = [b for b in badges(at) if "cached ·" in b or "fresh run ·" in b]
+    return label
+
+
+def test_sidebar_offers_backend_snapshot_and_engine_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = new_app(monkeypatch, tmp_path).run()
+    assert not at.exception
+    assert at.sidebar.selectbox(key="backend_choice").value == "simulated"
+    assert at.sidebar.selectbox(key="sim_profile").value == "baseline"
+    assert at.sidebar.slider(key="sim_slots").value == 6
+    assert at.sidebar.number_input(key="sim_time_scale").value == pytest.approx(0.01)
+    assert at.sidebar.selectbox(key="scenario_name").value == "cpu-saturation"
+    for key in ("run_quorum",):
+        assert at.sidebar.slider(key=key).value == 3
+    for key in ("run_grace", "run_timeout", "cache_ttl"):
+        assert (at.sidebar.number_input(key=key).value or 0) > 0
+    assert at.sidebar.toggle(key="cache_on").value is True
+    status = " ".join(c.value for c in at.sidebar.caption)
+    assert "reachable" in status and "simulated" in status  # the server's own status
+
+
+def test_a_run_shows_tiles_tier_insights_progress_and_the_simulated_label(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = new_app(monkeypatch, tmp_path).run()
+    assert not at.exception
+    # USE tiles from the snapshot fields
+    labels = [m.label for m in at.metric]
+    assert "U · CPU utilisation" in labels and "S · Run queue per core" in labels
+    cpu = next(m for m in at.metric if m.label == "U · CPU utilisation")
+    assert cpu.value == f"{SCENARIOS['cpu-saturation']['cpu_util_pct']:.0f} %"
+    # the tier badge and agents
+    assert any("excellent 95" in b for b in badges(at))
+    assert any("5/5 agents" in b for b in badges(at))
+    # insight cards (the simulated answers follow the USE rules for cpu-saturation)
+    titles = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert "**CPU utilisation is high**" in titles
+    # live progress was drawn, one line per agent, in an st.status
+    (status,) = at.status
+    assert status.label.startswith("Analysis finished")
+    lines = [t.value for t in at.text]
+    assert any(line.startswith("PerformanceAnalyst: ok") for line in lines)
+    assert any(line.startswith("Consolidator: ok") for line in lines)
+    assert any(render.SIMULATED_LABEL in i.value for i in at.info)
+    assert cache_badge(at).split(":material/timer: ")[1].startswith("fresh run · ")
+    assert at.get("plotly_chart"), "the waterfall is drawn"
+
+
+def test_a_second_run_of_the_same_snapshot_is_served_from_the_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = new_app(monkeypatch, tmp_path).run()
+    assert "fresh run ·" in cache_badge(at)
+    at.run()  # an auto-refresh tick re-reads the (unchanged) snapshot
+    assert not at.exception
+    label = cache_badge(at)
+    assert "cached · " in label and " s old · TTL 300 s · served in " in label
+    assert not at.status, "a cache hit runs no agents, so no progress box"
+    assert any(c.value.startswith("Timings of the original run") for c in at.caption)
+    # and "Run now" bypasses the cache
+    at.button(key="live_run_now").click().run()
+    assert "fresh run ·" in cache_badge(at)
+
+
+def test_a_page_run_without_app_py_reruns_through_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Without the fix-up AppTest starts every run in pages-directory mode, as a fresh
+    # server does when its first request opens a sub-page: app.py must still draw the
+    # sidebar and the navigation.
+    at = new_app(monkeypatch, tmp_path, server_like_navigation=False).run()
+    at.switch_page("pages/settings.py").run()
+    assert not at.exception
+    assert at.sidebar.selectbox(key="backend_choice").value == "simulated"
+    assert any(m.value == "#### Agent roster" for m in at.markdown)
+    # The run that finished was app.py's: its st.navigation titles, not file names.
+    # (AppTest has no public view of the navigation; this is its registry.)
+    titles = {str(p.get("page_name")) for p in at._registered_pages.values()}
+    assert titles == {"Live insights", "Compare", "History", "Settings"}
+
+
+def test_pause_and_interval_controls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    at = new_app(monkeypatch, tmp_path).run()
+    assert at.toggle(key="live_paused").value is False
+    assert at.select_slider(key="live_interval").value == 30
+    at.toggle(key="live_paused").set_value(True).run()
+    assert not at.exception
+    assert any("auto-refresh paused" in c.value for c in at.caption)
+
+
+def test_cache_off_always_runs_fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    at = new_app(monkeypatch, tmp_path).run()
+    at.sidebar.toggle(key="cache_on").set_value(False).run()
+    at.run()
+    assert "fresh run ·" in cache_badge(at) and "cache off" in cache_badge(at)
+
+
+def test_the_live_host_is_sampled(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    at = new_app(monkeypatch, tmp_path).run()
+    at.sidebar.segmented_control(key="source_kind").set_value("live").run()
+    assert not at.exception
+    assert any(safe.md("source live") in c.value for c in at.caption)
+    assert len([m for m in at.metric if m.label.startswith(("U · ", "S · ", "E · "))]) == 12
+    assert any("/5 agents" in b for b in badges(at))
+
+
+def test_a_bad_upload_shows_the_field_level_message(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = new_app(monkeypatch, tmp_path).run()
+    at.sidebar.segmented_control(key="source_kind").set_value("upload").run()
+    assert not at.exception
+    bad = {**SCENARIOS["healthy"], "cpu_util_pct": 140}
+    uploader(at).set_value(("bad.json", json.dumps(bad).encode(), "application/json")).run()
+    assert not at.exception  # no traceback…
+    messages = [e.value for e in at.error]
+    # …but the field and the problem, in the sidebar and on the page
+    shown = [m for m in messages if safe.md("cpu_util_pct") in m]
+    assert len(shown) == 2, messages  # in the sidebar and on the page
+    assert all(safe.md("must be ≤ 100, got 140") in m for m in shown)
+    assert not at.status  # nothing was analysed
+
+
+def test_a_good_upload_is_analysed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    at = new_app(monkeypatch, tmp_path).run()
+    at.sidebar.segmented_control(key="source_kind").set_value("upload").run()
+    good = {**SCENARIOS["memory-leak"], "host": "db-1"}
+    uploader(at).set_value(("db.json", json.dumps(good).encode(), "application/json")).run()
+    assert not at.exception and not at.error
+    assert any("Memory utilisation is high" in m.value for m in at.markdown)
+
+
+def test_an_unreachable_ollama_is_reported_not_raised(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = new_app(monkeypatch, tmp_path, backend="ollama").run()
+    assert not at.exception
+    assert any("Server unreachable" in e.value for e in at.sidebar.error)
+    # The run itself degrades: no agent answered, the deterministic checks still speak.
+    assert any("No agent answered" in (e.proto.title or "") for e in at.main.error)
+    assert any("fallback 60" in b for b in badges(at))
+
+
+def test_the_openai_key_is_used_but_never_shown(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = new_app(monkeypatch, tmp_path, backend="openai")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-SECRET-1234")
+    at.run()
+    assert not at.exception
+    assert any(c.value == "API key: set (from OPENAI_API_KEY)" for c in at.sidebar.caption)
+    assert any("base" in w.value and "url" in w.value for w in at.main.warning)  # no URL yet
+    at.sidebar.text_input(key="openai_url").input("http://127.0.0.1:9/v1").run()
+    assert not at.exception
+    assert any("fallback 60" in b for b in badges(at))  # nobody answered, nothing crashed
+    shown = [
+        str(getattr(el, "value", "")) + str(getattr(el, "label", ""))
+        for kind in ("markdown", "caption", "text", "error", "warning", "info", "text_input")
+        for el in at.get(kind)
+    ]
+    assert shown and not any("SECRET" in item for item in shown)
+
+
+def test_auto_falls_back_to_the_simulated_server_without_ollama(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = new_app(monkeypatch, tmp_path, backend="auto").run()
+    assert not at.exception
+    assert any("No Ollama at" in c.value for c in at.sidebar.caption)
+    assert any(render.SIMULATED_LABEL in i.value for i in at.info)
+
+
+# --- the upload helper itself -------------------------------------------------------------
+
+
+def test_parse_upload_names_the_bad_field() -> None:
+    with pytest.raises(SnapshotError) as bad_value:
+        state.parse_upload(json.dumps({**SCENARIOS["healthy"], "mem_util_pct": -1}).encode(), "x")
+    assert bad_value.value.field == "mem_util_pct"
+    with pytest.raises(SnapshotError) as not_json:
+        state.parse_upload(b"{not json", "x")
+    assert not_json.value.field == "file" and "line 1" in not_json.value.message
+    with pytest.raises(SnapshotError) as missing:
+        state.parse_upload(b"{}", "x")
+    assert missing.value.field == "cpu_util_pct"
+    with pytest.raises(SnapshotError) as huge:
+        state.parse_upload(b" " * (state.MAX_UPLOAD_BYTES + 1), "x")
+    assert "too large" in huge.value.message
+
+
+def test_parse_upload_accepts_a_valid_snapshot() -> None:
+    snap = state.parse_upload(json.dumps(SCENARIOS["disk-io-bound"]).encode(), "disk.json")
+    assert snap.disk_util_pct == 99 and snap.source == "upload:disk.json"
+
+
+def test_cache_label_formats() -> None:
+    from dataclasses import replace
+
+    from engine.records import CacheInfo
+    from tests.test_timeline import make_result
+
+    fresh = make_result(wall=2.414)
+    assert render.cache_label(fresh, 300) == "fresh run · 2.41 s"
+    hit = replace(make_result(wall=0.003), cache=CacheInfo(hit=True, age_s=42.4))
+    assert render.cache_label(hit, 300) == "cached · 42 s old · TTL 300 s · served in 3 ms"
+
+
+# --- the progress callback ----------------------------------------------------------------
+
+
+class _Stop(BaseException):
+    """Stands in for Streamlit's stop/rerun signal, which st.* calls raise."""
+
+
+class _RaisingSlot:
+    calls = 0
+
+    def status(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        raise _Stop
+
+
+def test_progress_lets_one_stop_through_then_stays_quiet() -> None:
+    slot = _RaisingSlot()
+    progress = render.LiveProgress(slot)
+    with pytest.raises(_Stop):
+        progress(ProgressEvent("A", "tokens", 1.0, tokens=3))
+    # the cancelled agents' "finished" events must not raise again
+    progress(ProgressEvent("B", "finished", 1.1, status="cancelled"))
+    progress.close(None)
+    assert progress.interrupted and slot.calls == 1
+
+
+def test_progress_from_another_thread_is_counted_not_drawn() -> None:
+    slot = _RaisingSlot()
+    progress = render.LiveProgress(slot)
+    worker = threading.Thread(target=progress, args=(ProgressEvent("A", "started", 0.0),))
+    worker.start()
+    worker.join()
+    assert progress.off_thread_events == 1 and slot.calls == 0
+
+
+def test_progress_draws_one_line_per_agent_in_a_status_box() -> None:
+    def script() -> None:
+        import streamlit as st
+
+        from engine.runner import ProgressEvent
+        from ui import render
+
+        progress = render.LiveProgress(st.container(), min_redraw_s=0.0)
+        progress(ProgressEvent("A", "started", 0.0))
+        progress(ProgressEvent("B", "started", 0.01))
+        progress(ProgressEvent("A", "tokens", 0.5, tokens=42))
+        progress(ProgressEvent("A", "finished", 0.9, status="ok"))
+
+    at = AppTest.from_function(script, default_timeout=TIMEOUT_S).run()
+    (status,) = at.status
+    assert status.label == "Analysing… 1 done, 1 running"
+    assert [t.value for t in at.text] == [
+        "A: ok · 42 tokens · ended at 0.90 s",
+        "B: started at 0.01 s",
+    ]

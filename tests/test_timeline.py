@@ -1,0 +1,252 @@
+"""engine.timeline: waterfall segments, critical agent, serialisation, comparison rows."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from engine.records import (
+    AgentRun,
+    AnalysisResult,
+    BackendInfo,
+    CacheInfo,
+    ConsolidationRun,
+    Insight,
+    Mode,
+)
+from engine.timeline import (
+    CONSOLIDATION_LABEL,
+    comparison,
+    critical_agent,
+    segments,
+    serialisation,
+    timeline,
+)
+
+
+def agent(
+    name: str,
+    start: float,
+    duration: float,
+    *,
+    status: Any = "ok",
+    queue: float | None = 0.0,
+    load: float | None = 0.1,
+    prefill: float | None = 0.2,
+    decode: float | None = None,
+    tokens: int | None = 100,
+) -> AgentRun:
+    """A run whose decode fills the bar unless given, so the breakdown is exact by default."""
+    parts = [p for p in (queue, load, prefill) if p is not None]
+    if decode is None and load is not None:
+        decode = max(0.0, duration - sum(parts))
+    return AgentRun(
+        name=name,
+        role=name.lower(),
+        model="m",
+        status=status,
+        start_s=start,
+        end_s=start + duration,
+        duration_s=duration,
+        ttft_s=0.3 if status == "ok" else None,
+        queue_s=queue,
+        load_s=load,
+        prefill_s=prefill,
+        decode_s=decode,
+        prompt_tokens=250,
+        output_tokens=tokens,
+        error=None if status == "ok" else f"{name} {status}",
+    )
+
+
+def make_result(
+    *,
+    mode: Mode = "parallel",
+    agents: list[AgentRun] | None = None,
+    consolidation_s: float = 1.0,
+    quorum_s: float | None = 2.5,
+    late: list[str] | None = None,
+    wall: float | None = None,
+) -> AnalysisResult:
+    """A parallel run: A fast, B slowest ok, C timed out, D cancelled (straggler), E no
+    breakdown (a server that reports no timings)."""
+    runs = agents or [
+        agent("A", 0.0, 2.0),
+        agent("B", 0.0, 3.0),
+        agent("C", 0.0, 2.8, status="timeout", queue=None, load=None, prefill=None),
+        agent("D", 0.0, 3.5, status="cancelled", queue=None, load=None, prefill=None),
+        agent("E", 0.0, 2.5, queue=None, load=None, prefill=None, tokens=None),
+    ]
+    done = max(r.end_s for r in runs)
+    cons = ConsolidationRun(
+        name="Consolidator",
+        role="consolidator",
+        model="m",
+        status="ok",
+        start_s=done,
+        end_s=done + consolidation_s,
+        duration_s=consolidation_s,
+        queue_s=0.0,
+        load_s=0.0,
+        prefill_s=consolidation_s / 2,
+        decode_s=consolidation_s / 2,
+        output_tokens=80,
+        method="llm",
+    )
+    ok = [r for r in runs if r.status == "ok"]
+    waited = [r.work_s for r in runs if r.status != "cancelled" and r.name not in (late or [])]
+    return AnalysisResult(
+        status="success",
+        mode=mode,
+        backend=BackendInfo("simulated", "http://127.0.0.1:1", "m", simulated=True),
+        snapshot_key="k",
+        tier="good",
+        confidence=88,
+        agents_participated=len(ok),
+        agents_total=len(runs),
+        missing_roles=[r.role for r in runs if r.status != "ok"],
+        execution_time_s=wall if wall is not None else done + consolidation_s,
+        critical_path_s=max(waited, default=0.0) + cons.work_s,
+        cache=CacheInfo(),
+        agents=runs,
+        consolidation=cons,
+        insights=[Insight("t", "o", ["r"], "HIGH", 88, ["A"], ["cpu_util_pct"])],
+        collaboration_summary="summary",
+        quorum_reached_s=quorum_s,
+        late_agents=late or [],
+        created_at=1_700_000_000.0,
+        simulated_profile="baseline",
+    )
+
+
+# --- segments ---------------------------------------------------------------------------
+
+
+def test_segments_lay_the_breakdown_end_to_end_from_the_start() -> None:
+    run = agent("A", 1.0, 2.0, queue=0.5, load=0.25, prefill=0.25, decode=1.0)
+    segs = segments(run)
+    assert [s.kind for s in segs] == ["queue", "load", "prefill", "decode"]
+    assert segs[0].start_s == 1.0
+    for before, after in itertools.pairwise(segs):
+        assert after.start_s == pytest.approx(before.end_s)
+    assert sum(s.duration_s for s in segs) == pytest.approx(2.0)
+
+
+def test_unexplained_time_becomes_other() -> None:
+    run = agent("A", 0.0, 2.0, queue=0.0, load=0.1, prefill=0.2, decode=1.0)
+    segs = segments(run)
+    assert segs[-1].kind == "other"
+    assert segs[-1].duration_s == pytest.approx(0.7)
+    assert sum(s.duration_s for s in segs) == pytest.approx(2.0)
+
+
+def test_a_server_report_longer_than_the_bar_is_scaled_to_fit() -> None:
+    run = agent("A", 0.0, 1.0, queue=1.0, load=0.0, prefill=0.5, decode=0.5)
+    segs = segments(run)
+    assert sum(s.duration_s for s in segs) == pytest.approx(1.0)
+    assert segs[0].duration_s == pytest.approx(0.5)  # proportions kept: 1 of 2 s → half
+    assert "other" not in [s.kind for s in segs]
+
+
+def test_no_breakdown_is_one_segment_for_the_whole_duration() -> None:
+    run = agent("A", 0.4, 1.5, queue=None, load=None, prefill=None)
+    assert segments(run) == segments(run)
+    (only,) = segments(run)
+    assert (only.kind, only.start_s, only.duration_s) == ("total", 0.4, 1.5)
+
+
+def test_tiny_clock_noise_is_folded_into_the_last_segment() -> None:
+    run = agent("A", 0.0, 1.00005, queue=0.0, load=0.0, prefill=0.5, decode=0.5)
+    segs = segments(run)
+    assert [s.kind for s in segs] == ["queue", "load", "prefill", "decode"]
+    assert sum(s.duration_s for s in segs) == pytest.approx(1.00005)
+
+
+# --- timeline ---------------------------------------------------------------------------
+
+
+def test_timeline_has_a_row_per_agent_and_the_consolidation_last() -> None:
+    result = make_result()
+    tl = timeline(result)
+    assert [r.label for r in tl.rows] == ["A", "B", "C", "D", "E", CONSOLIDATION_LABEL]
+    assert tl.rows[-1].consolidation and tl.rows[-1].method == "llm"
+    assert tl.quorum_reached_s == 2.5
+    for row in tl.rows:
+        assert sum(s.duration_s for s in row.segments) == pytest.approx(row.duration_s)
+
+
+def test_critical_agent_is_the_slowest_waited_for_by_work() -> None:
+    result = make_result()
+    # D (cancelled, 3.5 s) was not waited for; B (3.0 s ok) beats C (2.8 s timeout).
+    assert critical_agent(result) == "B"
+    tl = timeline(result)
+    assert [r.label for r in tl.rows if r.critical] == ["B", CONSOLIDATION_LABEL]
+
+
+def test_critical_agent_ignores_late_agents_and_queueing() -> None:
+    runs = [
+        agent("A", 0.0, 4.0, queue=3.0, load=0.0, prefill=0.5),  # 1 s of work
+        agent("B", 0.0, 2.0),
+        agent("L", 0.0, 5.0),
+    ]
+    assert critical_agent(make_result(agents=runs, late=["L"])) == "B"
+
+
+def test_critical_agent_none_when_every_agent_was_cancelled() -> None:
+    runs = [agent("A", 0.0, 1.0, status="cancelled", queue=None, load=None, prefill=None)]
+    assert critical_agent(make_result(agents=runs)) is None
+
+
+# --- serialisation ----------------------------------------------------------------------
+
+
+def test_a_server_that_queues_the_agents_serialised_the_run() -> None:
+    # One slot: each agent waits for the ones before it (0, 1, 2, 3, 4 s of queue).
+    runs = [agent(f"A{i}", 0.0, i + 1.0, queue=float(i), load=0.0, prefill=0.5) for i in range(5)]
+    result = make_result(agents=runs, wall=6.0)
+    info = serialisation(result)
+    assert info.queued_s == pytest.approx(10.0)
+    assert info.serialised
+    assert info.share == pytest.approx(10.0 / 6.0)
+
+
+def test_a_truly_parallel_run_is_not_serialised() -> None:
+    assert not serialisation(make_result()).serialised
+
+
+def test_a_sequential_run_is_never_called_serialised() -> None:
+    runs = [agent(f"A{i}", 0.0, 2.0, queue=1.5, load=0.0, prefill=0.1) for i in range(5)]
+    assert not serialisation(make_result(agents=runs, mode="sequential", wall=3.0)).serialised
+
+
+# --- comparison -------------------------------------------------------------------------
+
+
+def test_comparison_reads_engine_compare_output() -> None:
+    seq = make_result(mode="sequential", wall=12.0)
+    par = make_result(wall=4.0)
+    cached = replace(make_result(wall=0.003), cache=CacheInfo(hit=True, age_s=1.0))
+    single = make_result(mode="single", wall=5.0)
+    data = {
+        "single": single.to_dict(),
+        "sequential": seq.to_dict(),
+        "parallel": par.to_dict(),
+        "cached": cached.to_dict(),
+        "speedup": 3.0,
+    }
+    comp = comparison(data)
+    assert [r.run for r in comp.rows] == ["single", "sequential", "parallel", "cached"]
+    assert comp.speedup == 3.0
+    assert comp.ideal_speedup == pytest.approx(12.0 / par.critical_path_s)
+    assert comp.rows[3].cache_hit and not comp.rows[2].cache_hit
+    assert comp.rows[1].agents == "3/5"
+    assert comp.runs["parallel"].execution_time_s == 4.0
+
+
+def test_comparison_computes_the_speedup_when_missing() -> None:
+    seq, par = make_result(mode="sequential", wall=9.0), make_result(wall=3.0)
+    data = {"sequential": seq.to_dict(), "parallel": par.to_dict(), "speedup": None}
+    assert comparison(data).speedup == pytest.approx(3.0)

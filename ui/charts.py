@@ -1,0 +1,425 @@
+"""Plotly figures: the timing waterfall, the comparison bars and the history trend.
+
+The waterfall is horizontal bars on a linear seconds axis (`go.Bar(base=start, x=width)`),
+not `px.timeline`: that one wants datetimes, and a run is a few seconds from zero. Every
+label and hover string that can carry text from outside the code goes through
+`ui.safe.plotly`, because plotly renders a subset of HTML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from engine.records import AnalysisResult
+from engine.timeline import (
+    CONSOLIDATION_LABEL,
+    SEGMENT_KINDS,
+    SEGMENT_LABELS,
+    CompareRow,
+    Row,
+    Timeline,
+    timeline,
+)
+from ui import safe
+
+SEGMENT_COLOURS: dict[str, str] = {
+    "queue": "#cbd5e1",
+    "load": "#a78bfa",
+    "prefill": "#f59e0b",
+    "decode": "#3b82f6",
+    "other": "#94a3b8",
+    "total": "#14b8a6",
+}
+TIER_COLOURS: dict[str, str] = {
+    "excellent": "#16a34a",
+    "good": "#2563eb",
+    "basic": "#d97706",
+    "single": "#7c3aed",
+    "fallback": "#dc2626",
+}
+
+
+@dataclass(frozen=True)
+class StatusStyle:
+    border: str
+    pattern: str  # plotly bar pattern shape; "" is solid
+    label: str
+
+
+STATUS_STYLES: dict[str, StatusStyle] = {
+    "ok": StatusStyle("rgba(255,255,255,0.9)", "", "ok"),
+    "timeout": StatusStyle("#ea580c", "x", "timeout (hatched ×, orange outline)"),
+    "error": StatusStyle("#dc2626", "-", "error (striped, red outline)"),
+    "cancelled": StatusStyle("#6b7280", "/", "cancelled (hatched /, grey outline)"),
+}
+CRITICAL_BORDER = "#111827"
+CRITICAL_WIDTH = 3.5
+NORMAL_WIDTH = 1.0
+QUORUM_COLOUR = "#16a34a"
+CRITICAL_LEGEND = "critical path (thick outline)"
+
+_HOVER = (
+    "<b>%{customdata[0]}</b> · %{customdata[1]}<br>"
+    "%{customdata[2]} ms of this segment · %{customdata[3]} ms in all<br>"
+    "starts at %{customdata[4]} ms · status %{customdata[5]}<br>"
+    "tokens: %{customdata[6]} prompt / %{customdata[7]} output · TTFT %{customdata[8]}"
+    "%{customdata[9]}<extra></extra>"
+)
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:,.0f}"
+
+
+def _tokens(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def row_label(row: Row) -> str:
+    """The y-axis label: the agent's name; the consolidation says how it was done."""
+    if row.consolidation:
+        how = " (merge)" if row.method == "fallback" else ""
+        return CONSOLIDATION_LABEL + how
+    return safe.plotly(row.label, limit=60) + (" (late)" if row.late else "")
+
+
+def _border(row: Row) -> tuple[str, float]:
+    style = STATUS_STYLES.get(row.status, STATUS_STYLES["error"])
+    if row.critical:
+        # A critical agent that failed keeps its status colour; thickness says "critical".
+        return (CRITICAL_BORDER if row.status == "ok" else style.border), CRITICAL_WIDTH
+    return style.border, (NORMAL_WIDTH if row.status == "ok" else 2.0)
+
+
+def _target(row: int | None, col: int | None) -> dict[str, int]:
+    return {} if row is None or col is None else {"row": row, "col": col}
+
+
+def add_waterfall(
+    fig: Any,
+    result: AnalysisResult,
+    *,
+    row: int | None = None,
+    col: int | None = None,
+    legend_seen: set[str] | None = None,
+) -> Timeline:
+    """Draw `result`'s waterfall into `fig` (or one subplot of it); returns its timeline.
+
+    `legend_seen` lets several waterfalls share one legend without repeating entries.
+    """
+    seen = legend_seen if legend_seen is not None else set()
+    tl = timeline(result)
+    labels = [row_label(r) for r in tl.rows]
+    where = _target(row, col)
+
+    for kind in SEGMENT_KINDS:
+        xs: list[float] = []
+        bases: list[float] = []
+        ys: list[str] = []
+        data: list[list[str]] = []
+        borders: list[str] = []
+        widths: list[float] = []
+        patterns: list[str] = []
+        pattern_colours: list[str] = []
+        for r, label in zip(tl.rows, labels, strict=True):
+            for seg in r.segments:
+                if seg.kind != kind:
+                    continue
+                xs.append(seg.duration_s)
+                bases.append(seg.start_s)
+                ys.append(label)
+                border, width = _border(r)
+                borders.append(border)
+                widths.append(width)
+                style = STATUS_STYLES.get(r.status, STATUS_STYLES["error"])
+                patterns.append(style.pattern)
+                pattern_colours.append(style.border if style.pattern else SEGMENT_COLOURS[kind])
+                error = f"<br>error: {safe.plotly(r.error, limit=160)}" if r.error else ""
+                data.append(
+                    [
+                        label,
+                        SEGMENT_LABELS[kind],
+                        _ms(seg.duration_s),
+                        _ms(r.duration_s),
+                        _ms(seg.start_s),
+                        r.status,
+                        _tokens(r.prompt_tokens),
+                        _tokens(r.output_tokens),
+                        "-" if r.ttft_s is None else f"{_ms(r.ttft_s)} ms",
+                        error,
+                    ]
+                )
+        if not xs:
+            continue
+        name = SEGMENT_LABELS[kind]
+        fig.add_trace(
+            go.Bar(
+                orientation="h",
+                x=xs,
+                base=bases,
+                y=ys,
+                name=name,
+                legendgroup=kind,
+                # Plotly draws a legend key in the style of a trace's first bar, which may
+                # carry a status or critical-path outline; a plain key is added below.
+                showlegend=False,
+                customdata=data,
+                hovertemplate=_HOVER,
+                marker={
+                    "color": SEGMENT_COLOURS[kind],
+                    "line": {"color": borders, "width": widths},
+                    "pattern": {
+                        "shape": patterns,
+                        "fgcolor": pattern_colours,
+                        "solidity": 0.35,
+                    },
+                },
+                meta={"segment": kind},
+            ),
+            **where,
+        )
+        if name not in seen:
+            seen.add(name)
+            fig.add_trace(
+                go.Bar(
+                    orientation="h",
+                    x=[None],
+                    y=[None],
+                    name=name,
+                    legendgroup=kind,
+                    marker={"color": SEGMENT_COLOURS[kind], "line": {"width": 0}},
+                    showlegend=True,
+                    hoverinfo="skip",
+                    meta={"legend_only": True, "segment_key": kind},
+                ),
+                **where,
+            )
+
+    _add_status_labels(fig, tl, labels, where)
+    _add_legend_keys(fig, tl, seen, where)
+    if tl.quorum_reached_s is not None:
+        fig.add_vline(
+            x=tl.quorum_reached_s,
+            line_dash="dash",
+            line_color=QUORUM_COLOUR,
+            line_width=2,
+            annotation_text=f"quorum at {tl.quorum_reached_s:.2f} s",
+            # Bottom left: the legend sits above the plot, and the consolidation bar
+            # (bottom row) starts at or after the quorum, so this corner is free.
+            annotation_position="bottom left",
+            annotation_font_color=QUORUM_COLOUR,
+            **where,
+        )
+    axis = {"autorange": "reversed", "categoryorder": "array", "categoryarray": labels}
+    fig.update_yaxes(**axis, **where)
+    return tl
+
+
+def _add_status_labels(fig: Any, tl: Timeline, labels: list[str], where: dict[str, int]) -> None:
+    """Text after every bar that did not end `ok`: colour is not the only signal."""
+    points = [
+        (r.end_s, label, r.status)
+        for r, label in zip(tl.rows, labels, strict=True)
+        if r.status != "ok"
+    ]
+    if not points:
+        return
+    fig.add_trace(
+        go.Scatter(
+            x=[p[0] for p in points],
+            y=[p[1] for p in points],
+            text=[f" {p[2]}" for p in points],
+            mode="text",
+            textposition="middle right",
+            textfont={"color": [STATUS_STYLES[p[2]].border for p in points]},
+            hoverinfo="skip",
+            showlegend=False,
+            meta={"status_labels": True},
+        ),
+        **where,
+    )
+
+
+def _add_legend_keys(fig: Any, tl: Timeline, seen: set[str], where: dict[str, int]) -> None:
+    """Legend-only entries (no data) for the outline styles used in this waterfall."""
+    keys: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    if any(r.critical for r in tl.rows):
+        keys.append(
+            (CRITICAL_LEGEND, {"critical_path": True}, {"color": CRITICAL_BORDER, "width": 3})
+        )
+    for status in ("timeout", "error", "cancelled"):
+        if any(r.status == status for r in tl.rows):
+            style = STATUS_STYLES[status]
+            keys.append((style.label, {"status": status}, {"color": style.border, "width": 2}))
+    for name, meta, line in keys:
+        if name in seen:
+            continue
+        seen.add(name)
+        pattern = STATUS_STYLES.get(meta.get("status", "ok"), STATUS_STYLES["ok"]).pattern
+        fig.add_trace(
+            go.Bar(
+                orientation="h",
+                x=[None],
+                y=[None],
+                name=name,
+                marker={
+                    "color": "rgba(0,0,0,0)",
+                    "line": line,
+                    "pattern": {"shape": pattern, "fgcolor": line["color"]},
+                },
+                showlegend=True,
+                hoverinfo="skip",
+                meta={"legend_only": True, **meta},
+            ),
+            **where,
+        )
+
+
+def _layout(fig: Any, *, height: int, span_s: float, title: str | None) -> None:
+    fig.update_layout(
+        barmode="overlay",
+        bargap=0.3,
+        height=height,
+        margin={"l": 10, "r": 20, "t": 60 if title else 40, "b": 40},
+        title={"text": safe.plotly(title)} if title else None,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        hoverlabel={"align": "left"},
+    )
+    fig.update_xaxes(
+        type="linear",
+        range=[0, max(span_s, 0.001) * 1.12],  # room for the status labels after the bars
+        ticksuffix=" s",
+        zeroline=True,
+        showgrid=True,
+    )
+
+
+def waterfall(result: AnalysisResult, *, title: str | None = None) -> Any:
+    """One run: a row per agent plus the consolidation, on a linear seconds axis."""
+    fig = go.Figure()
+    tl = add_waterfall(fig, result)
+    _layout(fig, height=120 + 40 * len(tl.rows), span_s=tl.span_s, title=title)
+    fig.update_xaxes(title_text="seconds since the run started")
+    return fig
+
+
+def stacked_waterfalls(
+    top: AnalysisResult,
+    bottom: AnalysisResult,
+    *,
+    titles: tuple[str, str] = ("Sequential", "Parallel"),
+) -> Any:
+    """Two runs one above the other on one shared time axis, so their lengths compare."""
+    rows_top = len(timeline(top).rows) or 1
+    rows_bottom = len(timeline(bottom).rows) or 1
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.12,
+        row_heights=[rows_top, rows_bottom],
+        subplot_titles=[safe.plotly(t) for t in titles],
+    )
+    seen: set[str] = set()
+    tl_top = add_waterfall(fig, top, row=1, col=1, legend_seen=seen)
+    tl_bottom = add_waterfall(fig, bottom, row=2, col=1, legend_seen=seen)
+    span = max(tl_top.span_s, tl_bottom.span_s)
+    _layout(fig, height=200 + 38 * (rows_top + rows_bottom), span_s=span, title=None)
+    fig.update_xaxes(title_text="seconds since the run started", row=2, col=1)
+    return fig
+
+
+def compare_bars(rows: Sequence[CompareRow]) -> Any:
+    """Wall time against critical path for each run of a comparison, coloured by tier."""
+    names = [r.run for r in rows]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Bar(
+            x=names,
+            y=[r.wall_s for r in rows],
+            name="wall time",
+            marker={"color": [TIER_COLOURS.get(r.tier, "#64748b") for r in rows]},
+            text=[f"{r.wall_s:.2f} s" for r in rows],
+            textposition="outside",
+            textfont={"size": 12},
+            cliponaxis=False,
+            customdata=[[r.tier, r.confidence, r.agents] for r in rows],
+            hovertemplate=(
+                "%{x}: %{y:.3f} s wall<br>tier %{customdata[0]} %{customdata[1]}"
+                " · %{customdata[2]} agents<extra></extra>"
+            ),
+        )
+    )
+    fig.add_trace(
+        go.Bar(
+            x=names,
+            y=[r.critical_path_s for r in rows],
+            name="critical path",
+            marker={"color": "rgba(100,116,139,0.45)"},
+            hovertemplate="%{x}: %{y:.3f} s critical path<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        barmode="group",
+        height=360,
+        margin={"l": 10, "r": 10, "t": 30, "b": 30},
+        yaxis={"title": {"text": "seconds"}, "rangemode": "tozero"},
+        legend={"orientation": "h", "y": 1.08},
+    )
+    return fig
+
+
+def history_trend(results: Sequence[AnalysisResult]) -> Any:
+    """Wall time of every run over time; colour is the tier, an open diamond a cache hit."""
+    ordered = sorted(results, key=lambda r: r.created_at)
+    fig = go.Figure()
+    if ordered:
+        fig.add_trace(
+            go.Scatter(
+                x=[datetime.fromtimestamp(r.created_at) for r in ordered],
+                y=[r.execution_time_s for r in ordered],
+                mode="lines",
+                line={"color": "rgba(100,116,139,0.35)", "width": 1},
+                hoverinfo="skip",
+                showlegend=False,
+            )
+        )
+    for tier, colour in TIER_COLOURS.items():
+        points = [r for r in ordered if r.tier == tier]
+        if not points:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[datetime.fromtimestamp(r.created_at) for r in points],
+                y=[r.execution_time_s for r in points],
+                mode="markers",
+                name=tier,
+                marker={
+                    "color": colour,
+                    "size": 9,
+                    "symbol": ["diamond-open" if r.cache.hit else "circle" for r in points],
+                    "line": {"width": 2, "color": colour},
+                },
+                customdata=[
+                    [r.mode, r.snapshot_key, "cache hit" if r.cache.hit else "fresh run"]
+                    for r in points
+                ],
+                hovertemplate=(
+                    "%{x|%H:%M:%S}: %{y:.3f} s<br>%{customdata[0]} · %{customdata[2]}"
+                    "<br>snapshot %{customdata[1]}<extra>" + tier + "</extra>"
+                ),
+            )
+        )
+    fig.update_layout(
+        height=320,
+        margin={"l": 10, "r": 10, "t": 30, "b": 30},
+        yaxis={"title": {"text": "wall time (s)"}, "rangemode": "tozero", "type": "linear"},
+        legend={"orientation": "h", "y": 1.1, "title": {"text": "tier"}},
+    )
+    return fig

@@ -486,7 +486,7 @@ async def run_analysis(
         agents_total=len(specs),
         missing_roles=missing if settings.mode != "single" else [],
         execution_time_s=clock.now(),
-        critical_path_s=_critical_path(runs, consolidation, fan.late),
+        critical_path_s=_critical_path(settings.mode, runs, consolidation, fan.late),
         cache=CacheInfo(hit=False, age_s=None),
         agents=runs,
         consolidation=consolidation,
@@ -515,12 +515,14 @@ def _insights_of(outcome: _Outcome) -> list[Insight]:
 
 
 def _critical_path(
-    runs: list[AgentRun], consolidation: ConsolidationRun | None, late: tuple[str, ...]
+    mode: Mode, runs: list[AgentRun], consolidation: ConsolidationRun | None, late: tuple[str, ...]
 ) -> float:
-    """The time no scheduler could avoid: the slowest agent the run waited for plus the
-    consolidation, each without time spent queueing for a server slot."""
+    """The time the run could not avoid, server queueing excluded: the agents it waited
+    for — the slowest of them when they ran side by side, all of them one after another
+    in sequential mode — plus the consolidation."""
     waited = [r.work_s for r in runs if r.status != "cancelled" and r.name not in late]
-    return max(waited, default=0.0) + (consolidation.work_s if consolidation else 0.0)
+    agents_s = sum(waited) if mode == "sequential" else max(waited, default=0.0)
+    return agents_s + (consolidation.work_s if consolidation else 0.0)
 
 
 def _first_error(runs: list[AgentRun]) -> str:

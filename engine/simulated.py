@@ -1,10 +1,13 @@
 """A simulated Ollama server: the product's embedded default backend.
 
 Like Grafana's TestData source, it lets Quorum run with no model installed. It is a real
-HTTP/1.1 server on loopback speaking enough of Ollama's API (`/api/chat` streaming and
-not, `/api/version`, `/api/tags`, `/api/ps`) that Ollama clients work unchanged. Answers
-come from the USE-method rules (`engine.use_method`), so they are schema-valid and true
-to the snapshot. Every response says it is simulated (version suffix, model family).
+HTTP/1.1 server on loopback speaking enough of Ollama's API (`/api/chat` and
+`/api/generate`, streaming and not, `/api/version`, `/api/tags`, `/api/ps`) that Ollama
+clients work unchanged. Both completion endpoints share one timing model and one answer:
+`/api/generate`'s `prompt` is read like `/api/chat`'s last user message, and its optional
+`system` counts towards the prompt tokens like a system message. Answers come from the
+USE-method rules (`engine.use_method`), so they are schema-valid and true to the
+snapshot. Every response says it is simulated (version suffix, model family).
 
 Timing follows Ollama: a model load on first use (kept for `keep_alive_s`, concurrent
 first calls share it), `num_parallel` slots with a FIFO queue in front of them (the wait
@@ -29,6 +32,7 @@ and ≈ 1500 for the consolidator on `cpu-saturation`, by the chars/4 estimate):
 Simplifications: slots do not slow each other down (real parallel decoding shares the
 hardware), every model runs at the profile's speed, and the real answer text is spread
 over the profile's token count, so decode time does not depend on the answer's length.
+`/api/generate` omits the `context` token array (no client here continues from one).
 
 Faults, per `X-Quorum-Agent` header: `hang`, `error` (500), `error-midstream` (an
 `{"error"}` line after a few tokens), `malformed` (prose, not JSON), `slow` (3× prefill
@@ -163,7 +167,8 @@ class SimStats:
     """Counters for tests and the bench: written under `lock`, read a consistent `snapshot()`."""
 
     requests_by_path: Counter[str] = field(default_factory=Counter)
-    chat_by_agent: Counter[str] = field(default_factory=Counter)  # by X-Quorum-Agent ("" if none)
+    # Completion requests (/api/chat and /api/generate) by X-Quorum-Agent ("" if none).
+    chat_by_agent: Counter[str] = field(default_factory=Counter)
     in_flight: int = 0  # requests holding a slot (prefilling or decoding)
     max_in_flight: int = 0
     peak_queue: int = 0  # most requests waiting for a slot at once
@@ -349,13 +354,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._route(head=False)
 
     def do_POST(self) -> None:
-        self.sim.stats._add(path=self.path.split("?")[0])
-        if self.path.split("?")[0] != "/api/chat":
+        path = self.path.split("?")[0]
+        self.sim.stats._add(path=path)
+        endpoint = {"/api/chat": self._chat, "/api/generate": self._generate}.get(path)
+        if endpoint is None:
             self.close_connection = True  # its body is unread
             self._send(404, b"404 page not found", "text/plain")
             return
         try:
-            self._chat()
+            endpoint()
         except (_Gone, OSError):
             self.close_connection = True
 
@@ -411,22 +418,60 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return body
 
-    def _chat(self) -> None:
-        t0 = time.monotonic()
-        sim, conn = self.sim, self.connection
-        body = self._read_body()
-        if body is None:
-            return
-        model, messages, options = body.get("model"), body.get("messages", []), body.get("options")
+    def _model_of(self, body: Mapping[str, Any]) -> str | None:
+        model = body.get("model")
         if not isinstance(model, str) or not model:
             self._json(400, {"error": "model is required"})
+            return None
+        return model
+
+    def _chat(self) -> None:
+        t0 = time.monotonic()
+        body = self._read_body()
+        if body is None or (model := self._model_of(body)) is None:
             return
+        messages = body.get("messages", [])
         if not isinstance(messages, list) or not all(
             isinstance(m, dict) and isinstance(m.get("content", ""), str) for m in messages
         ):
             self._json(400, {"error": "messages must be a list of {role, content} objects"})
             return
+        # Ollama answers an empty conversation by loading the model and nothing else.
+        user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+        prompt = "".join(m.get("content", "") for m in messages)
+        self._complete(t0, body, model, user if messages else None, prompt, generate=False)
+
+    def _generate(self) -> None:
+        t0 = time.monotonic()
+        body = self._read_body()
+        if body is None or (model := self._model_of(body)) is None:
+            return
+        prompt, system = body.get("prompt", ""), body.get("system", "")
+        if not isinstance(prompt, str) or not isinstance(system, str):
+            self._json(400, {"error": "prompt and system must be strings"})
+            return
+        # Ollama answers an empty prompt by loading the model and nothing else.
+        self._complete(t0, body, model, prompt or None, system + prompt, generate=True)
+
+    def _complete(
+        self,
+        t0: float,
+        body: Mapping[str, Any],
+        model: str,
+        user: str | None,
+        prompt: str,
+        *,
+        generate: bool,
+    ) -> None:
+        """One completion for either endpoint: `user` is what is answered (None: only load
+        the model), `prompt` everything the model reads (for the prefill time)."""
+        sim, conn = self.sim, self.connection
+        options = body.get("options")
         stream = body.get("stream", True) is not False
+
+        def reply(content: str, done: bool = False, done_reason: str = "") -> dict[str, Any]:
+            return _message(model, content, done, done_reason, generate=generate)
+
         agent = self.headers.get("X-Quorum-Agent") or ""
         sim.stats._add(agent=agent)
         fault = sim.fault_for(agent)
@@ -438,9 +483,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(status, {"error": error})
             return
 
-        # Ollama answers an empty conversation by loading the model and nothing else.
-        user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-        role, kind, text = _answer(user) if messages else ("load", "load", "")
+        role, kind, text = _answer(user) if user is not None else ("load", "load", "")
         text = _MALFORMED if fault == "malformed" else text
         rng = sim._rng(agent or role)
         profile, scale = sim.profile, sim.config.time_scale
@@ -454,12 +497,12 @@ class _Handler(BaseHTTPRequestHandler):
         done_reason = "stop"
         if isinstance(num_predict, int) and 0 < num_predict < len(pieces):
             pieces, done_reason = pieces[:num_predict], "length"
-        prompt_tokens = estimate_tokens("".join(m.get("content", "") for m in messages))
+        prompt_tokens = estimate_tokens(prompt)
 
         try:
             load_s = sim._load(model, rng.uniform(*_WARM_LOAD_S) * scale, conn)
             if kind == "load":
-                self._json(200, _message(model, "", done=True, done_reason="load"))
+                self._json(200, reply("", done=True, done_reason="load"))
                 return
             if not sim._slots.acquire(lambda: sim._stopping.is_set() or _peer_closed(conn)):
                 raise _Gone
@@ -467,7 +510,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if fault == "hang":
                     if stream:
                         self._start_stream()
-                        self._chunk(_line(_message(model, pieces[0])))
+                        self._chunk(_line(reply(pieces[0])))
                     sim._hold(conn)
                     raise _Gone
                 prefill_s = sim._pause(prompt_tokens / profile.prefill_tps * scale * slow, conn)
@@ -475,7 +518,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self._start_stream()
                 per_token = scale * slow / profile.decode_tps
                 decode_s = self._decode(
-                    model, pieces, per_token, stream, fault == "error-midstream"
+                    reply, pieces, per_token, stream, fault == "error-midstream"
                 )
             finally:
                 sim._slots.release()
@@ -484,7 +527,7 @@ class _Handler(BaseHTTPRequestHandler):
         if decode_s is None:
             return  # the stream already ended with its error line
 
-        final = _message(model, "" if stream else "".join(pieces), True, done_reason)
+        final = reply("" if stream else "".join(pieces), True, done_reason)
         metrics = {
             "total_duration": _ns(time.monotonic() - t0),
             "load_duration": _ns(load_s),
@@ -501,7 +544,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, final)
 
     def _decode(
-        self, model: str, pieces: list[str], per_token: float, stream: bool, fail: bool
+        self,
+        reply: Callable[[str], dict[str, Any]],
+        pieces: list[str],
+        per_token: float,
+        stream: bool,
+        fail: bool,
     ) -> float | None:
         """Emit the tokens on schedule; seconds taken, or None if it failed midstream."""
         start, sent = time.monotonic(), 0
@@ -511,7 +559,7 @@ class _Handler(BaseHTTPRequestHandler):
             # outruns the sleeps, and a write per token would fall behind it.
             due = int((time.monotonic() - start) / per_token)
             upto = min(len(pieces), max(sent + 1, due))
-            lines = [_line(_message(model, p)) for p in pieces[sent:upto] if p]
+            lines = [_line(reply(p)) for p in pieces[sent:upto] if p]
             if fail and upto >= _MIDSTREAM_TOKENS:
                 error = {"error": "simulated runner failure: unexpected EOF"}
                 if not stream:
@@ -532,13 +580,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
 
-def _message(model: str, content: str, done: bool = False, done_reason: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "model": model,
-        "created_at": _now_iso(),
-        "message": {"role": "assistant", "content": content},
-        "done": done,
-    }
+def _message(
+    model: str, content: str, done: bool = False, done_reason: str = "", *, generate: bool = False
+) -> dict[str, Any]:
+    """One response object: `/api/chat` wraps the text in `message`, `/api/generate` sends
+    it as `response`."""
+    out: dict[str, Any] = {"model": model, "created_at": _now_iso()}
+    if generate:
+        out["response"] = content
+    else:
+        out["message"] = {"role": "assistant", "content": content}
+    out["done"] = done
     if done_reason:
         out["done_reason"] = done_reason
     return out

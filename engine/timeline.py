@@ -160,8 +160,10 @@ def timeline(result: AnalysisResult) -> Timeline:
     """Rows in the order the agents were asked, the consolidation last."""
     slowest = critical_agent(result)
     late = set(result.late_agents)
+    # One after another, every agent the run waited for is on its critical path.
+    on_path = {a.name for a in waited_for(result)} if result.mode == "sequential" else {slowest}
     rows = [
-        _row(a, label=a.name, critical=a.name == slowest, late=a.name in late, consolidation=False)
+        _row(a, label=a.name, critical=a.name in on_path, late=a.name in late, consolidation=False)
         for a in result.agents
     ]
     if result.consolidation is not None:

@@ -200,6 +200,10 @@ async def test_sequential_runs_one_agent_at_a_time() -> None:
     ends = [a.end_s for a in result.agents]
     assert all(s >= e - 1e-6 for s, e in zip(starts[1:], ends[:-1], strict=True))
     assert result.tier == "excellent"
+    # one after another, the run could not avoid any of them
+    assert result.consolidation is not None
+    work = sum(a.work_s for a in result.agents) + result.consolidation.work_s
+    assert result.critical_path_s == pytest.approx(work)
 
 
 async def test_parallel_respects_concurrency_cap() -> None:

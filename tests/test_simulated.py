@@ -554,3 +554,88 @@ def test_shared_server_is_one_running_server_per_config() -> None:
     assert shared_server(SimConfig(time_scale=0.001, seed=12345)) is server
     assert shared_server(SimConfig(time_scale=0.001, seed=54321)) is not server
     assert httpx.get(f"{server.url}/api/version", timeout=5).json()["version"] == VERSION
+
+
+# --- /api/generate (the plan's own client uses it) -----------------------------------
+
+
+def generate_body(
+    prompt: str = PERF_PROMPT, *, system: str | None = SYSTEM, stream: bool = True
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {"model": "llama3.1:8b", "prompt": prompt, "stream": stream}
+    if system is not None:
+        payload["system"] = system
+    return payload
+
+
+def test_generate_non_stream_answers_like_chat(make_server: ServerFactory) -> None:
+    server = make_server(time_scale=0.001)
+    with httpx.Client(base_url=server.url) as client:
+        response = client.post("/api/generate", json=generate_body(stream=False))
+        chat = call(client, body())
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    final = response.json()
+    assert "message" not in final and final["done"] is True and final["done_reason"] == "stop"
+    assert json.loads(final["response"]) == use_method.agent_answer(CPU, "performance")
+    assert json.loads(final["response"]) == content_json(chat)
+    # The system prompt is read, as a chat's system message is: the same prefill work.
+    assert final["prompt_eval_count"] == chat["prompt_eval_count"]
+    assert all(isinstance(final[key], int) and final[key] > 0 for key in FINAL_FIELDS)
+
+
+def test_generate_streams_response_pieces_with_the_final_report(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server()
+    with (
+        httpx.Client(base_url=server.url) as client,
+        client.stream("POST", "/api/generate", json=generate_body(), headers={AGENT: "P"}) as r,
+    ):
+        assert r.headers["content-type"] == "application/x-ndjson"
+        lines = [json.loads(line) for line in r.iter_lines() if line]
+    *chunks, final = lines
+    assert len(chunks) > 10 and all(c["done"] is False and c["response"] for c in chunks)
+    assert final["done"] is True and final["response"] == "" and "message" not in final
+    assert final["eval_count"] == len(chunks)
+    assert final["total_duration"] >= sum(final[k] for k in DURATIONS[1:])
+    assert_schema(agents.AGENT_SCHEMA, json.loads("".join(c["response"] for c in chunks)))
+
+
+def test_generate_without_system_prefills_only_the_prompt(make_server: ServerFactory) -> None:
+    server = make_server(time_scale=0.001)
+    with httpx.Client(base_url=server.url) as client:
+        final = client.post("/api/generate", json=generate_body(system=None, stream=False)).json()
+    assert final["prompt_eval_count"] == estimate_tokens(PERF_PROMPT)
+    assert json.loads(final["response"]) == use_method.agent_answer(CPU, "performance")
+
+
+def test_generate_has_the_same_load_faults_and_counters(make_server: ServerFactory) -> None:
+    server = make_server(time_scale=0.01, faults=(("Slowpoke", "slow"), ("Broken", "error")))
+    with httpx.Client(base_url=server.url) as client:
+        loaded = client.post("/api/generate", json={"model": "llama3.1:8b"}).json()
+        assert (loaded["done_reason"], loaded["response"]) == ("load", "")
+        broken = client.post("/api/generate", json=generate_body(), headers={AGENT: "Broken"})
+        assert (broken.status_code, broken.json()) == (500, {"error": "simulated internal error"})
+        brisk = client.post(
+            "/api/generate", json=generate_body(stream=False), headers={AGENT: "Brisk"}
+        ).json()
+        slow = client.post(
+            "/api/generate", json=generate_body(stream=False), headers={AGENT: "Slowpoke"}
+        ).json()
+    assert seconds(brisk, "load_duration") < 0.25 * PROFILES["baseline"].load_s * 0.01  # warm
+    assert slow["prompt_eval_duration"] > 2 * brisk["prompt_eval_duration"]
+    stats = server.stats.snapshot()
+    assert stats.model_loads == 1 and stats.requests_by_path["/api/generate"] == 4
+    assert stats.chat_by_agent["Slowpoke"] == 1
+
+
+@pytest.mark.parametrize(
+    "raw", [b'{"prompt": "hi"}', b'{"model": "m", "prompt": 3}', b'{"model": "m", "system": []}']
+)
+def test_generate_bad_bodies_are_400(make_server: ServerFactory, raw: bytes) -> None:
+    server = make_server(time_scale=0.001)
+    with httpx.Client(base_url=server.url) as client:
+        response = client.post("/api/generate", content=raw)
+        assert response.status_code == 400 and response.json()["error"]
+        assert client.post("/api/generate", json=generate_body(stream=False)).status_code == 200

@@ -186,6 +186,12 @@ def test_critical_agent_is_the_slowest_waited_for_by_work() -> None:
     assert [r.label for r in tl.rows if r.critical] == ["B", CONSOLIDATION_LABEL]
 
 
+def test_every_waited_for_agent_is_critical_in_a_sequential_run() -> None:
+    runs = [agent("A", 0.0, 1.0), agent("B", 1.0, 1.0), agent("C", 2.0, 1.0, status="error")]
+    tl = timeline(make_result(mode="sequential", agents=runs))
+    assert [r.label for r in tl.rows if r.critical] == ["A", "B", "C", CONSOLIDATION_LABEL]
+
+
 def test_critical_agent_ignores_late_agents_and_queueing() -> None:
     runs = [
         agent("A", 0.0, 4.0, queue=3.0, load=0.0, prefill=0.5),  # 1 s of work

@@ -10,7 +10,7 @@ import streamlit as st
 
 from ui import state
 
-st.set_page_config(page_title="Quorum", layout="wide", page_icon=":material/hub:")
+st.set_page_config(page_title="Quorum", layout="wide", page_icon="🛰️")
 
 page = st.navigation(
     [

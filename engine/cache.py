@@ -82,7 +82,9 @@ class ResultCache:
             with contextlib.suppress(Exception):
                 store.close()
 
-    def get(self, key: str) -> CacheHit | None:
+    def get(self, key: str, *, count_miss: bool = True) -> CacheHit | None:
+        """The stored result and its age. `count_miss=False` for a re-check under the
+        single-flight lock, so one fresh run counts as one miss in the stats."""
         if self._store is None:
             return None
         try:
@@ -91,7 +93,7 @@ class ResultCache:
             self._degrade(f"cannot read cache: {exc}")
             return None
         if not isinstance(entry, dict) or "result" not in entry or "stored_at" not in entry:
-            self._misses += 1
+            self._misses += count_miss
             return None
         self._hits += 1
         return CacheHit(entry["result"], max(0.0, time.time() - float(entry["stored_at"])))

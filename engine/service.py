@@ -132,7 +132,8 @@ class Engine:
         result = None if refresh else self._cached(key, started)
         if result is None and self.cache is not None:
             with self.cache.single_flight(key):
-                result = None if refresh else self._cached(key, started)
+                # Whoever held the lock before us may have just stored this very answer.
+                result = None if refresh else self._cached(key, started, recheck=True)
                 if result is None:
                     result = self._run(snapshot, settings, progress)
                     self.cache.set(key, result.to_dict())
@@ -142,10 +143,10 @@ class Engine:
             self.history.append(result)
         return result
 
-    def _cached(self, key: str, started: float) -> AnalysisResult | None:
+    def _cached(self, key: str, started: float, recheck: bool = False) -> AnalysisResult | None:
         if self.cache is None:
             return None
-        hit = self.cache.get(key)
+        hit = self.cache.get(key, count_miss=not recheck)
         if hit is None:
             return None
         try:

@@ -771,16 +771,27 @@ _shared: dict[SimConfig, SimulatedOllamaServer] = {}
 _shared_lock = threading.Lock()
 
 
+_SHARED_MAX = 8
+
+
 def shared_server(config: SimConfig) -> SimulatedOllamaServer:
     """The process's running server for `config`, started on first use, stopped at exit.
 
-    Shared: a `set_fault` on it is seen by every other user of the same config.
+    Shared: a `set_fault` on it is seen by every other user of the same config. A
+    dashboard user who tries many settings would leave a server per setting behind, so
+    only the `_SHARED_MAX` most recently used stay up.
     """
+    evicted: list[SimulatedOllamaServer] = []
     with _shared_lock:
-        server = _shared.get(config)
+        server = _shared.pop(config, None)
         if server is None or not server.running:
-            server = _shared[config] = SimulatedOllamaServer(config).start()
-        return server
+            server = SimulatedOllamaServer(config).start()
+        _shared[config] = server  # re-inserted: dicts keep insertion order, newest last
+        while len(_shared) > _SHARED_MAX:
+            evicted.append(_shared.pop(next(iter(_shared))))
+    for old in evicted:
+        old.stop()
+    return server
 
 
 def _stop_shared() -> None:

@@ -82,12 +82,12 @@ def test_one_slot_serialises_the_parallel_run_and_reports_the_queue() -> None:
         sequential = analyze(backend, RunSettings(mode="sequential"))
         parallel = analyze(backend, RunSettings(mode="parallel", quorum=5))
     ratio = agents_phase(sequential) / agents_phase(parallel)
-    assert 0.7 < ratio < 1.4  # no speedup: the server ran them one at a time
+    assert 0.6 < ratio < 1.6  # no speedup: the server ran them one at a time
     queues = sorted(a.queue_s or 0.0 for a in parallel.agents)
     work = statistics.median(a.work_s for a in parallel.agents)
-    assert queues[-1] > 3 * work  # the last one waited for (about) four others
+    assert queues[-1] > 2 * work  # the last one waited for (about) four others
     # The critical path excludes the queue, so wall time is far above it: the honest signal.
-    assert parallel.execution_time_s > 2.5 * parallel.critical_path_s
+    assert parallel.execution_time_s > 2 * parallel.critical_path_s
 
 
 def test_hung_agent_is_cut_at_its_timeout_without_delaying_the_others() -> None:

@@ -556,6 +556,16 @@ def test_shared_server_is_one_running_server_per_config() -> None:
     assert httpx.get(f"{server.url}/api/version", timeout=5).json()["version"] == VERSION
 
 
+def test_shared_servers_are_bounded_least_recently_used_first() -> None:
+    first = shared_server(SimConfig(time_scale=0.001, seed=1000))
+    kept = shared_server(SimConfig(time_scale=0.001, seed=1001))
+    for seed in range(1002, 1010):
+        shared_server(SimConfig(time_scale=0.001, seed=seed))
+        shared_server(SimConfig(time_scale=0.001, seed=1001))  # keep using this one
+    assert not first.running
+    assert kept.running and shared_server(SimConfig(time_scale=0.001, seed=1001)) is kept
+
+
 # --- /api/generate (the plan's own client uses it) -----------------------------------
 
 

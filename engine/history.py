@@ -1,7 +1,8 @@
 """Every analysis, kept on disk as one JSON line each (append-only, flock-guarded).
 
 Lines that cannot be read (a torn write, a hand edit) are skipped with a warning, never
-fatal; the file is trimmed to the newest `max_entries` when it grows past twice that.
+fatal. When the file grows past `max_bytes` it is trimmed to its newest `max_entries`
+lines; appending never reads the file (the dashboard appends on every cache hit).
 """
 
 from __future__ import annotations
@@ -38,9 +39,12 @@ CSV_COLUMNS = (
 
 
 class History:
-    def __init__(self, path: str | Path, *, max_entries: int = 2000) -> None:
+    def __init__(
+        self, path: str | Path, *, max_entries: int = 2000, max_bytes: int = 32 * 2**20
+    ) -> None:
         self.path = Path(path)
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
 
     @contextmanager
     def _locked(self, mode: str) -> Iterator[IO[str]]:
@@ -60,14 +64,10 @@ class History:
                 fh.write(line)
                 fh.flush()
                 size = os.fstat(fh.fileno()).st_size
-            if size > 4096 and self._count_if_large() > 2 * self.max_entries:
+            if size > self.max_bytes:
                 self._trim()
         except OSError as exc:
             log.warning("history not written (%s): %s", self.path, exc)
-
-    def _count_if_large(self) -> int:
-        with open(self.path, encoding="utf-8") as fh:
-            return sum(1 for _ in fh)
 
     def _trim(self) -> None:
         with self._locked("r+") as fh:

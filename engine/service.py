@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import hashlib
 import os
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -76,12 +77,15 @@ class BackendConfig:
         where = self.sim.fingerprint() if self.simulated else self.url()
         return f"{self.kind}|{where}|{self.model}"
 
-    def factory(self) -> Backend:
-        """A new backend; call it inside the event loop that will use it."""
-        url = self.url()
+    def factory(self, max_connections: int = 16) -> Backend:
+        """A new backend; call it inside the event loop that will use it. Size the pool to
+        the fan-out: a smaller pool would queue requests inside the client, unseen."""
+        url, timeout, pool = self.url(), self.timeout_s, max_connections
         if self.kind == "openai":
-            return OpenAICompatBackend(url, api_key=self.api_key, timeout_s=self.timeout_s)
-        return OllamaBackend(url, simulated=self.simulated, timeout_s=self.timeout_s)
+            return OpenAICompatBackend(
+                url, api_key=self.api_key, timeout_s=timeout, max_connections=pool
+            )
+        return OllamaBackend(url, simulated=self.simulated, timeout_s=timeout, max_connections=pool)
 
 
 def _run_sync(coro: Any) -> Any:
@@ -107,6 +111,10 @@ class Engine:
         self.roster = roster
         self.cache = cache
         self.history = history
+        # In-process single-flight: callers of a key that is already running wait for
+        # that run's result instead of queueing on the cross-process lock and the disk.
+        self._flights: dict[str, concurrent.futures.Future[AnalysisResult]] = {}
+        self._flights_lock = threading.Lock()
 
     def cache_key(self, snapshot: Snapshot, settings: RunSettings) -> str:
         parts = (
@@ -125,22 +133,61 @@ class Engine:
         refresh: bool = False,
         progress: ProgressFn | None = None,
     ) -> AnalysisResult:
-        """Serve from the cache when it holds this analysis, else run it (once, however many
-        callers ask at the same time). `refresh` skips the lookup but stores the new result."""
+        """Serve from the cache when it holds this analysis, else run it — once, however
+        many callers (threads here, or other processes sharing the cache) ask at the same
+        time. `refresh` skips the lookup but stores the new result."""
         started = time.perf_counter()
         key = self.cache_key(snapshot, settings)
         result = None if refresh else self._cached(key, started)
-        if result is None and self.cache is not None:
-            with self.cache.single_flight(key):
-                # Whoever held the lock before us may have just stored this very answer.
-                result = None if refresh else self._cached(key, started, recheck=True)
-                if result is None:
-                    result = self._run(snapshot, settings, progress)
-                    self.cache.set(key, result.to_dict())
-        elif result is None:
-            result = self._run(snapshot, settings, progress)
+        if result is None:
+            with self._flights_lock:
+                flight = self._flights.get(key)
+                leader = flight is None
+                if flight is None:
+                    flight = self._flights[key] = concurrent.futures.Future()
+            if leader:
+                try:
+                    result = self._lead(key, snapshot, settings, refresh, progress, started)
+                    flight.set_result(result)
+                except BaseException as exc:
+                    flight.set_exception(exc)
+                    raise
+                finally:
+                    with self._flights_lock:
+                        del self._flights[key]
+            else:
+                result = self._follow(flight.result(), started)
         if self.history is not None:
             self.history.append(result)
+        return result
+
+    def _lead(
+        self,
+        key: str,
+        snapshot: Snapshot,
+        settings: RunSettings,
+        refresh: bool,
+        progress: ProgressFn | None,
+        started: float,
+    ) -> AnalysisResult:
+        if self.cache is None:
+            return self._run(snapshot, settings, progress)
+        with self.cache.single_flight(key):
+            # Another process may have stored this very answer while we waited.
+            result = None if refresh else self._cached(key, started, recheck=True)
+            if result is None:
+                result = self._run(snapshot, settings, progress)
+                self.cache.set(key, result.to_dict())
+            return result
+
+    @staticmethod
+    def _follow(shared: AnalysisResult, started: float) -> AnalysisResult:
+        """Our copy of a run another caller led: served from it, as a cache hit is."""
+        result = AnalysisResult.from_dict(shared.to_dict())
+        if not shared.cache.hit:
+            result.cache = CacheInfo(hit=True, age_s=0.0)
+        result.created_at = time.time()
+        result.execution_time_s = time.perf_counter() - started
         return result
 
     def _cached(self, key: str, started: float, recheck: bool = False) -> AnalysisResult | None:
@@ -165,7 +212,7 @@ class Engine:
             run_analysis(
                 snapshot,
                 self.roster,
-                self.backend.factory,
+                lambda: self.backend.factory(max_connections=len(self.roster.specialists) + 1),
                 settings,
                 model=self.backend.model,
                 progress=progress,

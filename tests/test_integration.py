@@ -256,3 +256,38 @@ def test_unreachable_server_degrades_every_agent_not_the_process(tmp_path: Path)
     assert {a.status for a in result.agents} == {"error"}
     assert result.error is not None and "cannot reach" in result.error.lower()
     assert result.insights and result.tier == "fallback"
+
+
+def test_concurrent_callers_share_one_run_even_without_a_cache() -> None:
+    with simulated(scale=0.05) as (server, backend):
+        engine = Engine(backend)
+        barrier = threading.Barrier(8)
+
+        def caller() -> AnalysisResult:
+            barrier.wait()
+            return engine.analyze(scenario("healthy"), RunSettings())
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda _: caller(), range(8)))
+        stats = server.stats.snapshot()
+    assert dict(stats.chat_by_agent) == {name: 1 for name in [*SPECIALISTS, "Consolidator"]}
+    assert sum(not r.cache.hit for r in results) == 1
+    assert len({id(r) for r in results}) == 8  # every caller gets its own copy
+
+
+def test_the_pool_is_sized_to_the_fan_out() -> None:
+    from dataclasses import replace
+
+    from engine.agents import DEFAULT_ROSTER
+
+    many = tuple(
+        replace(spec, name=f"{spec.name}{i}")
+        for i in range(4)
+        for spec in DEFAULT_ROSTER.specialists
+    )  # 20 agents, more than httpx's usual pool
+    with simulated(slots=21, scale=0.1) as (server, backend):
+        engine = Engine(backend, roster=replace(DEFAULT_ROSTER, specialists=many))
+        result = engine.analyze(scenario("healthy"), RunSettings(quorum=20))
+        stats = server.stats.snapshot()
+    assert result.agents_participated == 20
+    assert stats.max_in_flight > 16  # httpx's default pool would have capped it there

@@ -69,7 +69,13 @@ class ResultCache:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             (self.directory / "locks").mkdir(exist_ok=True)
-            self._store = diskcache.Cache(str(self.directory / "results"), size_limit=size_limit)
+            self._store = diskcache.Cache(
+                str(self.directory / "results"),
+                size_limit=size_limit,
+                # size_limit does not count SQLite's write-ahead log; keep it small too.
+                sqlite_wal_autocheckpoint=128,
+                sqlite_journal_size_limit=2**20,
+            )
         except Exception as exc:  # any failure to open means: run without a cache
             self._degrade(f"cannot open cache at {self.directory}: {exc}")
 

@@ -113,7 +113,7 @@ class Engine:
         self.history = history
         # In-process single-flight: callers of a key that is already running wait for
         # that run's result instead of queueing on the cross-process lock and the disk.
-        self._flights: dict[str, concurrent.futures.Future[AnalysisResult]] = {}
+        self._flights: dict[tuple[str, bool], concurrent.futures.Future[AnalysisResult]] = {}
         self._flights_lock = threading.Lock()
 
     def cache_key(self, snapshot: Snapshot, settings: RunSettings) -> str:
@@ -138,25 +138,37 @@ class Engine:
         time. `refresh` skips the lookup but stores the new result."""
         started = time.perf_counter()
         key = self.cache_key(snapshot, settings)
-        result = None if refresh else self._cached(key, started)
-        if result is None:
+        # One leader per key does the lookup and, on a miss, the run; concurrent callers
+        # wait for its result instead of all touching the disk (and the GIL) at once.
+        flight_key = (key, refresh)
+        result: AnalysisResult | None = None
+        while result is None:
             with self._flights_lock:
-                flight = self._flights.get(key)
+                flight = self._flights.get(flight_key)
                 leader = flight is None
                 if flight is None:
-                    flight = self._flights[key] = concurrent.futures.Future()
+                    flight = self._flights[flight_key] = concurrent.futures.Future()
             if leader:
                 try:
-                    result = self._lead(key, snapshot, settings, refresh, progress, started)
+                    result = None if refresh else self._cached(key, started)
+                    if result is None:
+                        result = self._lead(key, snapshot, settings, refresh, progress, started)
                     flight.set_result(result)
                 except BaseException as exc:
                     flight.set_exception(exc)
                     raise
                 finally:
                     with self._flights_lock:
-                        del self._flights[key]
+                        del self._flights[flight_key]
             else:
-                result = self._follow(flight.result(), started)
+                try:
+                    result = self._follow(flight.result(), started)
+                except Exception:
+                    raise
+                except BaseException:
+                    # The leader was interrupted (its UI session stopped, Ctrl-C): that is
+                    # not our error; take the lead ourselves on the next turn.
+                    continue
         if self.history is not None:
             self.history.append(result)
         return result
@@ -182,7 +194,7 @@ class Engine:
 
     @staticmethod
     def _follow(shared: AnalysisResult, started: float) -> AnalysisResult:
-        """Our copy of a run another caller led: served from it, as a cache hit is."""
+        """Our copy of what another caller's lookup or run produced, served as a hit."""
         result = AnalysisResult.from_dict(shared.to_dict())
         if not shared.cache.hit:
             result.cache = CacheInfo(hit=True, age_s=0.0)

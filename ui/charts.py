@@ -186,20 +186,8 @@ def add_waterfall(
         )
         if name not in seen:
             seen.add(name)
-            fig.add_trace(
-                go.Bar(
-                    orientation="h",
-                    x=[None],
-                    y=[None],
-                    name=name,
-                    legendgroup=kind,
-                    marker={"color": SEGMENT_COLOURS[kind], "line": {"width": 0}},
-                    showlegend=True,
-                    hoverinfo="skip",
-                    meta={"legend_only": True, "segment_key": kind},
-                ),
-                **where,
-            )
+            marker = {"color": SEGMENT_COLOURS[kind], "line": {"width": 0}}
+            _legend_key(fig, name, marker, {"segment_key": kind}, where, group=kind)
 
     _add_status_labels(fig, tl, labels, where)
     _add_legend_keys(fig, tl, seen, where)
@@ -262,23 +250,37 @@ def _add_legend_keys(fig: Any, tl: Timeline, seen: set[str], where: dict[str, in
             continue
         seen.add(name)
         pattern = STATUS_STYLES.get(meta.get("status", "ok"), STATUS_STYLES["ok"]).pattern
-        fig.add_trace(
-            go.Bar(
-                orientation="h",
-                x=[None],
-                y=[None],
-                name=name,
-                marker={
-                    "color": "rgba(0,0,0,0)",
-                    "line": line,
-                    "pattern": {"shape": pattern, "fgcolor": line["color"]},
-                },
-                showlegend=True,
-                hoverinfo="skip",
-                meta={"legend_only": True, **meta},
-            ),
-            **where,
-        )
+        marker = {
+            "color": "rgba(0,0,0,0)",
+            "line": line,
+            "pattern": {"shape": pattern, "fgcolor": line["color"]},
+        }
+        _legend_key(fig, name, marker, meta, where)
+
+
+def _legend_key(
+    fig: Any,
+    name: str,
+    marker: dict[str, Any],
+    meta: dict[str, Any],
+    where: dict[str, Any],
+    group: str | None = None,
+) -> None:
+    """A legend entry with no data: plotly has no other way to show a style's key."""
+    fig.add_trace(
+        go.Bar(
+            orientation="h",
+            x=[None],
+            y=[None],
+            name=name,
+            legendgroup=group,
+            marker=marker,
+            showlegend=True,
+            hoverinfo="skip",
+            meta={"legend_only": True, **meta},
+        ),
+        **where,
+    )
 
 
 def _layout(fig: Any, *, height: int, span_s: float, title: str | None) -> None:

@@ -28,6 +28,7 @@ class AgentSpec:
     role: str
     system_prompt: str
     model: str | None = None  # None: the backend's default model
+    max_tokens: int | None = None  # the answer's token cap (max_tokens / num_predict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -183,7 +184,7 @@ def apply_overrides(roster: Roster, agents: Any, *, source: str = "roster") -> R
             raise RosterError(f"{source}: agents.{name}: unknown agent (known: {', '.join(known)})")
         if not isinstance(table, Mapping):
             raise RosterError(f"{source}: agents.{name}: must be a table")
-        changes: dict[str, str] = {}
+        changes: dict[str, Any] = {}
         for key, value in table.items():
             if key not in ("model", "system_prompt"):
                 raise RosterError(f"{source}: agents.{name}.{key}: only model and system_prompt")

@@ -18,6 +18,7 @@ from engine.records import AgentRun, AnalysisResult
 from engine.runner import MODES, RunSettings
 from engine.service import BACKEND_KINDS, BackendConfig, Engine, default_data_dir
 from engine.simulated import FAULT_KINDS, PROFILES, SimConfig, serve_forever
+from engine.slots import parse_slots_setting
 
 
 class UsageError(Exception):
@@ -37,6 +38,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     b.add_argument("--model", default=DEFAULT_MODEL, help="default model for every agent")
     b.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the API key")
     b.add_argument("--roster", metavar="TOML", help="agent overrides (models, prompts)")
+    b.add_argument(
+        "--server-slots",
+        default="auto",
+        metavar="auto|N",
+        help="requests the server runs at once (auto: ask llama.cpp; Ollama: assume 1)",
+    )
     r = p.add_argument_group("run")
     r.add_argument("--mode", choices=MODES, default="parallel")
     r.add_argument("--agent-timeout", type=float, default=30.0, metavar="S")
@@ -121,6 +128,7 @@ def build_engine(args: argparse.Namespace) -> tuple[Engine, RunSettings]:
             model=args.model,
             api_key=os.environ.get(args.api_key_env) or None,
             sim=sim,
+            server_slots=parse_slots_setting(args.server_slots),
         )
         settings = RunSettings(
             mode=args.mode,
@@ -163,9 +171,11 @@ def format_result(result: AnalysisResult) -> str:
         f"tier {result.tier} · confidence {result.confidence} · "
         f"{result.agents_participated}/{result.agents_total} agents"
         + (f" · missing: {', '.join(result.missing_roles)}" if result.missing_roles else ""),
-        f"wall {result.execution_time_s:.3f}s · critical path {result.critical_path_s:.2f}s · {cache}",
+        f"wall {result.execution_time_s:.3f}s · critical path {result.critical_path_s:.2f}s "
+        f"({result.critical_path_source} timings) · {cache}",
+        f"server slots: {_slots_text(result)}",
         "",
-        f"{'agent':<22}{'status':<10}{'start':>8}{'end':>8}{'queue':>8}{'load':>8}"
+        f"{'agent':<22}{'status':<10}{'start':>8}{'end':>8}{'wait':>8}{'queue':>8}{'load':>8}"
         f"{'prefill':>9}{'decode':>8}{'tokens':>8}",
     ]
     rows: list[AgentRun] = list(result.agents)
@@ -175,7 +185,7 @@ def format_result(result: AnalysisResult) -> str:
         name = run.name + (" (merge)" if getattr(run, "method", "") == "fallback" else "")
         lines.append(
             f"{name[:21]:<22}{run.status:<10}{run.start_s:>7.2f}s{run.end_s:>7.2f}s"
-            f"{_fmt(run.queue_s):>8}{_fmt(run.load_s):>8}{_fmt(run.prefill_s):>9}"
+            f"{_fmt(run.client_queue_s):>8}{_fmt(run.queue_s):>8}{_fmt(run.load_s):>8}{_fmt(run.prefill_s):>9}"
             f"{_fmt(run.decode_s):>8}{run.output_tokens if run.output_tokens is not None else '-':>8}"
         )
         if run.error:
@@ -189,6 +199,11 @@ def format_result(result: AnalysisResult) -> str:
     lines.append("")
     lines.append(result.collaboration_summary)
     return "\n".join(lines)
+
+
+def _slots_text(result: AnalysisResult) -> str:
+    count = "no limit" if result.server_slots is None else str(result.server_slots)
+    return f"{count} ({result.server_slots_source or 'not recorded'})"
 
 
 def format_compare(data: dict[str, Any]) -> str:

@@ -14,6 +14,8 @@ AgentStatus = Literal["ok", "timeout", "error", "cancelled"]
 Severity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"]
 Tier = Literal["excellent", "good", "basic", "fallback", "single"]
 Mode = Literal["parallel", "sequential", "single"]
+# Where `critical_path_s` came from: the server's own timings, the client's clock, or both.
+TimingSource = Literal["server", "client", "mixed"]
 
 SEVERITIES: tuple[Severity, ...] = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
 SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
@@ -29,9 +31,13 @@ def _pick(cls: type[Any], data: dict[str, Any]) -> dict[str, Any]:
 class AgentRun:
     """One LLM call: who, how it ended, and where its seconds went.
 
-    Times are seconds. `start_s`/`end_s` are relative to the start of the run.
-    `queue_s`, `load_s`, `prefill_s`, `decode_s` come from the server's own report
-    (None when the server does not report them); `ttft_s` is measured by the client.
+    Times are seconds. `start_s`/`end_s` are relative to the start of the run: `start_s`
+    is when the agent was asked for, `client_queue_s` how long it then waited in Quorum's
+    own queue for a free server slot before its request was sent (its timeout starts
+    there). `queue_s`, `load_s`, `prefill_s`, `decode_s` come from the server's own report
+    (None when the server does not report them); `ttft_s` is measured by the client from
+    dispatch. An agent that timed out or was cancelled keeps what was measured until then
+    (TTFT, `output_tokens` streamed so far).
     """
 
     name: str
@@ -50,6 +56,7 @@ class AgentRun:
     output_tokens: int | None = None
     response_chars: int = 0
     error: str | None = None
+    client_queue_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,9 +66,22 @@ class AgentRun:
         return cls(**_pick(cls, data))
 
     @property
+    def server_work_s(self) -> float | None:
+        """The server's own account of its work on this call (load + prefill + decode),
+        or None when it reported none (a timed-out call, or a server without timings)."""
+        if self.prefill_s is None and self.decode_s is None:
+            return None
+        return (self.load_s or 0.0) + (self.prefill_s or 0.0) + (self.decode_s or 0.0)
+
+    @property
     def work_s(self) -> float:
-        """Seconds of this call that were not spent waiting for a server slot."""
-        return max(0.0, self.duration_s - (self.queue_s or 0.0))
+        """Seconds this call could not avoid: the server's own timings where it reports
+        them, else the client's wall time less any wait for a slot (ours or the server's)."""
+        server = self.server_work_s
+        if server is not None:
+            return server
+        waited = (self.queue_s or 0.0) + (self.client_queue_s or 0.0)
+        return max(0.0, self.duration_s - waited)
 
 
 @dataclass
@@ -128,8 +148,9 @@ class AnalysisResult:
     Beyond the contract's fields it carries `quorum_reached_s` (when the quorum-th
     agent succeeded, for the waterfall marker), `late_agents` (folded in by overlap
     consolidation), `error` (when `status` is `error`), `created_at` (unix seconds
-    when the engine run finished) and `simulated_profile` (name of the simulated
-    server's timing profile, None on a real server).
+    when the engine run finished), `simulated_profile` (name of the simulated
+    server's timing profile, None on a real server), `critical_path_source` and the
+    server slots the run was scheduled to (docs/contract.md).
     """
 
     status: Literal["success", "error"]
@@ -153,6 +174,9 @@ class AnalysisResult:
     error: str | None = None
     created_at: float = 0.0
     simulated_profile: str | None = None
+    critical_path_source: TimingSource = "client"
+    server_slots: int | None = None  # requests Quorum sent at once; None: no limit
+    server_slots_source: str = ""  # where that number came from, in words
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

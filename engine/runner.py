@@ -6,6 +6,10 @@ waits for a quorum of them, consolidates their answers and reports where every s
 went. It never knows which backend it talks to.
 
 Rules it keeps:
+- at most `slots` requests are at the server at once (its slots; `engine/slots.py`), so
+  every wait is in our own queue, measured; an agent's timeout starts when it is sent;
+- at quorum, stragglers that are on course are kept; only the hung and those that
+  cannot finish before the deadline are cancelled (`engine/stragglers.py`);
 - an agent that fails, hangs or writes nonsense degrades itself, never the run;
 - no task, stream or connection outlives the run (the backend is closed in `finally`);
 - every agent ends with a status: ok, timeout, error or cancelled.
@@ -44,8 +48,11 @@ from engine.records import (
     Insight,
     Mode,
     Tier,
+    TimingSource,
 )
+from engine.slots import ServerSlots, SlotScheduler
 from engine.snapshot import Snapshot
+from engine.stragglers import Norms, Progress, verdict
 
 log = logging.getLogger("engine.runner")
 
@@ -84,10 +91,11 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """Live progress for a UI: `started`, `tokens` (output chunks so far) or `finished`."""
+    """Live progress for a UI: `queued` (waiting for a server slot), `started` (request
+    sent), `tokens` (output chunks so far) or `finished`."""
 
     agent: str
-    kind: Literal["started", "tokens", "finished"]
+    kind: Literal["queued", "started", "tokens", "finished"]
     elapsed_s: float
     tokens: int = 0
     status: AgentStatus | None = None
@@ -140,49 +148,79 @@ class _Clock:
         return time.perf_counter() - self.t0
 
 
+@dataclass
+class _Run:
+    """What every call of one run shares. `records` and `seen` are filled as calls start,
+    so a caller that cancels a call still has what it did."""
+
+    backend: Backend
+    clock: _Clock
+    progress: ProgressFn | None
+    scheduler: SlotScheduler
+    records: dict[str, AgentRun]
+    seen: dict[str, Progress]
+
+
 async def _call(
-    backend: Backend,
+    ctx: _Run,
     spec: AgentSpec,
     user: str,
     schema: dict[str, Any],
     timeout_s: float,
-    clock: _Clock,
-    progress: ProgressFn | None,
-    records: dict[str, AgentRun],
+    *,
+    register: bool = True,
 ) -> _Outcome:
-    """One LLM call with its own timeout; every way it can end becomes an AgentRun status.
-
-    The record is registered in `records` first, so a caller that cancels the call still
-    has what it did (the cancellation itself propagates)."""
+    """One LLM call: wait for a server slot, then its own timeout; every way it can end
+    becomes an AgentRun status (the cancellation itself propagates)."""
     model = spec.model or ""
+    clock = ctx.clock
     run = AgentRun(name=spec.name, role=spec.role, model=model, start_s=clock.now())
-    records[spec.name] = run
-    _emit(progress, ProgressEvent(spec.name, "started", run.start_s))
+    seen = Progress(queued_s=run.start_s)
+    if register:
+        ctx.records[spec.name], ctx.seen[spec.name] = run, seen
+    _emit(ctx.progress, ProgressEvent(spec.name, "queued", run.start_s))
 
     def on_tokens(n: int) -> None:
-        _emit(progress, ProgressEvent(spec.name, "tokens", clock.now(), tokens=n))
+        seen.on_tokens(n, clock.now())
+        _emit(ctx.progress, ProgressEvent(spec.name, "tokens", clock.now(), tokens=n))
 
     request = ChatRequest(
-        model=model, system=spec.system_prompt, user=user, agent=spec.name, schema=schema
+        model=model,
+        system=spec.system_prompt,
+        user=user,
+        agent=spec.name,
+        schema=schema,
+        max_tokens=spec.max_tokens,
     )
     answer: dict[str, Any] | None = None
     try:
-        async with asyncio.timeout(timeout_s):
-            result = await backend.chat(request, on_tokens)
+        async with ctx.scheduler.slot() as waited_s:
+            run.client_queue_s = waited_s
+            seen.on_dispatch(clock.now())
+            _emit(ctx.progress, ProgressEvent(spec.name, "started", clock.now()))
+            async with asyncio.timeout(timeout_s):
+                result = await ctx.backend.chat(request, on_tokens)
         _copy_timings(run, result)
         answer = parse_json_answer(result.content)
         if answer is None:
-            run.status, run.error = "error", f"answer was not JSON ({len(result.content)} chars)"
+            run.status, run.error = "error", _not_json(result)
     except TimeoutError:
-        run.status, run.error = "timeout", f"no answer within {timeout_s:g} s"
+        run.status, run.error = "timeout", f"no answer within {timeout_s:g} s of being sent"
     except BackendError as exc:
         run.status, run.error = "error", str(exc)
     except asyncio.CancelledError:
         run.status, run.error = "cancelled", "cancelled: the run no longer needed this answer"
-        _finish(run, clock, progress)
+        _finish(run, seen, clock, ctx.progress)
         raise
-    _finish(run, clock, progress)
+    _finish(run, seen, clock, ctx.progress)
     return _Outcome(run, answer if run.status == "ok" else None)
+
+
+def _not_json(result: ChatResult) -> str:
+    why = f"answer was not JSON ({len(result.content)} chars"
+    if result.finish_reason == "length":
+        why += f", cut at the token cap after {result.output_tokens or '?'} tokens"
+    return why + ")"
 
 
 def _copy_timings(run: AgentRun, result: ChatResult) -> None:
@@ -196,9 +234,14 @@ def _copy_timings(run: AgentRun, result: ChatResult) -> None:
     run.response_chars = len(result.content)
 
 
-def _finish(run: AgentRun, clock: _Clock, progress: ProgressFn | None) -> None:
+def _finish(run: AgentRun, seen: Progress, clock: _Clock, progress: ProgressFn | None) -> None:
     run.end_s = clock.now()
     run.duration_s = run.end_s - run.start_s
+    # A call cut short keeps what was measured: its first token and the tokens streamed.
+    if run.ttft_s is None and seen.first_token_s is not None and seen.dispatched_s is not None:
+        run.ttft_s = seen.first_token_s - seen.dispatched_s
+    if run.output_tokens is None and seen.tokens:
+        run.output_tokens = seen.tokens
     log.info(
         "agent %s %s in %.2fs (%s output tokens)",
         run.name,
@@ -225,6 +268,9 @@ def _never_started(spec: AgentSpec, clock: _Clock, why: str) -> _Outcome:
 
 
 # --- the fan-out -----------------------------------------------------------------------
+
+# How often stragglers are looked at after the grace period (a quarter of it, at least this).
+_MIN_TICK_S = 0.05
 
 _Consolidated = tuple[ConsolidationRun, list[Insight]]
 _Consolidate = Callable[[list["_Outcome"]], Coroutine[Any, Any, _Consolidated]]
@@ -257,25 +303,28 @@ async def _fan_out_parallel(
     specs: tuple[AgentSpec, ...],
     ask: Callable[[AgentSpec], Awaitable[_Outcome]],
     settings: RunSettings,
-    clock: _Clock,
+    ctx: _Run,
     deadline: float | None,
     consolidate: _Consolidate,
-    records: dict[str, AgentRun],
 ) -> _FanOut:
-    """All agents at once; at quorum, stragglers get `grace_s` (or, with overlap, the
-    consolidation's duration) before they are cancelled."""
-    limit = asyncio.Semaphore(settings.max_concurrency or len(specs))
+    """All agents queued at once (the scheduler sends as many as the server has slots);
+    at quorum, stragglers get `grace_s`, then only the hung and those that cannot make
+    the deadline are cancelled. With overlap, the consolidation starts at quorum."""
+    clock = ctx.clock
+    dropped: dict[str, str] = {}  # agent → why we cancelled it
 
-    async def limited(spec: AgentSpec) -> _Outcome:
+    async def guarded(spec: AgentSpec) -> _Outcome:
         try:
-            async with limit:
-                return await ask(spec)
+            return await ask(spec)
         except asyncio.CancelledError:  # our own fan-out cancels stragglers; keep their record
-            if spec.name in records:
-                return _Outcome(records[spec.name])
-            return _never_started(spec, clock, "cancelled before it started")
+            if spec.name not in ctx.records:
+                return _never_started(spec, clock, "cancelled before it started")
+            run = ctx.records[spec.name]
+            if spec.name in dropped:
+                run.error = f"cancelled: {dropped[spec.name]}"
+            return _Outcome(run)
 
-    tasks = [asyncio.create_task(limited(s), name=f"agent:{s.name}") for s in specs]
+    tasks = {asyncio.create_task(guarded(s), name=f"agent:{s.name}"): s.name for s in specs}
     pending: set[asyncio.Task[_Outcome]] = set(tasks)
     outcomes: dict[str, _Outcome] = {}
     quorum = min(settings.quorum, len(specs))
@@ -307,16 +356,37 @@ async def _fan_out_parallel(
         # Phase 2: the stragglers.
         if pending and fan.quorum_reached_s is not None and settings.overlap:
             fan.consolidation, fan.late = await _overlap(pending, outcomes, consolidate)
-        elif pending:
-            wait_s = settings.grace_s if fan.quorum_reached_s is not None else 0.0
-            if (left := remaining()) is not None:
-                wait_s = min(wait_s, left)
-            done, pending = await asyncio.wait(pending, timeout=wait_s)
-            collect(done)
+        elif pending and fan.quorum_reached_s is not None:
+            grace_ends = clock.now() + settings.grace_s
+            tick = max(settings.grace_s, _MIN_TICK_S) / 4
+            while pending and (deadline is None or clock.now() < deadline):
+                left = remaining()
+                done, pending = await asyncio.wait(
+                    pending, timeout=tick if left is None else min(tick, left)
+                )
+                collect(done)
+                if clock.now() < grace_ends:
+                    continue
+                norms = Norms.of(o.run for o in outcomes.values())
+                for task in pending:
+                    name = tasks[task]
+                    why = verdict(
+                        ctx.seen.get(name, Progress(queued_s=0.0)),
+                        clock.now(),
+                        grace_s=settings.grace_s,
+                        deadline_s=deadline,
+                        norms=norms,
+                    )
+                    if why is not None and name not in dropped:
+                        dropped[name] = why
+                        log.info("agent %s dropped: %s", name, why)
+                        task.cancel()
     finally:
-        # Whatever happened (grace over, deadline, our own cancellation), no task outlives
-        # the fan-out: each cancelled agent returns its own `cancelled` record.
+        # Whatever happened (deadline, no quorum by the deadline, our own cancellation),
+        # no task outlives the fan-out: each cancelled agent returns its own record.
         for task in pending:
+            if deadline is not None and clock.now() >= deadline:
+                dropped.setdefault(tasks[task], f"the run deadline ({deadline:g} s) was reached")
             task.cancel()
         if pending:
             await asyncio.wait(pending)
@@ -356,22 +426,18 @@ async def _overlap(
 
 
 async def _consolidate(
-    backend: Backend,
+    ctx: _Run,
     roster: Roster,
     values: Mapping[str, float | None],
     ok: list[_Outcome],
     timeout_s: float,
-    clock: _Clock,
-    progress: ProgressFn | None,
 ) -> tuple[ConsolidationRun, list[Insight]]:
     """The Consolidator merges ≥ 2 answers; otherwise, or if it fails, the deterministic merge."""
     answers = [(o.run.name, o.answer or {}) for o in ok]
     spec = roster.consolidator
     if len(answers) >= 2:
         user = consolidation_user_prompt(values, answers)
-        outcome = await _call(
-            backend, spec, user, CONSOLIDATION_SCHEMA, timeout_s, clock, progress, {}
-        )
+        outcome = await _call(ctx, spec, user, CONSOLIDATION_SCHEMA, timeout_s, register=False)
         insights = (
             use_method.insights_from_output(spec.name, outcome.answer) if outcome.answer else []
         )
@@ -381,13 +447,13 @@ async def _consolidate(
         log.warning("consolidation by %s failed (%s); using deterministic merge", spec.name, why)
         failed = outcome.run
     else:
-        now = clock.now()
+        now = ctx.clock.now()
         failed = AgentRun(spec.name, spec.role, spec.model or "", "ok", now, now, 0.0)
     merged = (
         use_method.merge_findings(answers) if answers else use_method.insights_from_checks(values)
     )
     run = ConsolidationRun(**asdict(failed), method="fallback")
-    run.end_s = clock.now()
+    run.end_s = ctx.clock.now()
     run.duration_s = run.end_s - run.start_s
     return run, merged
 
@@ -405,26 +471,34 @@ async def run_analysis(
     quanta: Mapping[str, float] | None = None,
     progress: ProgressFn | None = None,
     simulated_profile: str | None = None,
+    slots: ServerSlots | None = None,
 ) -> AnalysisResult:
-    """Analyse one snapshot. The backend is created here, in this loop, and closed here."""
+    """Analyse one snapshot. The backend is created here, in this loop, and closed here.
+
+    `slots` is how many requests the server runs at once (None: no known limit); the
+    run sends no more than that, nor more than `settings.max_concurrency`."""
     clock = _Clock()
     roster = roster.with_default_model(model)
     values = snapshot.quantised(quanta)
     deadline = settings.deadline_s
-    records: dict[str, AgentRun] = {}
+    slots = slots or ServerSlots(None, "not limited")
+    limit = _limit(slots.slots, settings.max_concurrency)
     backend = backend_factory()
+    ctx = _Run(backend, clock, progress, SlotScheduler(limit), records={}, seen={})
     try:
+        # One-time set-up (HTTP client, TLS context) before the fan-out, so the first
+        # agent's request does not leave later than the others.
+        await backend.open()
 
         def ask(spec: AgentSpec) -> Awaitable[_Outcome]:
             user = agent_user_prompt(spec.role, values)
-            timeout = settings.agent_timeout_s
-            return _call(backend, spec, user, AGENT_SCHEMA, timeout, clock, progress, records)
+            return _call(ctx, spec, user, AGENT_SCHEMA, settings.agent_timeout_s)
 
         async def consolidate(ok: list[_Outcome]) -> tuple[ConsolidationRun, list[Insight]]:
             timeout = settings.agent_timeout_s
             if deadline is not None:
                 timeout = max(0.001, min(timeout, deadline - clock.now()))
-            return await _consolidate(backend, roster, values, ok, timeout, clock, progress)
+            return await _consolidate(ctx, roster, values, ok, timeout)
 
         if settings.mode == "single":
             specs: tuple[AgentSpec, ...] = (roster.generalist,)
@@ -434,9 +508,7 @@ async def run_analysis(
             fan = await _fan_out_sequential(specs, ask, clock, deadline)
         else:
             specs = roster.specialists
-            fan = await _fan_out_parallel(
-                specs, ask, settings, clock, deadline, consolidate, records
-            )
+            fan = await _fan_out_parallel(specs, ask, settings, ctx, deadline, consolidate)
         agents_done_s = clock.now()
         log.info(
             "all agents completed in %.2fs (%s, %d/%d ok)",
@@ -487,6 +559,7 @@ async def run_analysis(
         missing_roles=missing if settings.mode != "single" else [],
         execution_time_s=clock.now(),
         critical_path_s=_critical_path(settings.mode, runs, consolidation, fan.late),
+        critical_path_source=_critical_path_source(runs, consolidation, fan.late),
         cache=CacheInfo(hit=False, age_s=None),
         agents=runs,
         consolidation=consolidation,
@@ -497,6 +570,8 @@ async def run_analysis(
         error=None if ok else _first_error(runs),
         created_at=time.time(),
         simulated_profile=simulated_profile if backend.simulated else None,
+        server_slots=limit,
+        server_slots_source=slots.source if limit == slots.slots else _cap_source(slots, limit),
     )
     log.info(
         "analysis %s finished in %.2fs: tier %s (%d/%d agents), critical path %.2fs",
@@ -517,12 +592,36 @@ def _insights_of(outcome: _Outcome) -> list[Insight]:
 def _critical_path(
     mode: Mode, runs: list[AgentRun], consolidation: ConsolidationRun | None, late: tuple[str, ...]
 ) -> float:
-    """The time the run could not avoid, server queueing excluded: the agents it waited
-    for — the slowest of them when they ran side by side, all of them one after another
-    in sequential mode — plus the consolidation."""
+    """The time the run could not avoid, queueing excluded: the agents it waited for — the
+    slowest of them when they ran side by side, all of them one after another in
+    sequential mode — plus the consolidation. Each from the server's own timings where
+    it reports them (`AgentRun.work_s`)."""
     waited = [r.work_s for r in runs if r.status != "cancelled" and r.name not in late]
     agents_s = sum(waited) if mode == "sequential" else max(waited, default=0.0)
     return agents_s + (consolidation.work_s if consolidation else 0.0)
+
+
+def _critical_path_source(
+    runs: list[AgentRun], consolidation: ConsolidationRun | None, late: tuple[str, ...]
+) -> TimingSource:
+    """`server` when every call on the path has the server's own timings, `client` when
+    none has, `mixed` otherwise. A deterministic merge makes no call and does not count."""
+    calls = [r for r in runs if r.status != "cancelled" and r.name not in late]
+    if consolidation is not None and consolidation.method == "llm":
+        calls.append(consolidation)
+    reported = [r.server_work_s is not None for r in calls]
+    if reported and all(reported):
+        return "server"
+    return "mixed" if any(reported) else "client"
+
+
+def _limit(server_slots: int | None, max_concurrency: int | None) -> int | None:
+    known = [n for n in (server_slots, max_concurrency) if n is not None]
+    return min(known) if known else None
+
+
+def _cap_source(slots: ServerSlots, limit: int | None) -> str:
+    return f"--max-concurrency {limit} (server: {slots.source})"
 
 
 def _first_error(runs: list[AgentRun]) -> str:

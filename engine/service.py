@@ -27,6 +27,8 @@ from engine.history import History
 from engine.records import AnalysisResult, CacheInfo
 from engine.runner import ProgressFn, RunSettings, run_analysis
 from engine.simulated import SimConfig, shared_server
+from engine.slot_probe import probe_slots
+from engine.slots import ServerSlots
 from engine.snapshot import Snapshot
 
 BackendKind = Literal["simulated", "ollama", "openai"]
@@ -50,6 +52,7 @@ class BackendConfig:
     api_key: str | None = field(default=None, repr=False)  # never cached, logged or shown
     sim: SimConfig = field(default_factory=SimConfig)
     timeout_s: float = 300.0
+    server_slots: int | None = None  # None: auto (ask the server; see engine/slot_probe.py)
 
     def __post_init__(self) -> None:
         if self.kind not in BACKEND_KINDS:
@@ -60,6 +63,8 @@ class BackendConfig:
             raise ValueError("base-url: required for the openai backend (e.g. http://host:8000/v1)")
         if not self.model.strip():
             raise ValueError("model: must not be empty")
+        if self.server_slots is not None and self.server_slots < 1:
+            raise ValueError(f"server slots: must be 'auto' or ≥ 1, got {self.server_slots}")
 
     @property
     def simulated(self) -> bool:
@@ -76,6 +81,16 @@ class BackendConfig:
         """What about the backend changes an answer: never the API key, never a random port."""
         where = self.sim.fingerprint() if self.simulated else self.url()
         return f"{self.kind}|{where}|{self.model}"
+
+    async def slots(self) -> ServerSlots:
+        """How many requests to send at once: as configured, else what the server says."""
+        if self.server_slots is not None:
+            return ServerSlots(self.server_slots, "configured (--server-slots / quorum.toml)")
+        if self.simulated:
+            # Like Ollama, the simulated server does not report its slots; it is configured
+            # by the same SimConfig we hold (--sim-num-parallel), so we know them.
+            return ServerSlots(self.sim.num_parallel, "the simulated server's num_parallel")
+        return await probe_slots(self.kind, self.url(), api_key=self.api_key)
 
     def factory(self, max_connections: int = 16) -> Backend:
         """A new backend; call it inside the event loop that will use it. Size the pool to
@@ -115,6 +130,13 @@ class Engine:
         # that run's result instead of queueing on the cross-process lock and the disk.
         self._flights: dict[tuple[str, bool], concurrent.futures.Future[AnalysisResult]] = {}
         self._flights_lock = threading.Lock()
+        self._slots: ServerSlots | None = None  # asked once per engine
+
+    def server_slots(self) -> ServerSlots:
+        """The server's slots (configured or probed once); the dashboard shows them."""
+        if self._slots is None:
+            self._slots = _run_sync(self.backend.slots())
+        return self._slots
 
     def cache_key(self, snapshot: Snapshot, settings: RunSettings) -> str:
         parts = (
@@ -220,6 +242,7 @@ class Engine:
     def _run(
         self, snapshot: Snapshot, settings: RunSettings, progress: ProgressFn | None
     ) -> AnalysisResult:
+        slots = self.server_slots()
         result: AnalysisResult = _run_sync(
             run_analysis(
                 snapshot,
@@ -229,6 +252,7 @@ class Engine:
                 model=self.backend.model,
                 progress=progress,
                 simulated_profile=self.backend.sim.profile if self.backend.simulated else None,
+                slots=slots,
             )
         )
         return result

@@ -1,8 +1,8 @@
 """Where every second of a run went, as data a chart can draw (no Streamlit, no plotly).
 
 A run's agents become waterfall rows: each row is the agent's bar from `start_s` to
-`end_s`, split into the server's own report (queue → load → prefill → decode) laid end
-to end, with whatever the server does not explain shown as `other` (client, network,
+`end_s`, split into the wait in Quorum's own queue for a server slot, then the server's
+own report (queue → load → prefill → decode) laid end to end, with whatever the server does not explain shown as `other` (client, network,
 parsing). A server that reports nothing gets one `total` segment, so every row's
 segments always add up to the agent's duration.
 
@@ -18,10 +18,19 @@ from typing import Any, Literal
 
 from engine.records import AgentRun, AgentStatus, AnalysisResult, ConsolidationRun
 
-SegmentKind = Literal["queue", "load", "prefill", "decode", "other", "total"]
-SEGMENT_KINDS: tuple[SegmentKind, ...] = ("queue", "load", "prefill", "decode", "other", "total")
+SegmentKind = Literal["wait", "queue", "load", "prefill", "decode", "other", "total"]
+SEGMENT_KINDS: tuple[SegmentKind, ...] = (
+    "wait",
+    "queue",
+    "load",
+    "prefill",
+    "decode",
+    "other",
+    "total",
+)
 SEGMENT_LABELS: dict[SegmentKind, str] = {
-    "queue": "queue (waiting for a server slot)",
+    "wait": "waiting in Quorum for a free server slot",
+    "queue": "queue on the server",
     "load": "model load",
     "prefill": "prefill (prompt)",
     "decode": "decode (output)",
@@ -91,14 +100,22 @@ def segments(run: AgentRun) -> tuple[Segment, ...]:
     """The run's bar split into the server's timing report; widths always sum to its duration."""
     duration = max(0.0, run.duration_s)
     report: tuple[tuple[SegmentKind, float | None], ...] = (
+        ("wait", run.client_queue_s),
         ("queue", run.queue_s),
         ("load", run.load_s),
         ("prefill", run.prefill_s),
         ("decode", run.decode_s),
     )
     reported = [(kind, max(0.0, value)) for kind, value in report if value is not None]
-    if not reported:
-        return (Segment("total", run.start_s, duration),)
+    if all(kind == "wait" for kind, _ in reported):
+        # The server reported nothing: after our own wait, one unexplained bar.
+        wait = min(duration, sum(v for _, v in reported))
+        total = Segment("total", run.start_s + wait, duration - wait)
+        return (
+            (Segment("wait", run.start_s, wait), total)
+            if wait > _EPSILON_S
+            else (Segment("total", run.start_s, duration),)
+        )
     explained = sum(v for _, v in reported)
     if explained > duration and explained > 0:
         # The server's clock says more than the client's: keep the proportions, fit the bar.
@@ -201,9 +218,10 @@ class Serialisation:
 
 
 def serialisation(result: AnalysisResult) -> Serialisation:
-    """A parallel run whose agents waited for server slots for at least half its wall time
-    (summed over agents) was serialised by the server, e.g. OLLAMA_NUM_PARALLEL=1."""
-    queued = sum(a.queue_s or 0.0 for a in result.agents)
+    """A parallel run whose agents waited for server slots (in Quorum's queue or the
+    server's) for at least half its wall time, summed over agents, ran one at a time,
+    e.g. on OLLAMA_NUM_PARALLEL=1."""
+    queued = sum((a.queue_s or 0.0) + (a.client_queue_s or 0.0) for a in result.agents)
     work = sum(a.work_s for a in result.agents)
     wall = result.execution_time_s
     serialised = (

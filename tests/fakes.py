@@ -32,6 +32,7 @@ class FakeBackend:
     calls: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     closed: bool = False
+    opened: bool = False
     in_flight: int = 0
     peak_in_flight: int = 0
     # Set once `expected_calls` calls have started, so a test can act mid-run without polling.
@@ -74,6 +75,9 @@ class FakeBackend:
 
     async def status(self) -> ServerStatus:
         return ServerStatus(reachable=True, version="fake", models=["fake-model"])
+
+    async def open(self) -> None:
+        self.opened = True
 
     async def aclose(self) -> None:
         self.closed = True

@@ -85,10 +85,11 @@ async def test_json_contract_round_trips() -> None:
     agent_keys = {
         "name", "role", "model", "status", "start_s", "end_s", "duration_s", "ttft_s",
         "queue_s", "load_s", "prefill_s", "decode_s", "prompt_tokens", "output_tokens",
-        "response_chars", "error",
+        "response_chars", "error", "client_queue_s",
     }  # fmt: skip
     assert set(data["agents"][0]) == agent_keys
     assert set(data["consolidation"]) == agent_keys | {"method"}
+    assert data["critical_path_source"] == "server"  # the fake reports prefill and decode
     assert set(data["insights"][0]) == {
         "title", "observation", "recommendations", "severity", "confidence", "agents", "metrics",
     }  # fmt: skip
@@ -264,7 +265,8 @@ async def test_progress_events_per_agent() -> None:
     await run(FakeBackend(), RunSettings(quorum=5), events)
     for name in [*SPECIALISTS, "Consolidator"]:
         kinds = [e.kind for e in events if e.agent == name]
-        assert kinds[0] == "started" and kinds[-1] == "finished" and "tokens" in kinds
+        assert kinds[:2] == ["queued", "started"] and kinds[-1] == "finished"
+        assert "tokens" in kinds
     finished = [e for e in events if e.kind == "finished"]
     assert all(e.status == "ok" for e in finished)
 

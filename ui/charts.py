@@ -29,6 +29,7 @@ from engine.timeline import (
 from ui import safe
 
 SEGMENT_COLOURS: dict[str, str] = {
+    "wait": "#e2e8f0",
     "queue": "#cbd5e1",
     "load": "#a78bfa",
     "prefill": "#f59e0b",

@@ -48,6 +48,7 @@ class ChatResult:
     prompt_tokens: int | None = None
     output_tokens: int | None = None
     raw_final: dict[str, Any] = field(default_factory=dict)
+    finish_reason: str | None = None  # "stop", or "length" when the token cap cut it
 
 
 @dataclass
@@ -74,6 +75,11 @@ class Backend(Protocol):
 
     async def status(self) -> ServerStatus:
         """Version and models, or reachable=False with the reason. Never raises."""
+        ...
+
+    async def open(self) -> None:
+        """One-time set-up (HTTP client, TLS context), done before a fan-out so that
+        the first request does not pay for it while the others wait."""
         ...
 
     async def aclose(self) -> None: ...

@@ -152,6 +152,7 @@ def chat_result(content: str, final: Mapping[str, Any], ttft_s: float | None) ->
         prompt_tokens=_number(final, "prompt_eval_count"),
         output_tokens=_number(final, "eval_count"),
         raw_final=dict(final),
+        finish_reason=str(final["done_reason"]) if final.get("done_reason") else None,
     )
 
 
@@ -233,6 +234,9 @@ class OllamaBackend:
 
     def __repr__(self) -> str:
         return f"OllamaBackend(base_url={self.base_url!r}, kind={self.kind!r})"
+
+    async def open(self) -> None:
+        self._http.get()
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -233,6 +233,7 @@ def chat_result(stream: OpenAIStream, ttft_s: float | None, elapsed_s: float) ->
         prompt_tokens=prompt_tokens,
         output_tokens=output_tokens,
         raw_final=raw,
+        finish_reason=stream.finish_reason,
     )
 
 
@@ -288,6 +289,9 @@ class OpenAICompatBackend:
 
     def __repr__(self) -> str:
         return f"OpenAICompatBackend(base_url={self.base_url!r}, api_key={self._api_key!r})"
+
+    async def open(self) -> None:
+        self._http.get()
 
     async def aclose(self) -> None:
         await self._http.aclose()

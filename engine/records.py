@@ -50,6 +50,7 @@ class AgentRun:
     output_tokens: int | None = None
     response_chars: int = 0
     error: str | None = None
+    cached_tokens: int | None = None  # prompt tokens reused from the server's prefix cache
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,6 +70,8 @@ class ConsolidationRun(AgentRun):
     """The consolidation step: an LLM call (`llm`) or the deterministic merge (`fallback`)."""
 
     method: Literal["llm", "fallback"] = "fallback"
+    summary: str | None = None  # the Consolidator's one-line verdict (method `llm`)
+    verdict_confidence: int | None = None  # the Consolidator's confidence in its verdict
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ConsolidationRun:

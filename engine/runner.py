@@ -26,7 +26,7 @@ from typing import Any, Literal
 from engine import use_method
 from engine.agents import (
     AGENT_SCHEMA,
-    CONSOLIDATION_SCHEMA,
+    VERDICT_SCHEMA,
     AgentSpec,
     Roster,
     agent_user_prompt,
@@ -193,6 +193,7 @@ def _copy_timings(run: AgentRun, result: ChatResult) -> None:
     run.decode_s = result.decode_s
     run.prompt_tokens = result.prompt_tokens
     run.output_tokens = result.output_tokens
+    run.cached_tokens = result.cached_tokens
     run.response_chars = len(result.content)
 
 
@@ -364,22 +365,36 @@ async def _consolidate(
     clock: _Clock,
     progress: ProgressFn | None,
 ) -> tuple[ConsolidationRun, list[Insight]]:
-    """The Consolidator merges ≥ 2 answers; otherwise, or if it fails, the deterministic merge."""
-    answers = [(o.run.name, o.answer or {}) for o in ok]
+    """The Consolidator ranks and groups ≥ 2 answers' findings (a compact verdict; the
+    insights are assembled from the agents' own findings); otherwise, or if its verdict
+    is unusable, the deterministic merge."""
+    arrived = sorted(ok, key=lambda o: o.run.end_s)  # the order the prompt grew in
+    answers = [(o.run.name, o.answer or {}) for o in arrived]
     spec = roster.consolidator
     if len(answers) >= 2:
-        user = consolidation_user_prompt(values, answers)
-        outcome = await _call(
-            backend, spec, user, CONSOLIDATION_SCHEMA, timeout_s, clock, progress, {}
+        findings = use_method.compact_findings(
+            [(o.run.name, o.run.role, o.answer or {}) for o in arrived]
         )
-        insights = (
-            use_method.insights_from_output(spec.name, outcome.answer) if outcome.answer else []
+        user = consolidation_user_prompt(values, findings, spec.instructions)
+        outcome = await _call(backend, spec, user, VERDICT_SCHEMA, timeout_s, clock, progress, {})
+        verdict = (
+            use_method.read_verdict(outcome.answer, (f.id for f in findings))
+            if outcome.answer
+            else None
         )
-        if insights:
-            return ConsolidationRun(**asdict(outcome.run), method="llm"), insights
-        why = outcome.run.error or "consolidator returned no insights"
+        if verdict is not None:
+            run = ConsolidationRun(
+                **asdict(outcome.run),
+                method="llm",
+                summary=verdict.summary or None,
+                verdict_confidence=verdict.confidence,
+            )
+            return run, use_method.assemble_insights(verdict, findings)
+        why = outcome.run.error or "consolidator's verdict named no finding"
         log.warning("consolidation by %s failed (%s); using deterministic merge", spec.name, why)
         failed = outcome.run
+        if failed.error is None:
+            failed.error = why
     else:
         now = clock.now()
         failed = AgentRun(spec.name, spec.role, spec.model or "", "ok", now, now, 0.0)
@@ -416,7 +431,7 @@ async def run_analysis(
     try:
 
         def ask(spec: AgentSpec) -> Awaitable[_Outcome]:
-            user = agent_user_prompt(spec.role, values)
+            user = agent_user_prompt(spec.role, values, spec.instructions)
             timeout = settings.agent_timeout_s
             return _call(backend, spec, user, AGENT_SCHEMA, timeout, clock, progress, records)
 

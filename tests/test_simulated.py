@@ -263,8 +263,9 @@ def test_consolidator_merges_the_specialists(make_server: ServerFactory) -> None
         (a.name, use_method.agent_answer(CPU, a.role)) for a in agents.DEFAULT_ROSTER.specialists
     ]
     server = make_server(time_scale=0.001)
+    prompt = agents.full_consolidation_user_prompt(CPU, outputs)
     with httpx.Client(base_url=server.url) as client:
-        final = call(client, body(agents.consolidation_user_prompt(CPU, outputs)), "Consolidator")
+        final = call(client, body(prompt), "Consolidator")
     merged = content_json(final)
     assert_schema(agents.CONSOLIDATION_SCHEMA, merged)
     assert merged["insights"] == [i.to_dict() for i in use_method.merge_findings(outputs)]
@@ -403,7 +404,8 @@ def test_error_midstream_fault_ends_with_an_error_line(make_server: ServerFactor
 
 
 def test_slow_fault_triples_prefill_and_decode(make_server: ServerFactory) -> None:
-    server = make_server(time_scale=0.01, faults=(("Slowpoke", "slow"),))
+    # Without prefix reuse: the second call would otherwise find its prompt cached.
+    server = make_server(time_scale=0.01, faults=(("Slowpoke", "slow"),), prefix_cache=False)
     with httpx.Client(base_url=server.url) as client:
         normal, slow = call(client, body(), "Brisk"), call(client, body(), "Slowpoke")
 
@@ -530,7 +532,7 @@ def test_profiles_match_their_documented_per_call_seconds() -> None:
     ]
     consolidator = agents.DEFAULT_ROSTER.consolidator.system_prompt
     consolidator_tokens = estimate_tokens(
-        consolidator + agents.consolidation_user_prompt(CPU, outputs)
+        consolidator + agents.full_consolidation_user_prompt(CPU, outputs)
     )
 
     def six_calls(name: str) -> float:
@@ -579,7 +581,7 @@ def generate_body(
 
 
 def test_generate_non_stream_answers_like_chat(make_server: ServerFactory) -> None:
-    server = make_server(time_scale=0.001)
+    server = make_server(time_scale=0.001, prefix_cache=False)
     with httpx.Client(base_url=server.url) as client:
         response = client.post("/api/generate", json=generate_body(stream=False))
         chat = call(client, body())
@@ -621,7 +623,9 @@ def test_generate_without_system_prefills_only_the_prompt(make_server: ServerFac
 
 
 def test_generate_has_the_same_load_faults_and_counters(make_server: ServerFactory) -> None:
-    server = make_server(time_scale=0.01, faults=(("Slowpoke", "slow"), ("Broken", "error")))
+    server = make_server(
+        time_scale=0.01, faults=(("Slowpoke", "slow"), ("Broken", "error")), prefix_cache=False
+    )
     with httpx.Client(base_url=server.url) as client:
         loaded = client.post("/api/generate", json={"model": "llama3.1:8b"}).json()
         assert (loaded["done_reason"], loaded["response"]) == ("load", "")

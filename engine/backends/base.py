@@ -48,6 +48,7 @@ class ChatResult:
     prompt_tokens: int | None = None
     output_tokens: int | None = None
     raw_final: dict[str, Any] = field(default_factory=dict)
+    cached_tokens: int | None = None  # prompt tokens reused from the server's prefix cache
 
 
 @dataclass

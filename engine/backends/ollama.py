@@ -152,6 +152,9 @@ def chat_result(content: str, final: Mapping[str, Any], ttft_s: float | None) ->
         prompt_tokens=_number(final, "prompt_eval_count"),
         output_tokens=_number(final, "eval_count"),
         raw_final=dict(final),
+        cached_tokens=_number(final, "prompt_cache_count")
+        if "prompt_cache_count" in final
+        else None,
     )
 
 

@@ -233,6 +233,7 @@ def chat_result(stream: OpenAIStream, ttft_s: float | None, elapsed_s: float) ->
         prompt_tokens=prompt_tokens,
         output_tokens=output_tokens,
         raw_final=raw,
+        cached_tokens=_count(_num(stream.timings, "cache_n")),
     )
 
 

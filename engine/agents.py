@@ -26,10 +26,9 @@ DEFAULT_MODEL = "llama3.1:8b"
 # puts the system message first, so anything role-specific there would make every
 # prompt differ from its first bytes and defeat the server's prefix cache.
 SHARED_SYSTEM_PROMPT = (
-    "You are one of Quorum's specialist site-reliability agents. Each of you reviews the "
-    "same host metrics snapshot with Brendan Gregg's USE method (utilisation, saturation, "
-    "errors) from your own role, given at the end of the message. Answer with JSON only, "
-    "matching the given schema. Cite snapshot field names, never invent metrics."
+    "You are a site-reliability agent in a team reviewing one host's metrics with the USE "
+    "method, from the role given at the end. Answer with JSON only, matching the schema; "
+    "cite snapshot field names."
 )
 
 
@@ -294,10 +293,7 @@ def apply_overrides(roster: Roster, agents: Any, *, source: str = "roster") -> R
 # prefills the shared part once, and a growing consolidation prompt only by its tail.
 
 _ROLE_LINE = "Role: "
-_PREAMBLE = (
-    "Quorum analysis of one host. Five specialists (performance, infrastructure, security, "
-    "cost, reliability) read this same message; a consolidator then merges their findings."
-)
+_PREAMBLE = "Quorum: five specialists read this same message; a consolidator merges their findings."
 _BLOCK = re.compile(r"```(json|jsonl)\s*\n(.*?)\n```", re.DOTALL)
 _ROLE = re.compile(rf"^{_ROLE_LINE}(\S+)\s*$", re.MULTILINE)
 _FINDINGS_OPEN = "Specialist findings, one per line, in the order they arrived:\n```jsonl\n"

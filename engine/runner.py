@@ -20,18 +20,21 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextlib import suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from engine import use_method
 from engine.agents import (
     AGENT_SCHEMA,
+    CONSOLIDATION_SCHEMA,
     VERDICT_SCHEMA,
     AgentSpec,
     Roster,
     agent_user_prompt,
     consolidation_user_prompt,
+    full_consolidation_user_prompt,
     parse_json_answer,
+    token_cap,
 )
 from engine.backends.base import Backend, BackendError, ChatRequest, ChatResult
 from engine.records import (
@@ -50,6 +53,8 @@ from engine.snapshot import Snapshot
 log = logging.getLogger("engine.runner")
 
 MODES: tuple[Mode, ...] = ("parallel", "sequential", "single")
+ConsolidationStyle = Literal["compact", "full"]
+CONSOLIDATION_STYLES: tuple[ConsolidationStyle, ...] = ("compact", "full")
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,9 @@ class RunSettings:
     agent_timeout_s: float = 30.0
     deadline_s: float | None = None  # the whole run, agents and consolidation
     max_concurrency: int | None = None  # None: as many as there are agents
+    # compact: the Consolidator ranks and groups finding ids (a few dozen tokens);
+    # full: it rewrites every insight (what Quorum and the plan did before; ≈ 5× slower).
+    consolidation: ConsolidationStyle = "compact"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -75,6 +83,11 @@ class RunSettings:
             raise ValueError(f"agent timeout: must be > 0 seconds, got {self.agent_timeout_s:g}")
         if self.deadline_s is not None and self.deadline_s <= 0:
             raise ValueError(f"deadline: must be > 0 seconds, got {self.deadline_s:g}")
+        if self.consolidation not in CONSOLIDATION_STYLES:
+            raise ValueError(
+                f"consolidation: must be one of {', '.join(CONSOLIDATION_STYLES)}, "
+                f"got {self.consolidation!r}"
+            )
         if self.max_concurrency is not None and self.max_concurrency < 1:
             raise ValueError(f"max concurrency: must be ≥ 1, got {self.max_concurrency}")
 
@@ -364,47 +377,71 @@ async def _consolidate(
     timeout_s: float,
     clock: _Clock,
     progress: ProgressFn | None,
+    style: ConsolidationStyle = "compact",
 ) -> tuple[ConsolidationRun, list[Insight]]:
-    """The Consolidator ranks and groups ≥ 2 answers' findings (a compact verdict; the
-    insights are assembled from the agents' own findings); otherwise, or if its verdict
-    is unusable, the deterministic merge."""
+    """The Consolidator merges ≥ 2 answers; otherwise, or if it fails, the deterministic
+    merge. Compact: it ranks and groups the findings' ids, and the insights are assembled
+    from the agents' own findings. Full: it writes every insight itself."""
     arrived = sorted(ok, key=lambda o: o.run.end_s)  # the order the prompt grew in
     answers = [(o.run.name, o.answer or {}) for o in arrived]
     spec = roster.consolidator
     if len(answers) >= 2:
-        findings = use_method.compact_findings(
-            [(o.run.name, o.run.role, o.answer or {}) for o in arrived]
+        run, insights = await (_consolidate_full if style == "full" else _consolidate_compact)(
+            backend, spec, values, arrived, timeout_s, clock, progress
         )
-        user = consolidation_user_prompt(values, findings, spec.instructions)
-        outcome = await _call(backend, spec, user, VERDICT_SCHEMA, timeout_s, clock, progress, {})
-        verdict = (
-            use_method.read_verdict(outcome.answer, (f.id for f in findings))
-            if outcome.answer
-            else None
+        if insights:
+            return run, insights
+        log.warning(
+            "consolidation by %s failed (%s); using deterministic merge", spec.name, run.error
         )
-        if verdict is not None:
-            run = ConsolidationRun(
-                **asdict(outcome.run),
-                method="llm",
-                summary=verdict.summary or None,
-                verdict_confidence=verdict.confidence,
-            )
-            return run, use_method.assemble_insights(verdict, findings)
-        why = outcome.run.error or "consolidator's verdict named no finding"
-        log.warning("consolidation by %s failed (%s); using deterministic merge", spec.name, why)
-        failed = outcome.run
-        if failed.error is None:
-            failed.error = why
+        failed: AgentRun = run
     else:
         now = clock.now()
         failed = AgentRun(spec.name, spec.role, spec.model or "", "ok", now, now, 0.0)
     merged = (
         use_method.merge_findings(answers) if answers else use_method.insights_from_checks(values)
     )
-    run = ConsolidationRun(**asdict(failed), method="fallback")
-    run.end_s = clock.now()
-    run.duration_s = run.end_s - run.start_s
-    return run, merged
+    fallback = ConsolidationRun(**{**asdict(failed), "method": "fallback"})
+    fallback.end_s = clock.now()
+    fallback.duration_s = fallback.end_s - fallback.start_s
+    return fallback, merged
+
+
+async def _consolidate_compact(
+    backend: Backend, spec: AgentSpec, values: Mapping[str, float | None],
+    arrived: list[_Outcome], timeout_s: float, clock: _Clock, progress: ProgressFn | None,
+) -> tuple[ConsolidationRun, list[Insight]]:  # fmt: skip
+    """The verdict and the insights assembled from it; no insights when it is unusable."""
+    findings = use_method.compact_findings(
+        [(o.run.name, o.run.role, o.answer or {}) for o in arrived]
+    )
+    user = consolidation_user_prompt(values, findings, spec.instructions)
+    outcome = await _call(backend, spec, user, VERDICT_SCHEMA, timeout_s, clock, progress, {})
+    ids = [f.id for f in findings]
+    verdict = use_method.read_verdict(outcome.answer, ids) if outcome.answer else None
+    run = ConsolidationRun(**asdict(outcome.run), method="llm")
+    if verdict is None:
+        run.error = run.error or "consolidator's verdict named no finding"
+        return run, []
+    run.summary, run.verdict_confidence = verdict.summary or None, verdict.confidence
+    return run, use_method.assemble_insights(verdict, findings)
+
+
+async def _consolidate_full(
+    backend: Backend, spec: AgentSpec, values: Mapping[str, float | None],
+    arrived: list[_Outcome], timeout_s: float, clock: _Clock, progress: ProgressFn | None,
+) -> tuple[ConsolidationRun, list[Insight]]:  # fmt: skip
+    """Every insight written by the Consolidator; no insights when it wrote none."""
+    answers = [(o.run.name, o.answer or {}) for o in arrived]
+    user = full_consolidation_user_prompt(values, answers, spec.instructions)
+    # Its answer is the whole insight list: the verdict's token cap would cut it short.
+    spec = replace(spec, max_tokens=token_cap(CONSOLIDATION_SCHEMA))
+    outcome = await _call(backend, spec, user, CONSOLIDATION_SCHEMA, timeout_s, clock, progress, {})
+    run = ConsolidationRun(**asdict(outcome.run), method="llm")
+    insights = use_method.insights_from_output(spec.name, outcome.answer or {})
+    if not insights:
+        run.error = run.error or "consolidator returned no insights"
+    return run, insights
 
 
 # --- the run ---------------------------------------------------------------------------
@@ -439,7 +476,9 @@ async def run_analysis(
             timeout = settings.agent_timeout_s
             if deadline is not None:
                 timeout = max(0.001, min(timeout, deadline - clock.now()))
-            return await _consolidate(backend, roster, values, ok, timeout, clock, progress)
+            return await _consolidate(
+                backend, roster, values, ok, timeout, clock, progress, settings.consolidation
+            )
 
         if settings.mode == "single":
             specs: tuple[AgentSpec, ...] = (roster.generalist,)

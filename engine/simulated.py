@@ -902,9 +902,11 @@ atexit.register(_stop_shared)
 def serve_forever(config: SimConfig, host: str, port: int) -> None:
     """Serve until Ctrl-C (for `python -m engine serve-simulated`)."""
     with SimulatedOllamaServer(config, host, port) as server:
+        faults = ", ".join(f"{agent}={kind}" for agent, kind in config.faults)
         print(
             f"Simulated Ollama ({config.profile}, {config.num_parallel} slot(s), "
-            f"time scale {config.time_scale:g}) at {server.url} — Ctrl-C to stop",
+            f"time scale {config.time_scale:g}{', faults: ' + faults if faults else ''}) "
+            f"at {server.url} — Ctrl-C to stop",
             flush=True,
         )
         try:

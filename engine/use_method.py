@@ -624,7 +624,7 @@ def verdict_for(findings: Sequence[CompactFinding]) -> dict[str, Any]:
     worst = merge_group([f.insight for f in groups[0]])
     return {
         "insights": [[f.id for f in g] for g in groups[:_VERDICT_TOP]],
-        "summary": f"{len(groups)} problems; worst: {worst.title}",
+        "summary": worst.title,
         "confidence": _SEVERITY_CONFIDENCE[worst.severity],
     }
 

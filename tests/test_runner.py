@@ -150,9 +150,7 @@ async def test_compact_consolidation_keeps_the_agents_own_findings() -> None:
     fake = FakeBackend()
     result = await run(fake, RunSettings(quorum=5))
     assert result.consolidation is not None and result.consolidation.method == "llm"
-    assert result.consolidation.summary and "worst: CPU utilisation is high" in (
-        result.consolidation.summary
-    )
+    assert result.consolidation.summary == "CPU utilisation is high"
     assert result.consolidation.verdict_confidence == 92
     answers = [
         (a.name, use_method.agent_answer(VALUES, a.role)) for a in DEFAULT_ROSTER.specialists

@@ -203,6 +203,10 @@ class SimStats:
     prompt_tokens_evaluated: int = 0  # prefilled
     prompt_tokens_cached: int = 0  # reused from a slot's KV cache
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # Notified whenever the slots' occupancy changes, so a test can wait for a state.
+    _changed: threading.Condition = field(
+        default_factory=threading.Condition, repr=False, compare=False
+    )
 
     def snapshot(self) -> SimStats:
         with self.lock:
@@ -211,6 +215,7 @@ class SimStats:
                 requests_by_path=Counter(self.requests_by_path),
                 chat_by_agent=Counter(self.chat_by_agent),
                 lock=threading.Lock(),
+                _changed=threading.Condition(),
             )
 
     def reset(self) -> None:
@@ -239,6 +244,13 @@ class SimStats:
             self.in_flight = in_flight
             self.max_in_flight = max(self.max_in_flight, in_flight)
             self.peak_queue = max(self.peak_queue, queued)
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for_in_flight(self, count: int, timeout_s: float) -> bool:
+        """Block until exactly `count` requests hold a slot (False after `timeout_s`)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.in_flight == count, timeout_s)
 
 
 class _Gone(Exception):

@@ -287,13 +287,12 @@ def apply_overrides(roster: Roster, agents: Any, *, source: str = "roster") -> R
 # --- prompts ---------------------------------------------------------------------------
 #
 # Every prompt about one snapshot starts with the same bytes: the shared system prompt,
-# then `_shared_prefix` (preamble, snapshot, every check that fires). What differs comes
+# then `_shared_prefix` (the snapshot and every check that fires). What differs comes
 # last: an agent's role and instructions; the Consolidator's role, then the findings in
 # the order they arrived. A server that keeps each slot's KV cache (llama.cpp, Ollama)
 # prefills the shared part once, and a growing consolidation prompt only by its tail.
 
 _ROLE_LINE = "Role: "
-_PREAMBLE = "Quorum: five specialists read this same message; a consolidator merges their findings."
 _BLOCK = re.compile(r"```(json|jsonl)\s*\n(.*?)\n```", re.DOTALL)
 _ROLE = re.compile(rf"^{_ROLE_LINE}(\S+)\s*$", re.MULTILINE)
 _FINDINGS_OPEN = "Specialist findings, one per line, in the order they arrived:\n```jsonl\n"
@@ -303,7 +302,6 @@ def _shared_prefix(values: Mapping[str, float | None]) -> str:
     snapshot_json = json.dumps({k: v for k, v in values.items() if v is not None}, sort_keys=True)
     checks = "\n".join(use_method.shared_grounding_lines(values))
     return (
-        f"{_PREAMBLE}\n"
         "Host metrics snapshot (USE method; field names are the metric ids):\n"
         f"```json\n{snapshot_json}\n```\n"
         "Deterministic USE-method checks (the roles each concerns in brackets):\n"

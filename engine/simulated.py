@@ -15,24 +15,42 @@ is inside `total_duration` but outside load/prefill/decode, so a client can comp
 queue = total − load − prompt_eval − eval), prefill over the prompt and decode streamed
 token by token. Every duration, keep-alive included, is multiplied by `time_scale`.
 
-Profiles (seconds at time_scale 1, warm model; prompts are ≈ 250 tokens for a specialist
-and ≈ 1500 for the consolidator on `cpu-saturation`, by the chars/4 estimate):
+Prefix caching, as Ollama's and llama.cpp's servers do: each slot keeps the KV of the
+last prompt it read; the request at the head of the queue goes to the free slot whose
+cached prompt shares the longest prefix with its own (least recently used among
+equals); only the rest is prefilled. `prompt_eval_count` counts the evaluated tokens
+only (as Ollama's does), and the final report adds `prompt_cache_count`, the reused
+ones (an extension: Ollama does not report it; llama.cpp reports `timings.cache_n`). At
+least one token is always evaluated. `prefix_cache=False` turns it off (a server that
+re-reads every prompt, as for prompts that share no prefix).
+
+Token counting: the simulator has no tokenizer; `estimate_tokens` counts 4 characters a
+token, for prompts, cached prefixes (whole tokens within the common characters) and
+answers alike.
+
+Profiles (seconds at time_scale 1, warm model, cold slots; the full consolidation's
+prompt is ≈ 1500 tokens on `cpu-saturation`, a specialist's ≈ 300):
 
 - `baseline` reproduces the team's measurement, 6 sequential calls ≈ 70 s (≈ 11.7 s a
   call) with an 8B Q4 model on CPU: llama.cpp typically prefills ≈ 250 tok/s and decodes
-  ≈ 12 tok/s there. 120 output tokens make a specialist ≈ 1 + 10 = 11 s and the
-  consolidator ≈ 6 + 10 = 16 s (5 × 11 + 16 ≈ 71 s). The first load reads ≈ 5 GB: 3 s.
+  ≈ 12 tok/s there. 120 output tokens make a specialist ≈ 1 + 10 = 11 s and the full
+  consolidation ≈ 6 + 10 = 16 s (5 × 11 + 16 ≈ 71 s). The first load reads ≈ 5 GB: 3 s.
 - `gpu`: the same model fully offloaded to a mid-range GPU (≈ 2500 tok/s prefill,
   ≈ 65 tok/s decode): ≈ 2 s a specialist, ≈ 2.5 s the consolidator; 2 s load.
 - `cpu-small`: a 3B model on the same CPU (≈ 600 / 24 tok/s): ≈ 5.4 s a specialist,
   ≈ 7.5 s the consolidator, ≈ 6 s on average; 1.5 s load.
-- `fast-consolidator`: `baseline`, but the consolidator writes 24 tokens instead of 120
-  (the plan's compact consolidation): ≈ 6 + 2 = 8 s.
+- `fast-consolidator`: `baseline`, but the consolidator writes at most 24 tokens.
+
+Decode follows the answer actually written: its tokens by `estimate_tokens`, but at most
+the profile's length for that kind of answer (the calibrated length of what the measured
+model wrote: the rule-based text is denser than a model's prose, so a longer text is
+spread over that many tokens), ± the profile's jitter. A specialist's answer is therefore
+≈ 120 tokens, while the compact consolidation verdict (≈ 25 tokens) takes ≈ 2 s.
 
 Simplifications: slots do not slow each other down (real parallel decoding shares the
-hardware), every model runs at the profile's speed, and the real answer text is spread
-over the profile's token count, so decode time does not depend on the answer's length.
-`/api/generate` omits the `context` token array (no client here continues from one).
+hardware), every model runs at the profile's speed. `/api/generate` omits the `context`
+token array (no client here continues from one). A client that disconnects ends its
+request (checked before every wait), queued, prefilling or decoding, streamed or not.
 
 Faults, per `X-Quorum-Agent` header: `hang`, `error` (500), `error-midstream` (an
 `{"error"}` line after a few tokens), `malformed` (prose, not JSON), `slow` (3× prefill

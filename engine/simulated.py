@@ -133,13 +133,13 @@ PROFILES: dict[str, SimProfile] = {
     p.name: p
     for p in (
         SimProfile("baseline", 3.0, 250, 12, 120, 120, 200, 0.15,
-                   "8B model on CPU: ≈ 11 s a specialist, ≈ 16 s the consolidator"),
+                   "8B model on CPU: ≈ 11 s a specialist, ≈ 16 s a full consolidation"),
         SimProfile("gpu", 2.0, 2500, 65, 120, 120, 200, 0.10,
                    "8B model on a GPU: ≈ 2 s a call"),
         SimProfile("cpu-small", 1.5, 600, 24, 120, 120, 200, 0.15,
                    "3B model on CPU: ≈ 6 s a call"),
         SimProfile("fast-consolidator", 3.0, 250, 12, 120, 24, 200, 0.15,
-                   "baseline with a compact consolidation (5× fewer tokens): ≈ 8 s"),
+                   "baseline, the consolidator writing at most 24 tokens"),
     )
 }  # fmt: skip
 

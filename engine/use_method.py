@@ -584,10 +584,12 @@ def read_verdict(raw: Mapping[str, Any], known_ids: Iterable[str]) -> Verdict | 
             groups.append(group)
     if not groups:
         return None
-    try:
-        confidence: int | None = max(0, min(100, int(float(raw.get("confidence")))))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        confidence = None
+    confidence: int | None = None
+    if isinstance(raw.get("confidence"), int | float | str):
+        try:
+            confidence = max(0, min(100, int(float(raw["confidence"]))))
+        except (ValueError, OverflowError):  # "high", nan, inf
+            confidence = None
     return Verdict(tuple(groups), _text(raw.get("summary"), 200), confidence)
 
 

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from engine import use_method
-from engine.agents import DEFAULT_ROSTER
+from engine.agents import CONSOLIDATION_SCHEMA, DEFAULT_ROSTER
 from engine.records import AnalysisResult
 from engine.runner import ProgressEvent, RunSettings, run_analysis, tier_for
 from engine.snapshot import scenario
@@ -172,6 +172,18 @@ async def test_consolidation_prompt_lists_findings_in_arrival_order() -> None:
     cost = next(r for r in fake.requests if r.agent == "CostOptimizer")
     assert cost.user.rstrip().endswith("recommendations each.")
     assert DEFAULT_ROSTER.specialists[3].instructions in cost.user
+
+
+async def test_full_consolidation_has_the_consolidator_write_every_insight() -> None:
+    fake = FakeBackend()
+    result = await run(fake, RunSettings(quorum=5, consolidation="full"))
+    assert result.consolidation is not None and result.consolidation.method == "llm"
+    assert result.consolidation.summary is None
+    consolidation = next(r for r in fake.requests if r.agent == "Consolidator")
+    assert consolidation.schema == CONSOLIDATION_SCHEMA and '"answer"' in consolidation.user
+    compact = await run(FakeBackend(), RunSettings(quorum=5))
+    assert [i.to_dict() for i in result.insights] == [i.to_dict() for i in compact.insights]
+    assert RunSettings().fingerprint() != RunSettings(consolidation="full").fingerprint()
 
 
 async def test_unusable_verdict_falls_back_to_the_labelled_merge() -> None:
@@ -338,3 +350,5 @@ def test_settings_validation_names_the_field() -> None:
         RunSettings(agent_timeout_s=0)
     with pytest.raises(ValueError, match="mode"):
         RunSettings(mode="turbo")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^consolidation: must be one of compact, full"):
+        RunSettings(consolidation="short")  # type: ignore[arg-type]

@@ -186,9 +186,10 @@ def test_verdict_drops_unknown_and_repeated_ids_and_bounds_text() -> None:
     assert verdict is not None
     assert verdict.groups == (("P1",), ("P2",))
     assert len(verdict.summary) == 200 and verdict.confidence == 100
-    assert use_method.read_verdict({"insights": [["P1"]], "confidence": "high"}, ["P1"]) == (
-        use_method.Verdict((("P1",),), "", None)
-    )
+    for odd in ("high", None, [90], float("nan")):
+        assert use_method.read_verdict({"insights": [["P1"]], "confidence": odd}, ["P1"]) == (
+            use_method.Verdict((("P1",),), "", None)
+        )
 
 
 def test_shared_grounding_names_the_roles_each_check_concerns() -> None:

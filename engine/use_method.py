@@ -443,7 +443,10 @@ def merge_group(members: Sequence[Insight]) -> Insight:
     """One insight from findings about one problem: keep the most severe wording, union
     the agents and advice, and let agreement raise confidence a little (3 points per
     extra agent), never above 99."""
-    ordered = sorted(members, key=lambda i: (SEVERITY_RANK[i.severity], -i.confidence))
+    # Ties broken on the text too, so the merge does not depend on who answered first.
+    ordered = sorted(
+        members, key=lambda i: (SEVERITY_RANK[i.severity], -i.confidence, i.title, i.agents)
+    )
     lead = ordered[0]
     agents = list(dict.fromkeys(a for m in ordered for a in m.agents))
     recs = list(dict.fromkeys(r for m in ordered for r in m.recommendations))

@@ -18,12 +18,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
 
 from engine import agents, snapshot, use_method
+from engine.backends.ollama import OllamaBackend
+from engine.runner import RunSettings, run_analysis
 from engine.simulated import (
     CACHED_COUNT_FIELD,
     DEFAULT_MODELS,
@@ -830,3 +832,33 @@ def test_serve_simulated_rejects_an_unknown_fault() -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.startswith("error: --fault: expected AGENT=KIND")
+
+
+# --- the product against it ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["cpu-saturation", "error-spike", "healthy"])
+async def test_compact_and_full_consolidations_agree_on_the_simulated_backend(
+    make_server: ServerFactory, name: str
+) -> None:
+    """Same findings, severities, agents and grounding (metrics), in the same order,
+    whether the Consolidator rewrites every insight or only ranks and groups ids."""
+    server = make_server(time_scale=0.001, num_parallel=6)
+    results = {}
+    styles: tuple[Literal["full", "compact"], ...] = ("full", "compact")
+    for style in styles:
+        results[style] = await run_analysis(
+            snapshot.scenario(name),
+            agents.DEFAULT_ROSTER,
+            lambda: OllamaBackend(server.url, simulated=True),
+            RunSettings(quorum=5, consolidation=style),
+            model="llama3.1:8b",
+        )
+    full, compact = results["full"], results["compact"]
+    assert full.consolidation is not None and full.consolidation.method == "llm"
+    assert compact.consolidation is not None and compact.consolidation.method == "llm"
+
+    # Both merges are independent of the order in which the agents answered.
+    assert [i.to_dict() for i in compact.insights] == [i.to_dict() for i in full.insights]
+    assert compact.consolidation.output_tokens is not None and full.consolidation.output_tokens
+    assert compact.consolidation.output_tokens < 0.5 * full.consolidation.output_tokens

@@ -198,3 +198,11 @@ def test_shared_grounding_names_the_roles_each_check_concerns() -> None:
     healthy = use_method.shared_grounding_lines(values("healthy"))
     assert healthy == ["- LOW: cpu_util_pct, mem_util_pct = 23 (threshold 30) — Host looks "
                        "over-provisioned [cost]"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_merge_does_not_depend_on_who_answered_first(name: str) -> None:
+    answers = [(agent, answer) for agent, _, answer in outputs(name)]
+    forward = use_method.merge_findings(answers)
+    assert use_method.merge_findings(answers[::-1]) == forward
+    assert use_method.merge_findings(answers[2:] + answers[:2]) == forward

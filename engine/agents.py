@@ -123,7 +123,7 @@ CONSOLIDATION_SCHEMA: dict[str, Any] = {
 VERDICT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "insights": _array(_array(_string(4), 6, min_items=1), 6),
+        "insights": _array(_array(_string(6), 6, min_items=1), 6),
         "summary": _string(120),
         "confidence": {"type": "integer", "minimum": 0, "maximum": 100},
     },

@@ -194,6 +194,12 @@ def format_result(result: AnalysisResult) -> str:
         lines.extend(f"    - {rec}" for rec in insight.recommendations)
     lines.append("")
     lines.append(result.collaboration_summary)
+    consolidation = result.consolidation
+    if consolidation is not None and consolidation.summary:
+        lines.append(
+            f"Consolidator's verdict: {consolidation.summary} "
+            f"(confidence {consolidation.verdict_confidence})"
+        )
     return "\n".join(lines)
 
 

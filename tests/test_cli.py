@@ -36,6 +36,7 @@ def test_analyze_table_is_labelled_simulated(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert "[SIMULATED]" in out and "tier excellent" in out
     assert "[CRITICAL] Disk" in out
+    assert "Consolidator's verdict: " in out
 
 
 def test_compare_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -434,7 +434,7 @@ def _why(row_id: str, name: str, r: _Results) -> str:
         return (
             "Quorum halves the agents' phase ("
             f"{r.show('P5', 'baseline: agents phase only')} of it), but both arms then pay "
-            "the same ≈ 16 s consolidation, which is "
+            "the same consolidation, which is "
             f"{r.show('P5', 'baseline: consolidation')} of the quorum run. Under 0.5× "
             "needs a consolidation shorter than an agent call (see `fast-consolidator`: "
             f"{r.show('P5', 'fast-consolidator: quorum wall')})."

@@ -35,7 +35,7 @@ from engine.agents import (
     AgentSpec,
     Roster,
     agent_user_prompt,
-    consolidation_user_prompt,
+    full_consolidation_user_prompt,
     parse_json_answer,
 )
 from engine.snapshot import Snapshot
@@ -127,7 +127,7 @@ class PlanMultiAgent:
         self, agent_analyses: list[dict[str, Any]], values: dict[str, float | None]
     ) -> Any:
         outputs = [(a["agent"], parse_json_answer(a["analysis"]) or {}) for a in agent_analyses]
-        prompt = consolidation_user_prompt(values, outputs)
+        prompt = full_consolidation_user_prompt(values, outputs)  # the plan consolidates in full
         response = await self._call_ollama(
             prompt, self.consolidator.system_prompt, self.consolidator.name
         )

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from bench import (
     row_cache,
     row_concurrency,
+    row_consolidation,
     row_dashboard,
     row_memory,
     row_overhead,
@@ -26,5 +27,6 @@ ROWS: dict[str, Callable[[Level], Row]] = {
     "P5": row_tail.run,
     "P6": row_memory.run,
     "P7": row_plan.run,
+    "P8": row_consolidation.run,
     "D1": row_dashboard.run,
 }

@@ -22,13 +22,27 @@ from engine import use_method
 DEFAULT_MODEL = "llama3.1:8b"
 
 
+# Every agent, the Consolidator included, gets this same system prompt: a chat template
+# puts the system message first, so anything role-specific there would make every
+# prompt differ from its first bytes and defeat the server's prefix cache.
+SHARED_SYSTEM_PROMPT = (
+    "You are a site-reliability agent in a team reviewing one host's metrics with the USE "
+    "method, from the role given at the end. Answer with JSON only, matching the schema; "
+    "cite snapshot field names."
+)
+
+
 @dataclass(frozen=True)
 class AgentSpec:
+    """One agent. `instructions` is its role-specific text (the end of its user message);
+    `system_prompt` is shared by default; `max_tokens` caps its answer (None: no cap)."""
+
     name: str
     role: str
-    system_prompt: str
+    instructions: str
     model: str | None = None  # None: the backend's default model
-    max_tokens: int | None = None  # the answer's token cap (max_tokens / num_predict)
+    system_prompt: str = SHARED_SYSTEM_PROMPT
+    max_tokens: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -41,7 +55,7 @@ class Roster:
     generalist: AgentSpec
 
     def fingerprint(self) -> str:
-        """Changes whenever any name, role, prompt or model does (part of the cache key)."""
+        """Changes whenever any name, role, prompt, model or cap does (part of the cache key)."""
         payload = json.dumps(
             [a.to_dict() for a in (*self.specialists, self.consolidator, self.generalist)],
             sort_keys=True,
@@ -57,9 +71,99 @@ class Roster:
         )
 
 
-_JSON_RULE = (
-    "Answer with JSON only, matching the given schema. Cite snapshot field names in `metrics`."
-)
+# --- JSON schemas ----------------------------------------------------------------------
+# Every string has a maxLength and every array a maxItems: a grammar-constrained model
+# (llama.cpp, Ollama `format`) then has to close the JSON within a known size, and the
+# token cap below is sized so it can.
+
+
+def _string(max_length: int) -> dict[str, Any]:
+    return {"type": "string", "maxLength": max_length}
+
+
+def _array(items: dict[str, Any], max_items: int, min_items: int = 0) -> dict[str, Any]:
+    return {"type": "array", "items": items, "minItems": min_items, "maxItems": max_items}
+
+
+_FINDING_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "title": _string(80),
+        "observation": _string(240),
+        "recommendations": _array(_string(160), 3),
+        "severity": {"type": "string", "enum": ["CRITICAL", "HIGH", "MEDIUM", "LOW"]},
+        "confidence": {"type": "integer", "minimum": 0, "maximum": 100},
+        "metrics": _array(_string(32), 3),
+    },
+    "required": ["title", "observation", "recommendations", "severity", "confidence", "metrics"],
+}
+AGENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"summary": _string(160), "findings": _array(_FINDING_SCHEMA, 4)},
+    "required": ["summary", "findings"],
+}
+# The full consolidation (every insight written out): kept for comparison and for
+# servers where a long consolidation is cheap; the default is the compact verdict.
+CONSOLIDATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "summary": _string(160),
+        "insights": _array(
+            {
+                **_FINDING_SCHEMA,
+                "properties": {**_FINDING_SCHEMA["properties"], "agents": _array(_string(40), 6)},
+                "required": [*_FINDING_SCHEMA["required"], "agents"],
+            },
+            8,
+        ),
+    },
+    "required": ["summary", "insights"],
+}
+# The compact consolidation: ranked insights as groups of finding ids (see use_method).
+VERDICT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "insights": _array(_array(_string(6), 6, min_items=1), 6),
+        "summary": _string(120),
+        "confidence": {"type": "integer", "minimum": 0, "maximum": 100},
+    },
+    "required": ["insights", "summary", "confidence"],
+}
+
+
+def schema_max_chars(schema: Mapping[str, Any]) -> int:
+    """The longest compact JSON text `schema` allows (escapes aside): the bound a
+    grammar-constrained answer cannot exceed."""
+    kind = schema.get("type")
+    if "enum" in schema:
+        return max(len(json.dumps(v)) for v in schema["enum"])
+    if kind == "string":
+        return int(schema["maxLength"]) + 2
+    if kind == "integer":
+        return max(len(str(schema["minimum"])), len(str(schema["maximum"])))
+    if kind == "array":
+        n = int(schema["maxItems"])
+        return 2 + n * schema_max_chars(schema["items"]) + max(0, n - 1)
+    if kind == "object":
+        props: Mapping[str, Any] = schema["properties"]
+        fields = [len(json.dumps(k)) + 1 + schema_max_chars(v) for k, v in props.items()]
+        return 2 + sum(fields) + max(0, len(fields) - 1)
+    raise ValueError(f"schema: cannot bound type {kind!r}")
+
+
+# Tokenisers spend ≈ 4 characters a token on English and fewer on JSON punctuation and
+# numbers; 3 keeps the cap above any answer the schema allows for common tokenisers.
+_CHARS_PER_TOKEN = 3
+
+
+def token_cap(schema: Mapping[str, Any]) -> int:
+    """A `max_tokens` sized to the schema: every valid answer fits, a runaway does not."""
+    tokens = -(-schema_max_chars(schema) // _CHARS_PER_TOKEN)
+    return -(-tokens // 64) * 64  # a round number to read in a roster file
+
+
+AGENT_MAX_TOKENS = token_cap(AGENT_SCHEMA)
+VERDICT_MAX_TOKENS = token_cap(VERDICT_SCHEMA)
 
 DEFAULT_ROSTER = Roster(
     specialists=(
@@ -67,87 +171,57 @@ DEFAULT_ROSTER = Roster(
             "PerformanceAnalyst",
             "performance",
             "You are a performance engineer who applies Brendan Gregg's USE method: for every "
-            "resource check utilisation, saturation and errors, and find what limits latency. "
-            + _JSON_RULE,
+            "resource check utilisation, saturation and errors, and find what limits latency.",
+            max_tokens=AGENT_MAX_TOKENS,
         ),
         AgentSpec(
             "InfrastructureExpert",
             "infrastructure",
             "You are an infrastructure/SRE expert. Judge capacity, headroom and the hosts' "
-            "configuration; say what to scale, resize or reconfigure. " + _JSON_RULE,
+            "configuration; say what to scale, resize or reconfigure.",
+            max_tokens=AGENT_MAX_TOKENS,
         ),
         AgentSpec(
             "SecurityAnalyst",
             "security",
             "You are a security analyst. Look for signs of abuse, attacks or misconfiguration in "
-            "error rates, traffic and network errors. " + _JSON_RULE,
+            "error rates, traffic and network errors.",
+            max_tokens=AGENT_MAX_TOKENS,
         ),
         AgentSpec(
             "CostOptimizer",
             "cost",
             "You are a FinOps engineer. Find waste and over-provisioning, and the cost of the "
-            "current saturation. " + _JSON_RULE,
+            "current saturation.",
+            max_tokens=AGENT_MAX_TOKENS,
         ),
         AgentSpec(
             "ReliabilityEngineer",
             "reliability",
             "You are a reliability engineer. Judge SLO risk: error rates, latency against "
-            "baseline, OOM kills and anything that will page someone tonight. " + _JSON_RULE,
+            "baseline, OOM kills and anything that will page someone tonight.",
+            max_tokens=AGENT_MAX_TOKENS,
         ),
     ),
     consolidator=AgentSpec(
         "Consolidator",
         "consolidator",
-        "You are the tech lead. Merge the specialists' findings into a short list of "
-        "distinct insights: one per underlying problem, most severe first, naming the agents "
-        "that support each. Do not invent metrics. " + _JSON_RULE,
+        "You are the tech lead. Decide which findings are the same underlying problem and "
+        "which matter most; do not rewrite them.",
+        max_tokens=VERDICT_MAX_TOKENS,
     ),
     generalist=AgentSpec(
         "Generalist",
         "generalist",
         "You are a senior SRE. Analyse the host with the USE method from every angle "
-        "(performance, capacity, security, cost, reliability). " + _JSON_RULE,
+        "(performance, capacity, security, cost, reliability).",
+        max_tokens=AGENT_MAX_TOKENS,
     ),
 )
 
-_FINDING_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "title": {"type": "string"},
-        "observation": {"type": "string"},
-        "recommendations": {"type": "array", "items": {"type": "string"}},
-        "severity": {"type": "string", "enum": ["CRITICAL", "HIGH", "MEDIUM", "LOW"]},
-        "confidence": {"type": "integer", "minimum": 0, "maximum": 100},
-        "metrics": {"type": "array", "items": {"type": "string"}},
-    },
-    "required": ["title", "observation", "recommendations", "severity", "confidence", "metrics"],
-}
-AGENT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "summary": {"type": "string"},
-        "findings": {"type": "array", "items": _FINDING_SCHEMA},
-    },
-    "required": ["summary", "findings"],
-}
-CONSOLIDATION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "summary": {"type": "string"},
-        "insights": {
-            "type": "array",
-            "items": {
-                **_FINDING_SCHEMA,
-                "properties": {
-                    **_FINDING_SCHEMA["properties"],
-                    "agents": {"type": "array", "items": {"type": "string"}},
-                },
-                "required": [*_FINDING_SCHEMA["required"], "agents"],
-            },
-        },
-    },
-    "required": ["summary", "insights"],
-}
+
+_TEXT_KEYS = ("model", "instructions", "system_prompt")
+_MAX_TOKENS_LIMIT = 32768
 
 
 class RosterError(ValueError):
@@ -161,7 +235,8 @@ def load_roster(path: str | Path | None) -> Roster:
     model = "mistral:7b"
     [agents.Consolidator]
     model = "llama3.1:70b"
-    system_prompt = "..."
+    instructions = "..."   # the role-specific text, at the end of the user message
+    max_tokens = 192       # the answer's token cap (default: sized to the schema)
     """
     if path is None:
         return DEFAULT_ROSTER
@@ -186,8 +261,18 @@ def apply_overrides(roster: Roster, agents: Any, *, source: str = "roster") -> R
             raise RosterError(f"{source}: agents.{name}: must be a table")
         changes: dict[str, Any] = {}
         for key, value in table.items():
-            if key not in ("model", "system_prompt"):
-                raise RosterError(f"{source}: agents.{name}.{key}: only model and system_prompt")
+            if key == "max_tokens":
+                if type(value) is not int or not 1 <= value <= _MAX_TOKENS_LIMIT:
+                    raise RosterError(
+                        f"{source}: agents.{name}.max_tokens: must be a whole number from 1 "
+                        f"to {_MAX_TOKENS_LIMIT}, got {value!r}"
+                    )
+                changes[key] = value
+                continue
+            if key not in _TEXT_KEYS:
+                raise RosterError(
+                    f"{source}: agents.{name}.{key}: only {', '.join(_TEXT_KEYS)} and max_tokens"
+                )
             if not isinstance(value, str) or not value.strip():
                 raise RosterError(f"{source}: agents.{name}.{key}: must be a non-empty string")
             changes[key] = value.strip()
@@ -200,56 +285,130 @@ def apply_overrides(roster: Roster, agents: Any, *, source: str = "roster") -> R
 
 
 # --- prompts ---------------------------------------------------------------------------
+#
+# Every prompt about one snapshot starts with the same bytes: the shared system prompt,
+# then `_shared_prefix` (the snapshot and every check that fires). What differs comes
+# last: an agent's role and instructions; the Consolidator's role, then the findings in
+# the order they arrived. A server that keeps each slot's KV cache (llama.cpp, Ollama)
+# prefills the shared part once, and a growing consolidation prompt only by its tail.
 
 _ROLE_LINE = "Role: "
-_BLOCK = re.compile(r"```json\s*\n(.*?)\n```", re.DOTALL)
+_BLOCK = re.compile(r"```(json|jsonl)\s*\n(.*?)\n```", re.DOTALL)
+_ROLE = re.compile(rf"^{_ROLE_LINE}(\S+)\s*$", re.MULTILINE)
+_FINDINGS_OPEN = "Specialist findings, one per line, in the order they arrived:\n```jsonl\n"
 
 
-def agent_user_prompt(role: str, values: Mapping[str, float | None]) -> str:
-    """The user message for one agent: its role, the snapshot and the grounded checks."""
+def _shared_prefix(values: Mapping[str, float | None]) -> str:
     snapshot_json = json.dumps({k: v for k, v in values.items() if v is not None}, sort_keys=True)
-    checks = "\n".join(use_method.grounding_lines(values, role))
+    checks = "\n".join(use_method.shared_grounding_lines(values))
     return (
-        f"{_ROLE_LINE}{role}\n"
         "Host metrics snapshot (USE method; field names are the metric ids):\n"
         f"```json\n{snapshot_json}\n```\n"
-        f"Deterministic USE-method checks for your perspective:\n{checks}\n"
+        "Deterministic USE-method checks (the roles each concerns in brackets):\n"
+        f"{checks}\n"
+    )
+
+
+def _default_instructions(role: str) -> str:
+    roster = DEFAULT_ROSTER
+    for spec in (*roster.specialists, roster.consolidator, roster.generalist):
+        if spec.role == role:
+            return spec.instructions
+    return ""
+
+
+def agent_user_prompt(
+    role: str, values: Mapping[str, float | None], instructions: str | None = None
+) -> str:
+    """One agent's user message: the shared prefix, then its role and instructions
+    (None: the default roster's for that role)."""
+    text = _default_instructions(role) if instructions is None else instructions
+    return (
+        f"{_shared_prefix(values)}{_ROLE_LINE}{role}\n{text}\n"
         "Give 1-4 findings from your perspective with 2-3 actionable recommendations each."
     )
 
 
-def consolidation_user_prompt(
-    values: Mapping[str, float | None], outputs: Sequence[tuple[str, Mapping[str, Any]]]
+def _consolidation_head(values: Mapping[str, float | None], instructions: str | None) -> str:
+    text = _default_instructions("consolidator") if instructions is None else instructions
+    return (
+        f"{_shared_prefix(values)}{_ROLE_LINE}consolidator\n{text}\n"
+        "Answer with `insights`: the most important problems first (at most 6), each the ids "
+        "of the findings that are that one problem; findings you leave out keep their own "
+        "place. Add a one-line `summary` and your `confidence` (0-100).\n"
+        f"{_FINDINGS_OPEN}"
+    )
+
+
+def consolidation_prefix(
+    values: Mapping[str, float | None],
+    findings: Sequence[use_method.CompactFinding],
+    instructions: str | None = None,
 ) -> str:
-    """The consolidator's user message: the snapshot and each agent's parsed JSON."""
-    snapshot_json = json.dumps({k: v for k, v in values.items() if v is not None}, sort_keys=True)
+    """The consolidation prompt as far as the findings so far: what a warm-up prefills.
+    Each arriving agent only appends lines, so every prefix is a prefix of the final."""
+    lines = "".join(
+        json.dumps(f.to_prompt_json(values), separators=(",", ":")) + "\n" for f in findings
+    )
+    return _consolidation_head(values, instructions) + lines
+
+
+def consolidation_user_prompt(
+    values: Mapping[str, float | None],
+    findings: Sequence[use_method.CompactFinding],
+    instructions: str | None = None,
+) -> str:
+    """The Consolidator's user message: the prefix with every finding, then the close."""
+    return consolidation_prefix(values, findings, instructions) + "```"
+
+
+def full_consolidation_user_prompt(
+    values: Mapping[str, float | None],
+    outputs: Sequence[tuple[str, Mapping[str, Any]]],
+    instructions: str | None = None,
+) -> str:
+    """The full consolidation (every agent's whole JSON answer), answered with
+    CONSOLIDATION_SCHEMA: what Quorum did before the compact verdict."""
+    text = _default_instructions("consolidator") if instructions is None else instructions
     answers = json.dumps([{"agent": n, "answer": o} for n, o in outputs], sort_keys=True)
     return (
-        f"{_ROLE_LINE}consolidator\n"
-        f"Host metrics snapshot:\n```json\n{snapshot_json}\n```\n"
+        f"{_shared_prefix(values)}{_ROLE_LINE}consolidator\n{text}\n"
         f"Specialist answers ({len(outputs)}):\n```json\n{answers}\n```\n"
         "Merge them into distinct insights; list in `agents` who supports each."
     )
 
 
-def read_prompt(user: str) -> tuple[str, dict[str, Any], list[tuple[str, dict[str, Any]]]]:
-    """Inverse of the prompt builders: (role, snapshot values, agent answers).
+@dataclass(frozen=True)
+class ParsedPrompt:
+    role: str
+    values: dict[str, Any]
+    answers: list[tuple[str, dict[str, Any]]]  # a full consolidation's agent answers
+    findings: list[use_method.CompactFinding]  # a compact consolidation's findings
+    complete: bool  # False for a consolidation prefix (a warm-up): its findings are still open
 
-    The simulated server uses this to answer from the same facts a real model is given.
-    Raises ValueError when the text is not one of our prompts.
-    """
-    first = user.split("\n", 1)[0]
-    if not first.startswith(_ROLE_LINE):
-        raise ValueError("prompt has no 'Role:' line")
-    role = first[len(_ROLE_LINE) :].strip()
+
+def read_prompt(user: str) -> ParsedPrompt:
+    """Inverse of the prompt builders. The simulated server uses this to answer from
+    the same facts a real model is given. Raises ValueError for any other text."""
     blocks = _BLOCK.findall(user)
-    if not blocks:
+    if not blocks or blocks[0][0] != "json":
         raise ValueError("prompt has no snapshot block")
-    values = json.loads(blocks[0])
+    role_match = _ROLE.search(user)
+    if role_match is None:
+        raise ValueError("prompt has no 'Role:' line")
+    values = json.loads(blocks[0][1])
     answers: list[tuple[str, dict[str, Any]]] = []
-    if len(blocks) > 1:
-        answers = [(a["agent"], a["answer"]) for a in json.loads(blocks[1])]
-    return role, values, answers
+    findings: list[use_method.CompactFinding] = []
+    complete = True
+    open_at = user.find(_FINDINGS_OPEN)
+    if open_at >= 0:
+        body = user[open_at + len(_FINDINGS_OPEN) :]
+        complete = body.endswith("```")
+        lines = body.removesuffix("```").splitlines()
+        findings = [use_method.CompactFinding.from_prompt_json(json.loads(x)) for x in lines if x]
+    elif len(blocks) > 1:
+        answers = [(a["agent"], a["answer"]) for a in json.loads(blocks[1][1])]
+    return ParsedPrompt(role_match.group(1), values, answers, findings, complete)
 
 
 # --- reading answers -------------------------------------------------------------------

@@ -15,7 +15,7 @@ from engine.agents import DEFAULT_MODEL, RosterError, load_roster
 from engine.cache import DEFAULT_TTL_S, ResultCache
 from engine.history import History
 from engine.records import AgentRun, AnalysisResult
-from engine.runner import MODES, RunSettings
+from engine.runner import CONSOLIDATION_STYLES, MODES, RunSettings
 from engine.service import BACKEND_KINDS, BackendConfig, Engine, default_data_dir
 from engine.simulated import FAULT_KINDS, PROFILES, SimConfig, serve_forever
 from engine.slots import parse_slots_setting
@@ -54,6 +54,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--overlap", action="store_true", help="consolidate at quorum, fold late answers in"
     )
     r.add_argument("--max-concurrency", type=int, default=None, metavar="N")
+    r.add_argument("--consolidation", choices=CONSOLIDATION_STYLES, default="compact",
+                   help="compact: the Consolidator ranks and groups finding ids; "
+                   "full: it rewrites every insight")  # fmt: skip
     c = p.add_argument_group("cache")
     c.add_argument("--no-cache", action="store_true")
     c.add_argument("--refresh", action="store_true", help="skip the lookup, store the new result")
@@ -87,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--profile", choices=sorted(PROFILES), default="baseline")
     serve.add_argument("--time-scale", type=float, default=1.0)
     serve.add_argument("--seed", type=int, default=7)
+    serve.add_argument("--fault", action="append", default=[], metavar="AGENT=KIND",
+                       help=f"inject a fault for X-Quorum-Agent AGENT: {', '.join(FAULT_KINDS)}")  # fmt: skip
     return parser
 
 
@@ -101,13 +106,13 @@ def load_snapshot(args: argparse.Namespace) -> snapshots.Snapshot:
         raise UsageError(f"snapshot {exc}") from None
 
 
-def _faults(specs: Sequence[str]) -> tuple[tuple[str, str], ...]:
+def _faults(specs: Sequence[str], option: str = "--sim-fault") -> tuple[tuple[str, str], ...]:
     out = []
     for spec in specs:
         agent, sep, kind = spec.partition("=")
         if not sep or not agent or kind not in FAULT_KINDS:
             raise UsageError(
-                f"--sim-fault: expected AGENT=KIND with KIND in {', '.join(FAULT_KINDS)}, got {spec!r}"
+                f"{option}: expected AGENT=KIND with KIND in {', '.join(FAULT_KINDS)}, got {spec!r}"
             )
         out.append((agent, kind))
     return tuple(out)
@@ -138,6 +143,7 @@ def build_engine(args: argparse.Namespace) -> tuple[Engine, RunSettings]:
             agent_timeout_s=args.agent_timeout,
             deadline_s=args.deadline,
             max_concurrency=args.max_concurrency,
+            consolidation=args.consolidation,
         )
         roster = load_roster(args.roster)
         data_dir = default_data_dir()
@@ -198,6 +204,12 @@ def format_result(result: AnalysisResult) -> str:
         lines.extend(f"    - {rec}" for rec in insight.recommendations)
     lines.append("")
     lines.append(result.collaboration_summary)
+    consolidation = result.consolidation
+    if consolidation is not None and consolidation.summary:
+        lines.append(
+            f"Consolidator's verdict: {consolidation.summary} "
+            f"(confidence {consolidation.verdict_confidence})"
+        )
     return "\n".join(lines)
 
 
@@ -244,7 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve-simulated":
             serve_forever(
                 SimConfig(profile=args.profile, num_parallel=args.num_parallel,
-                          time_scale=args.time_scale, seed=args.seed),
+                          time_scale=args.time_scale, seed=args.seed,
+                          faults=_faults(args.fault, "--fault")),
                 args.host,
                 args.port,
             )  # fmt: skip

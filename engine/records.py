@@ -57,6 +57,7 @@ class AgentRun:
     response_chars: int = 0
     error: str | None = None
     client_queue_s: float | None = None
+    cached_tokens: int | None = None  # prompt tokens reused from the server's prefix cache
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +90,8 @@ class ConsolidationRun(AgentRun):
     """The consolidation step: an LLM call (`llm`) or the deterministic merge (`fallback`)."""
 
     method: Literal["llm", "fallback"] = "fallback"
+    summary: str | None = None  # the Consolidator's one-line verdict (method `llm`)
+    verdict_confidence: int | None = None  # the Consolidator's confidence in its verdict
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ConsolidationRun:

@@ -24,18 +24,21 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextlib import suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from engine import use_method
 from engine.agents import (
     AGENT_SCHEMA,
     CONSOLIDATION_SCHEMA,
+    VERDICT_SCHEMA,
     AgentSpec,
     Roster,
     agent_user_prompt,
     consolidation_user_prompt,
+    full_consolidation_user_prompt,
     parse_json_answer,
+    token_cap,
 )
 from engine.backends.base import Backend, BackendError, ChatRequest, ChatResult
 from engine.records import (
@@ -57,6 +60,8 @@ from engine.stragglers import Norms, Progress, verdict
 log = logging.getLogger("engine.runner")
 
 MODES: tuple[Mode, ...] = ("parallel", "sequential", "single")
+ConsolidationStyle = Literal["compact", "full"]
+CONSOLIDATION_STYLES: tuple[ConsolidationStyle, ...] = ("compact", "full")
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,9 @@ class RunSettings:
     agent_timeout_s: float = 30.0
     deadline_s: float | None = None  # the whole run, agents and consolidation
     max_concurrency: int | None = None  # None: as many as there are agents
+    # compact: the Consolidator ranks and groups finding ids (a few dozen tokens);
+    # full: it rewrites every insight (what Quorum and the plan did before; ≈ 5× slower).
+    consolidation: ConsolidationStyle = "compact"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -82,6 +90,11 @@ class RunSettings:
             raise ValueError(f"agent timeout: must be > 0 seconds, got {self.agent_timeout_s:g}")
         if self.deadline_s is not None and self.deadline_s <= 0:
             raise ValueError(f"deadline: must be > 0 seconds, got {self.deadline_s:g}")
+        if self.consolidation not in CONSOLIDATION_STYLES:
+            raise ValueError(
+                f"consolidation: must be one of {', '.join(CONSOLIDATION_STYLES)}, "
+                f"got {self.consolidation!r}"
+            )
         if self.max_concurrency is not None and self.max_concurrency < 1:
             raise ValueError(f"max concurrency: must be ≥ 1, got {self.max_concurrency}")
 
@@ -231,6 +244,7 @@ def _copy_timings(run: AgentRun, result: ChatResult) -> None:
     run.decode_s = result.decode_s
     run.prompt_tokens = result.prompt_tokens
     run.output_tokens = result.output_tokens
+    run.cached_tokens = result.cached_tokens
     run.response_chars = len(result.content)
 
 
@@ -431,31 +445,71 @@ async def _consolidate(
     values: Mapping[str, float | None],
     ok: list[_Outcome],
     timeout_s: float,
+    style: ConsolidationStyle = "compact",
 ) -> tuple[ConsolidationRun, list[Insight]]:
-    """The Consolidator merges ≥ 2 answers; otherwise, or if it fails, the deterministic merge."""
-    answers = [(o.run.name, o.answer or {}) for o in ok]
+    """The Consolidator merges ≥ 2 answers; otherwise, or if it fails, the deterministic
+    merge. Compact: it ranks and groups the findings' ids, and the insights are assembled
+    from the agents' own findings. Full: it writes every insight itself."""
+    arrived = sorted(ok, key=lambda o: o.run.end_s)  # the order the prompt grew in
+    answers = [(o.run.name, o.answer or {}) for o in arrived]
     spec = roster.consolidator
     if len(answers) >= 2:
-        user = consolidation_user_prompt(values, answers)
-        outcome = await _call(ctx, spec, user, CONSOLIDATION_SCHEMA, timeout_s, register=False)
-        insights = (
-            use_method.insights_from_output(spec.name, outcome.answer) if outcome.answer else []
+        run, insights = await (_consolidate_full if style == "full" else _consolidate_compact)(
+            ctx, spec, values, arrived, timeout_s
         )
         if insights:
-            return ConsolidationRun(**asdict(outcome.run), method="llm"), insights
-        why = outcome.run.error or "consolidator returned no insights"
-        log.warning("consolidation by %s failed (%s); using deterministic merge", spec.name, why)
-        failed = outcome.run
+            return run, insights
+        log.warning(
+            "consolidation by %s failed (%s); using deterministic merge", spec.name, run.error
+        )
+        failed: AgentRun = run
     else:
         now = ctx.clock.now()
         failed = AgentRun(spec.name, spec.role, spec.model or "", "ok", now, now, 0.0)
     merged = (
         use_method.merge_findings(answers) if answers else use_method.insights_from_checks(values)
     )
-    run = ConsolidationRun(**asdict(failed), method="fallback")
-    run.end_s = ctx.clock.now()
-    run.duration_s = run.end_s - run.start_s
-    return run, merged
+    fallback = ConsolidationRun(**{**asdict(failed), "method": "fallback"})
+    fallback.end_s = ctx.clock.now()
+    fallback.duration_s = fallback.end_s - fallback.start_s
+    return fallback, merged
+
+
+async def _consolidate_compact(
+    ctx: _Run, spec: AgentSpec, values: Mapping[str, float | None],
+    arrived: list[_Outcome], timeout_s: float,
+) -> tuple[ConsolidationRun, list[Insight]]:  # fmt: skip
+    """The verdict and the insights assembled from it; no insights when it is unusable."""
+    findings = use_method.compact_findings(
+        [(o.run.name, o.run.role, o.answer or {}) for o in arrived]
+    )
+    user = consolidation_user_prompt(values, findings, spec.instructions)
+    outcome = await _call(ctx, spec, user, VERDICT_SCHEMA, timeout_s, register=False)
+    ids = [f.id for f in findings]
+    verdict = use_method.read_verdict(outcome.answer, ids) if outcome.answer else None
+    run = ConsolidationRun(**asdict(outcome.run), method="llm")
+    if verdict is None:
+        run.error = run.error or "consolidator's verdict named no finding"
+        return run, []
+    run.summary, run.verdict_confidence = verdict.summary or None, verdict.confidence
+    return run, use_method.assemble_insights(verdict, findings)
+
+
+async def _consolidate_full(
+    ctx: _Run, spec: AgentSpec, values: Mapping[str, float | None],
+    arrived: list[_Outcome], timeout_s: float,
+) -> tuple[ConsolidationRun, list[Insight]]:  # fmt: skip
+    """Every insight written by the Consolidator; no insights when it wrote none."""
+    answers = [(o.run.name, o.answer or {}) for o in arrived]
+    user = full_consolidation_user_prompt(values, answers, spec.instructions)
+    # Its answer is the whole insight list: the verdict's token cap would cut it short.
+    spec = replace(spec, max_tokens=token_cap(CONSOLIDATION_SCHEMA))
+    outcome = await _call(ctx, spec, user, CONSOLIDATION_SCHEMA, timeout_s, register=False)
+    run = ConsolidationRun(**asdict(outcome.run), method="llm")
+    insights = use_method.insights_from_output(spec.name, outcome.answer or {})
+    if not insights:
+        run.error = run.error or "consolidator returned no insights"
+    return run, insights
 
 
 # --- the run ---------------------------------------------------------------------------
@@ -491,14 +545,14 @@ async def run_analysis(
         await backend.open()
 
         def ask(spec: AgentSpec) -> Awaitable[_Outcome]:
-            user = agent_user_prompt(spec.role, values)
+            user = agent_user_prompt(spec.role, values, spec.instructions)
             return _call(ctx, spec, user, AGENT_SCHEMA, settings.agent_timeout_s)
 
         async def consolidate(ok: list[_Outcome]) -> tuple[ConsolidationRun, list[Insight]]:
             timeout = settings.agent_timeout_s
             if deadline is not None:
                 timeout = max(0.001, min(timeout, deadline - clock.now()))
-            return await _consolidate(ctx, roster, values, ok, timeout)
+            return await _consolidate(ctx, roster, values, ok, timeout, settings.consolidation)
 
         if settings.mode == "single":
             specs: tuple[AgentSpec, ...] = (roster.generalist,)

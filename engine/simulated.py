@@ -15,24 +15,42 @@ is inside `total_duration` but outside load/prefill/decode, so a client can comp
 queue = total − load − prompt_eval − eval), prefill over the prompt and decode streamed
 token by token. Every duration, keep-alive included, is multiplied by `time_scale`.
 
-Profiles (seconds at time_scale 1, warm model; prompts are ≈ 250 tokens for a specialist
-and ≈ 1500 for the consolidator on `cpu-saturation`, by the chars/4 estimate):
+Prefix caching, as Ollama's and llama.cpp's servers do: each slot keeps the KV of the
+last prompt it read; the request at the head of the queue goes to the free slot whose
+cached prompt shares the longest prefix with its own (least recently used among
+equals); only the rest is prefilled. `prompt_eval_count` counts the evaluated tokens
+only (as Ollama's does), and the final report adds `prompt_cache_count`, the reused
+ones (an extension: Ollama does not report it; llama.cpp reports `timings.cache_n`). At
+least one token is always evaluated. `prefix_cache=False` turns it off (a server that
+re-reads every prompt, as for prompts that share no prefix).
+
+Token counting: the simulator has no tokenizer; `estimate_tokens` counts 4 characters a
+token, for prompts, cached prefixes (whole tokens within the common characters) and
+answers alike.
+
+Profiles (seconds at time_scale 1, warm model, cold slots; the full consolidation's
+prompt is ≈ 1500 tokens on `cpu-saturation`, a specialist's ≈ 300):
 
 - `baseline` reproduces the team's measurement, 6 sequential calls ≈ 70 s (≈ 11.7 s a
   call) with an 8B Q4 model on CPU: llama.cpp typically prefills ≈ 250 tok/s and decodes
-  ≈ 12 tok/s there. 120 output tokens make a specialist ≈ 1 + 10 = 11 s and the
-  consolidator ≈ 6 + 10 = 16 s (5 × 11 + 16 ≈ 71 s). The first load reads ≈ 5 GB: 3 s.
+  ≈ 12 tok/s there. 120 output tokens make a specialist ≈ 1 + 10 = 11 s and the full
+  consolidation ≈ 6 + 10 = 16 s (5 × 11 + 16 ≈ 71 s). The first load reads ≈ 5 GB: 3 s.
 - `gpu`: the same model fully offloaded to a mid-range GPU (≈ 2500 tok/s prefill,
   ≈ 65 tok/s decode): ≈ 2 s a specialist, ≈ 2.5 s the consolidator; 2 s load.
 - `cpu-small`: a 3B model on the same CPU (≈ 600 / 24 tok/s): ≈ 5.4 s a specialist,
   ≈ 7.5 s the consolidator, ≈ 6 s on average; 1.5 s load.
-- `fast-consolidator`: `baseline`, but the consolidator writes 24 tokens instead of 120
-  (the plan's compact consolidation): ≈ 6 + 2 = 8 s.
+- `fast-consolidator`: `baseline`, but the consolidator writes at most 24 tokens.
+
+Decode follows the answer actually written: its tokens by `estimate_tokens`, but at most
+the profile's length for that kind of answer (the calibrated length of what the measured
+model wrote: the rule-based text is denser than a model's prose, so a longer text is
+spread over that many tokens), ± the profile's jitter. A specialist's answer is therefore
+≈ 120 tokens, while the compact consolidation verdict (≈ 25 tokens) takes ≈ 2 s.
 
 Simplifications: slots do not slow each other down (real parallel decoding shares the
-hardware), every model runs at the profile's speed, and the real answer text is spread
-over the profile's token count, so decode time does not depend on the answer's length.
-`/api/generate` omits the `context` token array (no client here continues from one).
+hardware), every model runs at the profile's speed. `/api/generate` omits the `context`
+token array (no client here continues from one). A client that disconnects ends its
+request (checked before every wait), queued, prefilling or decoding, streamed or not.
 
 Faults, per `X-Quorum-Agent` header: `hang`, `error` (500), `error-midstream` (an
 `{"error"}` line after a few tokens), `malformed` (prose, not JSON), `slow` (3× prefill
@@ -63,6 +81,10 @@ from typing import Any, cast
 from engine import agents, use_method
 
 VERSION = "0.6.0-simulated"
+# The final report's count of prompt tokens reused from the slot's KV cache. Ollama
+# reports only the evaluated ones (prompt_eval_count); this extension lets a client show
+# the split. Real Ollama omits it; llama.cpp's server reports it as `timings.cache_n`.
+CACHED_COUNT_FIELD = "prompt_cache_count"
 DEFAULT_MODELS: tuple[str, ...] = ("llama3.1:8b", "mistral:7b", "qwen2.5:3b", "llama3.1:70b")
 FAULT_KINDS: tuple[str, ...] = (
     "hang", "error", "error-midstream", "malformed", "slow", "busy", "notfound",
@@ -111,19 +133,41 @@ PROFILES: dict[str, SimProfile] = {
     p.name: p
     for p in (
         SimProfile("baseline", 3.0, 250, 12, 120, 120, 200, 0.15,
-                   "8B model on CPU: ≈ 11 s a specialist, ≈ 16 s the consolidator"),
+                   "8B model on CPU: ≈ 11 s a specialist, ≈ 16 s a full consolidation"),
         SimProfile("gpu", 2.0, 2500, 65, 120, 120, 200, 0.10,
                    "8B model on a GPU: ≈ 2 s a call"),
         SimProfile("cpu-small", 1.5, 600, 24, 120, 120, 200, 0.15,
                    "3B model on CPU: ≈ 6 s a call"),
         SimProfile("fast-consolidator", 3.0, 250, 12, 120, 24, 200, 0.15,
-                   "baseline with a compact consolidation (5× fewer tokens): ≈ 8 s"),
+                   "baseline, the consolidator writing at most 24 tokens"),
     )
 }  # fmt: skip
 
 
 def estimate_tokens(text: str) -> int:
+    """Tokens in `text` by the usual rule of thumb for English, 4 characters a token
+    (the simulator has no tokenizer; every count it reports uses this)."""
     return max(1, round(len(text) / 4))
+
+
+def split_prompt_tokens(prompt: str, reused_chars: int) -> tuple[int, int]:
+    """(evaluated, cached) tokens of `prompt` when its first `reused_chars` characters are
+    in the slot's KV cache. At least one token is always evaluated, as llama.cpp does
+    to get the logits of the next token."""
+    total = estimate_tokens(prompt)
+    cached = min(total - 1, reused_chars // 4)
+    return total - cached, cached
+
+
+def answer_tokens(profile: SimProfile, kind: str, text: str, draw: float) -> int:
+    """Tokens the simulated model writes for `text`: its own length (estimate_tokens),
+    but at most the profile's length for that kind of answer: the calibrated length of
+    what the measured model wrote (the rule-based text is denser than a model's prose,
+    so a longer text is spread over that many tokens). `draw` in [-1, 1] sets the jitter."""
+    length = estimate_tokens(text)
+    if kind != "foreign":
+        length = min(length, profile.output_tokens(kind))
+    return max(1, round(length * (1 + profile.jitter * draw)))
 
 
 @dataclass(frozen=True)
@@ -136,6 +180,7 @@ class SimConfig:
     keep_alive_s: float = 300.0  # simulated seconds, so also scaled
     models: tuple[str, ...] = DEFAULT_MODELS
     accept_any_model: bool = True
+    prefix_cache: bool = True  # keep each slot's KV and reuse the longest common prefix
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -173,7 +218,13 @@ class SimStats:
     max_in_flight: int = 0
     peak_queue: int = 0  # most requests waiting for a slot at once
     model_loads: int = 0  # cold loads, reloads after keep-alive included
+    prompt_tokens_evaluated: int = 0  # prefilled
+    prompt_tokens_cached: int = 0  # reused from a slot's KV cache
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # Notified whenever the slots' occupancy changes, so a test can wait for a state.
+    _changed: threading.Condition = field(
+        default_factory=threading.Condition, repr=False, compare=False
+    )
 
     def snapshot(self) -> SimStats:
         with self.lock:
@@ -182,6 +233,7 @@ class SimStats:
                 requests_by_path=Counter(self.requests_by_path),
                 chat_by_agent=Counter(self.chat_by_agent),
                 lock=threading.Lock(),
+                _changed=threading.Condition(),
             )
 
     def reset(self) -> None:
@@ -190,36 +242,82 @@ class SimStats:
             self.requests_by_path.clear()
             self.chat_by_agent.clear()
             self.max_in_flight, self.peak_queue, self.model_loads = self.in_flight, 0, 0
+            self.prompt_tokens_evaluated = self.prompt_tokens_cached = 0
 
-    def _add(self, path: str | None = None, agent: str | None = None, loads: int = 0) -> None:
+    def _add(
+        self, path: str | None = None, agent: str | None = None, loads: int = 0,
+        evaluated: int = 0, cached: int = 0,
+    ) -> None:  # fmt: skip
         with self.lock:
             if path is not None:
                 self.requests_by_path[path] += 1
             if agent is not None:
                 self.chat_by_agent[agent] += 1
             self.model_loads += loads
+            self.prompt_tokens_evaluated += evaluated
+            self.prompt_tokens_cached += cached
 
     def _slots(self, in_flight: int, queued: int) -> None:
         with self.lock:
             self.in_flight = in_flight
             self.max_in_flight = max(self.max_in_flight, in_flight)
             self.peak_queue = max(self.peak_queue, queued)
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for_in_flight(self, count: int, timeout_s: float) -> bool:
+        """Block until exactly `count` requests hold a slot (False after `timeout_s`)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.in_flight == count, timeout_s)
 
 
 class _Gone(Exception):
     """The client hung up or the server is stopping: end the request without an answer."""
 
 
-class _FifoSlots:
-    """`num_parallel` slots served strictly in arrival order (a Semaphore is not fair)."""
+@dataclass
+class _Slot:
+    """One server slot and its KV cache: the prompt it last read (Ollama and llama.cpp
+    keep a slot's KV between requests and reuse its longest common prefix)."""
 
-    def __init__(self, n: int, stats: SimStats) -> None:
+    index: int
+    cached: str = ""
+    busy: bool = False
+    last_used: int = 0
+
+
+def common_prefix_chars(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo] and a[:hi] != b[:hi]: bisect on the first difference
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+class _FifoSlots:
+    """`num_parallel` slots served strictly in arrival order (a Semaphore is not fair).
+
+    The request at the head of the queue gets the free slot whose cache shares the
+    longest prefix with its prompt (least recently used among equals), as Ollama's and
+    llama.cpp's slot selection do."""
+
+    def __init__(self, n: int, stats: SimStats, *, reuse_prefix: bool) -> None:
+        self._slots = [_Slot(i) for i in range(n)]
         self._n = self._free = n
+        self._reuse = reuse_prefix
+        self._uses = 0
         self._cond = threading.Condition()
         self._waiting: deque[object] = deque()
         self._stats = stats
 
-    def acquire(self, abandon: Callable[[], bool]) -> bool:
+    def acquire(self, abandon: Callable[[], bool], prompt: str = "") -> tuple[_Slot, int] | None:
+        """(the slot, characters of `prompt` already in its cache), or None if abandoned."""
         ticket = object()
         with self._cond:
             self._waiting.append(ticket)
@@ -229,16 +327,30 @@ class _FifoSlots:
                 if abandon():
                     self._waiting.remove(ticket)
                     self._cond.notify_all()  # the next in line may be at the head now
-                    return False
+                    return None
                 self._cond.wait(_POLL_S)
             self._waiting.popleft()
+            free = [s for s in self._slots if not s.busy]
+            reused = {
+                s.index: common_prefix_chars(s.cached, prompt) if self._reuse else 0 for s in free
+            }
+            slot = max(free, key=lambda s: (reused[s.index], -s.last_used))
+            self._uses += 1
+            slot.busy, slot.last_used = True, self._uses
+            slot.cached = prompt[: reused[slot.index]]  # what is still valid while it works
             self._free -= 1
             self._stats._slots(self._n - self._free, len(self._waiting))
             self._cond.notify_all()
-        return True
+        return slot, reused[slot.index]
 
-    def release(self) -> None:
+    def remember(self, slot: _Slot, prompt: str) -> None:
+        """The slot has read all of `prompt`: its KV now holds it."""
         with self._cond:
+            slot.cached = prompt if self._reuse else ""
+
+    def release(self, slot: _Slot) -> None:
+        with self._cond:
+            slot.busy = False
             self._free += 1
             self._stats._slots(self._n - self._free, len(self._waiting))
             self._cond.notify_all()
@@ -273,22 +385,26 @@ def _ns(seconds: float) -> int:
     return max(0, round(seconds * 1e9))
 
 
-def _answer(user: str) -> tuple[str, str, str]:
+def answer_for_prompt(user: str) -> tuple[str, str, str]:
     """(role, kind, JSON text) for a prompt: the rules' answer, or a short generic one."""
     try:
-        role, values, answers = agents.read_prompt(user)
-        if role == "consolidator":
-            insights = use_method.merge_findings(answers)
+        prompt = agents.read_prompt(user)
+        if prompt.role == "consolidator" and prompt.answers:  # the full consolidation
+            insights = use_method.merge_findings(prompt.answers)
+            n = len(prompt.answers)
             summary = (
-                f"{len(insights)} distinct insight(s) from {len(answers)} specialist answer(s); "
+                f"{len(insights)} distinct insight(s) from {n} specialist answer(s); "
                 f"most severe: {insights[0].title} ({insights[0].severity})."
                 if insights
-                else f"No issues in {len(answers)} specialist answer(s)."
+                else f"No issues in {n} specialist answer(s)."
             )
             merged = {"summary": summary, "insights": [i.to_dict() for i in insights]}
-            return role, "consolidator", json.dumps(merged)
-        kind = "generalist" if role == use_method.ALL_ROLES else "specialist"
-        return role, kind, json.dumps(use_method.agent_answer(values, role))
+            return prompt.role, "consolidator", json.dumps(merged)
+        if prompt.role == "consolidator":  # the compact verdict (or a warm-up's prefix of it)
+            verdict = use_method.verdict_for(prompt.findings)
+            return prompt.role, "consolidator", json.dumps(verdict, separators=(",", ":"))
+        kind = "generalist" if prompt.role == use_method.ALL_ROLES else "specialist"
+        return prompt.role, kind, json.dumps(use_method.agent_answer(prompt.values, prompt.role))
     except (ValueError, KeyError, TypeError, AttributeError):
         return "foreign", "foreign", json.dumps(_GENERIC)
 
@@ -483,13 +599,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(status, {"error": error})
             return
 
-        role, kind, text = _answer(user) if user is not None else ("load", "load", "")
+        role, kind, text = answer_for_prompt(user) if user is not None else ("load", "load", "")
         text = _MALFORMED if fault == "malformed" else text
         rng = sim._rng(agent or role)
         profile, scale = sim.profile, sim.config.time_scale
         slow = _SLOW_FACTOR if fault == "slow" else 1.0
-        tokens = estimate_tokens(text) if kind == "foreign" else profile.output_tokens(kind)
-        tokens = max(1, round(tokens * (1 + profile.jitter * rng.uniform(-1, 1))))
+        tokens = answer_tokens(profile, kind, text, rng.uniform(-1, 1))
         pieces = [
             text[i * len(text) // tokens : (i + 1) * len(text) // tokens] for i in range(tokens)
         ]
@@ -497,15 +612,16 @@ class _Handler(BaseHTTPRequestHandler):
         done_reason = "stop"
         if isinstance(num_predict, int) and 0 < num_predict < len(pieces):
             pieces, done_reason = pieces[:num_predict], "length"
-        prompt_tokens = estimate_tokens(prompt)
 
         try:
             load_s = sim._load(model, rng.uniform(*_WARM_LOAD_S) * scale, conn)
             if kind == "load":
                 self._json(200, reply("", done=True, done_reason="load"))
                 return
-            if not sim._slots.acquire(lambda: sim._stopping.is_set() or _peer_closed(conn)):
+            lease = sim._slots.acquire(lambda: sim._stopping.is_set() or _peer_closed(conn), prompt)
+            if lease is None:
                 raise _Gone
+            slot, reused_chars = lease
             try:
                 if fault == "hang":
                     if stream:
@@ -513,7 +629,10 @@ class _Handler(BaseHTTPRequestHandler):
                         self._chunk(_line(reply(pieces[0])))
                     sim._hold(conn)
                     raise _Gone
-                prefill_s = sim._pause(prompt_tokens / profile.prefill_tps * scale * slow, conn)
+                evaluated, cached = split_prompt_tokens(prompt, reused_chars)
+                prefill_s = sim._pause(evaluated / profile.prefill_tps * scale * slow, conn)
+                sim._slots.remember(slot, prompt)
+                sim.stats._add(evaluated=evaluated, cached=cached)
                 if stream:
                     self._start_stream()
                 per_token = scale * slow / profile.decode_tps
@@ -521,7 +640,7 @@ class _Handler(BaseHTTPRequestHandler):
                     reply, pieces, per_token, stream, fault == "error-midstream"
                 )
             finally:
-                sim._slots.release()
+                sim._slots.release(slot)
         finally:
             sim._release_model(model)
         if decode_s is None:
@@ -531,12 +650,14 @@ class _Handler(BaseHTTPRequestHandler):
         metrics = {
             "total_duration": _ns(time.monotonic() - t0),
             "load_duration": _ns(load_s),
-            "prompt_eval_count": prompt_tokens,
+            "prompt_eval_count": evaluated,
             "prompt_eval_duration": _ns(prefill_s),
             "eval_count": len(pieces),
             "eval_duration": _ns(decode_s),
         }
         final.update({k: v for k, v in metrics.items() if v})  # Go's omitempty, as Ollama does
+        if sim.config.prefix_cache:  # an extension: Ollama does not say how much it reused
+            final[CACHED_COUNT_FIELD] = cached
         if stream:
             self._chunk(_line(final))
             self.wfile.write(b"0\r\n\r\n")
@@ -613,7 +734,7 @@ class SimulatedOllamaServer:
         self._models: dict[str, _Model] = {}
         self._counters: Counter[str] = Counter()
         self._conns: set[socket.socket] = set()
-        self._slots = _FifoSlots(config.num_parallel, self.stats)
+        self._slots = _FifoSlots(config.num_parallel, self.stats, reuse_prefix=config.prefix_cache)
         self._stopping = threading.Event()
         self._httpd = _HTTPServer((host, port), self)
         self._thread: threading.Thread | None = None
@@ -741,9 +862,12 @@ class SimulatedOllamaServer:
     def _wait_until(self, deadline: float, conn: socket.socket | None) -> None:
         """Sleep to an absolute deadline (so per-token errors do not add up), stop-aware."""
         while (left := deadline - time.monotonic()) > 0:
-            if self._stopping.wait(min(left, _POLL_S)):
+            # Checked before every wait, however short: a non-streamed answer writes
+            # nothing until the end, so this is the only way to see its client leave
+            # (Ollama cancels the request when its client disconnects).
+            if conn is not None and _peer_closed(conn):
                 raise _Gone
-            if conn is not None and left > _POLL_S and _peer_closed(conn):
+            if self._stopping.wait(min(left, _POLL_S)):
                 raise _Gone
 
     def _hold(self, conn: socket.socket) -> None:
@@ -808,9 +932,11 @@ atexit.register(_stop_shared)
 def serve_forever(config: SimConfig, host: str, port: int) -> None:
     """Serve until Ctrl-C (for `python -m engine serve-simulated`)."""
     with SimulatedOllamaServer(config, host, port) as server:
+        faults = ", ".join(f"{agent}={kind}" for agent, kind in config.faults)
         print(
             f"Simulated Ollama ({config.profile}, {config.num_parallel} slot(s), "
-            f"time scale {config.time_scale:g}) at {server.url} — Ctrl-C to stop",
+            f"time scale {config.time_scale:g}{', faults: ' + faults if faults else ''}) "
+            f"at {server.url} — Ctrl-C to stop",
             flush=True,
         )
         try:

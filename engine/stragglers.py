@@ -28,6 +28,8 @@ from engine.records import AgentRun
 STALL_GAPS = 8
 # A silent agent is hung after this many times the slowest first token seen, plus grace.
 FIRST_TOKEN_FACTOR = 2.0
+# Wall-clock jitter (a busy client, the network, a GC pause) that is never called a hang.
+JITTER_S = 0.25
 
 
 @dataclass
@@ -102,7 +104,7 @@ def _silent(
 ) -> str | None:
     silent_s = now - dispatched_s
     if norms.first_token_s is not None:
-        allowed = FIRST_TOKEN_FACTOR * norms.first_token_s + grace_s
+        allowed = FIRST_TOKEN_FACTOR * norms.first_token_s + grace_s + JITTER_S
         if silent_s > allowed:
             return (
                 f"hung: no output {silent_s:.1f} s after its request was sent "
@@ -124,7 +126,7 @@ def _streaming(
     assert agent.last_token_s is not None
     gap = agent.gap_s()
     quiet_s = now - agent.last_token_s
-    if quiet_s > grace_s + STALL_GAPS * (gap or 0.0):
+    if quiet_s > grace_s + JITTER_S + STALL_GAPS * (gap or 0.0):
         return f"hung: no output for {quiet_s:.1f} s mid-answer ({agent.tokens} tokens so far)"
     if deadline_s is not None and gap is not None and gap > 0:
         expected = max(norms.output_tokens or agent.tokens, agent.tokens)

@@ -10,9 +10,9 @@ Three users, one set of rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.records import SEVERITIES, SEVERITY_RANK, Insight, Severity
 from engine.snapshot import FIELD_BY_NAME
@@ -21,6 +21,7 @@ Values = Mapping[str, float | None]  # snapshot field -> value (usually quantise
 
 ROLES: tuple[str, ...] = ("performance", "infrastructure", "security", "cost", "reliability")
 ALL_ROLES = "generalist"  # the single-agent mode looks through every rule
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -428,37 +429,52 @@ def insights_from_output(agent: str, output: Mapping[str, Any]) -> list[Insight]
     return [i for i in out if i is not None]
 
 
-def merge_insights(insights: Iterable[Insight]) -> list[Insight]:
-    """Deterministic consolidation: one insight per underlying problem.
+def _group_key(insight: Insight) -> tuple[str, ...]:
+    """Findings that rest on the same metrics are the same problem seen by several agents."""
+    return tuple(sorted(insight.metrics)) or (insight.title.lower(),)
 
-    Findings that rest on the same metrics are the same problem seen by several agents:
-    keep the most severe wording, union the agents and advice, and let agreement raise
-    confidence a little (3 points per extra agent), never above 99.
-    """
-    groups: dict[tuple[str, ...], list[Insight]] = {}
-    for ins in insights:
-        key = tuple(sorted(ins.metrics)) or (ins.title.lower(),)
-        groups.setdefault(key, []).append(ins)
-    merged: list[Insight] = []
-    for members in groups.values():
-        members.sort(key=lambda i: (SEVERITY_RANK[i.severity], -i.confidence))
-        lead = members[0]
-        agents = list(dict.fromkeys(a for m in members for a in m.agents))
-        recs = list(dict.fromkeys(r for m in members for r in m.recommendations))
-        mean = sum(m.confidence for m in members) / len(members)
-        merged.append(
-            Insight(
-                title=lead.title,
-                observation=lead.observation,
-                recommendations=recs[:5],
-                severity=lead.severity,
-                confidence=min(99, round(mean + 3 * (len(agents) - 1))),
-                agents=agents,
-                metrics=list(dict.fromkeys(m for i in members for m in i.metrics)),
-            )
-        )
-    merged.sort(key=lambda i: (SEVERITY_RANK[i.severity], -len(i.agents), i.title))
-    return merged
+
+def _rank(insight: Insight) -> tuple[int, int, str]:
+    """Most severe first; among equals, the one more agents support."""
+    return (SEVERITY_RANK[insight.severity], -len(insight.agents), insight.title)
+
+
+def merge_group(members: Sequence[Insight]) -> Insight:
+    """One insight from findings about one problem: keep the most severe wording, union
+    the agents and advice, and let agreement raise confidence a little (3 points per
+    extra agent), never above 99."""
+    # Ties broken on the text too, so the merge does not depend on who answered first.
+    ordered = sorted(
+        members, key=lambda i: (SEVERITY_RANK[i.severity], -i.confidence, i.title, i.agents)
+    )
+    lead = ordered[0]
+    agents = list(dict.fromkeys(a for m in ordered for a in m.agents))
+    recs = list(dict.fromkeys(r for m in ordered for r in m.recommendations))
+    mean = sum(m.confidence for m in ordered) / len(ordered)
+    return Insight(
+        title=lead.title,
+        observation=lead.observation,
+        recommendations=recs[:5],
+        severity=lead.severity,
+        confidence=min(99, round(mean + 3 * (len(agents) - 1))),
+        agents=agents,
+        metrics=list(dict.fromkeys(m for i in ordered for m in i.metrics)),
+    )
+
+
+def _ranked_groups(items: Sequence[_T], insight_of: Callable[[_T], Insight]) -> list[list[_T]]:
+    """Items grouped by problem (`_group_key`), the groups in the merged insights' order."""
+    groups: dict[tuple[str, ...], list[_T]] = {}
+    for item in items:
+        groups.setdefault(_group_key(insight_of(item)), []).append(item)
+    merged = [(merge_group([insight_of(m) for m in g]), g) for g in groups.values()]
+    merged.sort(key=lambda pair: _rank(pair[0]))
+    return [g for _, g in merged]
+
+
+def merge_insights(insights: Iterable[Insight]) -> list[Insight]:
+    """Deterministic consolidation: one insight per underlying problem, most severe first."""
+    return [merge_group(g) for g in _ranked_groups(list(insights), lambda i: i)]
 
 
 def merge_findings(outputs: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Insight]:
@@ -473,3 +489,163 @@ def insights_from_checks(values: Values) -> list[Insight]:
         normalise_insight(f.to_agent_json(), default_agents=()) or Insight(f.title, "")
         for f in found
     )
+
+
+# --- compact consolidation -------------------------------------------------------------
+#
+# The Consolidator does not rewrite the agents' answers: it reads one line per finding
+# (id, role, severity, title, metrics and their values) and returns a short verdict:
+# the most important insights first, each as the ids of the findings that merge into it,
+# a one-line summary and its confidence. The insights themselves are assembled here from
+# the agents' own findings, so nothing an agent found is lost.
+
+
+@dataclass(frozen=True)
+class CompactFinding:
+    """One agent finding as the Consolidator sees it, with the full finding kept aside."""
+
+    id: str
+    role: str
+    insight: Insight  # the agent's own finding (agents = [the agent])
+
+    def to_prompt_json(self, values: Values) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "role": self.role,
+            "severity": self.insight.severity,
+            "title": self.insight.title,
+            "metrics": {m: values.get(m) for m in self.insight.metrics},
+        }
+
+    @classmethod
+    def from_prompt_json(cls, raw: Mapping[str, Any]) -> CompactFinding:
+        """What the simulated Consolidator rebuilds from a prompt line (no advice, no text)."""
+        metrics = raw.get("metrics")
+        insight = normalise_insight(
+            {
+                "title": raw.get("title"),
+                "severity": raw.get("severity"),
+                "metrics": list(metrics) if isinstance(metrics, Mapping) else [],
+            },
+            default_agents=[str(raw.get("role", ""))],
+        )
+        if insight is None:
+            raise ValueError(f"finding {raw.get('id')!r} has no title")
+        return cls(str(raw["id"]), str(raw.get("role", "")), insight)
+
+
+def _id_prefixes(roles: Iterable[str]) -> dict[str, str]:
+    """A short, unique, upper-case prefix per role: performance → P, security → S."""
+    prefixes: dict[str, str] = {}
+    for role in dict.fromkeys(roles):
+        letters = "".join(ch for ch in role.upper() if ch.isalpha()) or "X"
+        size = 1
+        while letters[:size] in prefixes.values() and size < len(letters):
+            size += 1
+        prefix = letters[:size]
+        if prefix in prefixes.values():  # two roles spelled alike: number them
+            prefix = f"{letters[:2]}{len(prefixes)}"
+        prefixes[role] = prefix
+    return prefixes
+
+
+def compact_findings(outputs: Sequence[tuple[str, str, Mapping[str, Any]]]) -> list[CompactFinding]:
+    """(agent, role, parsed answer) in arrival order → findings with ids like P1, P2, S1.
+
+    An id depends only on the agent's role and the finding's place in its answer, so the
+    lines already sent for earlier agents never change when a later one arrives."""
+    prefix = _id_prefixes(role for _, role, _ in outputs)
+    found: list[CompactFinding] = []
+    for agent, role, answer in outputs:
+        for n, insight in enumerate(insights_from_output(agent, answer), start=1):
+            found.append(CompactFinding(f"{prefix[role]}{n}", role, insight))
+    return found
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The Consolidator's compact answer, checked against the findings it was shown."""
+
+    groups: tuple[tuple[str, ...], ...]  # most important first; ids that merge into one
+    summary: str
+    confidence: int | None
+
+
+def read_verdict(raw: Mapping[str, Any], known_ids: Iterable[str]) -> Verdict | None:
+    """A usable verdict, or None. Unknown and repeated ids are dropped (model output is
+    untrusted); a verdict that names no known finding at all is not usable."""
+    items = raw.get("insights")
+    if not isinstance(items, list):
+        return None
+    known, used = set(known_ids), set[str]()
+    groups: list[tuple[str, ...]] = []
+    for item in items:
+        ids = [i for i in item if isinstance(i, str)] if isinstance(item, list) else []
+        group = tuple(dict.fromkeys(i for i in ids if i in known and i not in used))
+        used.update(group)
+        if group:
+            groups.append(group)
+    if not groups:
+        return None
+    confidence: int | None = None
+    if isinstance(raw.get("confidence"), int | float | str):
+        try:
+            confidence = max(0, min(100, int(float(raw["confidence"]))))
+        except (ValueError, OverflowError):  # "high", nan, inf
+            confidence = None
+    return Verdict(tuple(groups), _text(raw.get("summary"), 200), confidence)
+
+
+def assemble_insights(verdict: Verdict, findings: Sequence[CompactFinding]) -> list[Insight]:
+    """The verdict's insights first, in its order, each merged from the agents' own
+    findings; every finding it did not name joins the listed insight about the same
+    metrics, or follows in the deterministic merge's order. Every finding ends up in
+    exactly one insight."""
+    by_id = {f.id: f for f in findings}
+    groups = [[by_id[i].insight for i in ids] for ids in verdict.groups]
+    key_to_group = {_group_key(ins): n for n, g in enumerate(groups) for ins in g}
+    named = {i for ids in verdict.groups for i in ids}
+    rest: list[Insight] = []
+    for finding in findings:
+        if finding.id in named:
+            continue
+        n = key_to_group.get(_group_key(finding.insight))
+        if n is None:
+            rest.append(finding.insight)
+        else:
+            groups[n].append(finding.insight)
+    return [merge_group(g) for g in groups] + merge_insights(rest)
+
+
+_VERDICT_TOP = 2  # insights a simulated verdict names; the rest follow the deterministic order
+
+
+def verdict_for(findings: Sequence[CompactFinding]) -> dict[str, Any]:
+    """The simulated Consolidator's verdict: the same grouping and ranking as the
+    deterministic merge, naming only the top insights, so it stays a few dozen tokens."""
+    groups = _ranked_groups(list(findings), lambda f: f.insight)
+    if not groups:
+        return {"insights": [], "summary": "No findings.", "confidence": 0}
+    worst = merge_group([f.insight for f in groups[0]])
+    return {
+        "insights": [[f.id for f in g] for g in groups[:_VERDICT_TOP]],
+        "summary": worst.title,
+        "confidence": _SEVERITY_CONFIDENCE[worst.severity],
+    }
+
+
+def shared_grounding_lines(values: Values) -> list[str]:
+    """Every check that fires, with the roles it concerns: the same lines for every
+    agent, so every prompt about one snapshot starts with the same bytes."""
+    roles_of: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for role in ROLES:
+        for f in findings(values, role):
+            roles_of.setdefault((f.title, f.metrics), []).append(role)
+    found = findings(values, ALL_ROLES)
+    if not found:
+        return ["- every USE-method check is within its thresholds"]
+    return [
+        f"- {f.severity}: {', '.join(f.metrics)} = {f.value:g} (threshold {f.threshold:g}) — "
+        f"{f.title} [{', '.join(roles_of.get((f.title, f.metrics), ['all']))}]"
+        for f in found
+    ]

@@ -8,13 +8,14 @@ import streamlit as st
 from ui import safe, state
 
 ROSTER_EXAMPLE = """\
-# quorum.toml — override any agent's model or system prompt
+# quorum.toml — override any agent's model, instructions or token cap
 [agents.PerformanceAnalyst]
 model = "mistral:7b"
+instructions = "You are a performance engineer ..."  # the end of its prompt
 
 [agents.Consolidator]
 model = "llama3.1:70b"
-system_prompt = "You are the tech lead. Merge the specialists' findings ..."
+max_tokens = 256
 """
 
 ctx = state.context()
@@ -44,17 +45,24 @@ st.dataframe(
                 "used as": used,
                 "model": spec.model or f"default ({default_model})",
                 "prompt": spec.system_prompt,
+                "instructions": spec.instructions,
+                "max tokens": spec.max_tokens,
             }
             for used, spec in members
         ]
     ),
     hide_index=True,
-    column_config={"prompt": st.column_config.TextColumn("prompt", width="large")},
+    column_config={
+        "prompt": st.column_config.TextColumn("prompt", width="medium"),
+        "instructions": st.column_config.TextColumn("instructions", width="large"),
+    },
 )
 with st.expander("Roster file format"):
     st.markdown(
         safe.md(f"Put a TOML file at {path} (or point $QUORUM_ROSTER at one).")
-        + " Only `model` and `system_prompt` can be overridden, per agent name:"
+        + " Per agent name: `model`, `instructions` (its role-specific text, at the end of"
+        " its prompt), `max_tokens` (its answer's cap) and `system_prompt` (shared by every"
+        " agent by default, so the server's prefix cache serves them all):"
     )
     st.code(ROSTER_EXAMPLE, language="toml")
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from engine import use_method
-from engine.agents import read_prompt
 from engine.backends.base import BackendError, ChatRequest, ChatResult, ServerStatus, TokenProgress
+from engine.simulated import answer_for_prompt
 
 
 @dataclass
@@ -30,6 +27,7 @@ class FakeBackend:
     base_url: str = "fake://"
     simulated: bool = True
     calls: list[str] = field(default_factory=list)
+    requests: list[ChatRequest] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     closed: bool = False
     opened: bool = False
@@ -44,6 +42,7 @@ class FakeBackend:
     ) -> ChatResult:
         script = self.scripts.get(request.agent, Script())
         self.calls.append(request.agent)
+        self.requests.append(request)
         if self.expected_calls and len(self.calls) >= self.expected_calls:
             self.all_started.set()
         self.in_flight += 1
@@ -84,9 +83,5 @@ class FakeBackend:
 
 
 def _answer(user: str) -> str:
-    role, values, answers = read_prompt(user)
-    if role == "consolidator":
-        merged = use_method.merge_findings(answers)
-        return json.dumps({"summary": "merged", "insights": [i.to_dict() for i in merged]})
-    out: dict[str, Any] = use_method.agent_answer(values, role)
-    return json.dumps(out)
+    """What the simulated server would answer: the same rules, without HTTP."""
+    return answer_for_prompt(user)[2]

@@ -21,6 +21,8 @@ def test_settings_show_the_roster_cache_stats_and_paths(
     names = [a.name for a in (*DEFAULT_ROSTER.specialists, DEFAULT_ROSTER.consolidator)]
     assert list(roster["name"])[:6] == names
     assert roster["prompt"].iloc[0] == DEFAULT_ROSTER.specialists[0].system_prompt
+    assert roster["instructions"].iloc[0] == DEFAULT_ROSTER.specialists[0].instructions
+    assert list(roster["max tokens"])[5] == DEFAULT_ROSTER.consolidator.max_tokens
     assert any("Default roster" in c.value for c in at.caption)
 
     stats = {m.label: m.value for m in at.metric}

@@ -36,6 +36,7 @@ def test_analyze_table_is_labelled_simulated(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert "[SIMULATED]" in out and "tier excellent" in out
     assert "[CRITICAL] Disk" in out
+    assert "Consolidator's verdict: " in out
 
 
 def test_compare_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -102,3 +103,12 @@ def test_unreachable_ollama_honours_ollama_host(
     assert main(["analyze", "--backend", "ollama", "--scenario", "healthy"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and f"127.0.0.1:{port}" in err and "\n" not in err
+
+
+def test_consolidation_style_is_an_option(capsys: pytest.CaptureFixture[str]) -> None:
+    for style, has_summary in (("compact", True), ("full", False)):
+        args = ["analyze", "--scenario", "cpu-saturation", "--json", "--no-cache", *FAST]
+        assert main([*args, "--consolidation", style]) == 0
+        consolidation = json.loads(capsys.readouterr().out)["consolidation"]
+        assert consolidation["method"] == "llm"
+        assert (consolidation["summary"] is not None) == has_summary

@@ -10,13 +10,15 @@ import json
 
 import pytest
 
-from engine.agents import DEFAULT_ROSTER
+from engine import use_method
+from engine.agents import CONSOLIDATION_SCHEMA, DEFAULT_ROSTER
 from engine.records import AnalysisResult
 from engine.runner import ProgressEvent, RunSettings, run_analysis, tier_for
 from engine.snapshot import scenario
 from tests.fakes import FakeBackend, Script
 
 SPECIALISTS = [a.name for a in DEFAULT_ROSTER.specialists]
+VALUES = scenario("cpu-saturation").quantised()
 
 
 async def run(
@@ -85,10 +87,10 @@ async def test_json_contract_round_trips() -> None:
     agent_keys = {
         "name", "role", "model", "status", "start_s", "end_s", "duration_s", "ttft_s",
         "queue_s", "load_s", "prefill_s", "decode_s", "prompt_tokens", "output_tokens",
-        "response_chars", "error", "client_queue_s",
+        "response_chars", "error", "client_queue_s", "cached_tokens",
     }  # fmt: skip
     assert set(data["agents"][0]) == agent_keys
-    assert set(data["consolidation"]) == agent_keys | {"method"}
+    assert set(data["consolidation"]) == agent_keys | {"method", "summary", "verdict_confidence"}
     assert data["critical_path_source"] == "server"  # the fake reports prefill and decode
     assert set(data["insights"][0]) == {
         "title", "observation", "recommendations", "severity", "confidence", "agents", "metrics",
@@ -143,6 +145,55 @@ async def test_overlap_folds_late_answers_into_the_result() -> None:
     assert any("CostOptimizer" in i.agents for i in result.insights)
     assert result.agents_participated == 4 and result.tier == "good"
     assert "folded in late: CostOptimizer" in result.collaboration_summary
+
+
+async def test_compact_consolidation_keeps_the_agents_own_findings() -> None:
+    fake = FakeBackend()
+    result = await run(fake, RunSettings(quorum=5))
+    assert result.consolidation is not None and result.consolidation.method == "llm"
+    assert result.consolidation.summary == "CPU utilisation is high"
+    assert result.consolidation.verdict_confidence == 92
+    answers = [
+        (a.name, use_method.agent_answer(VALUES, a.role)) for a in DEFAULT_ROSTER.specialists
+    ]
+    full = use_method.merge_findings(answers)  # what the full consolidation answered
+    expected = [(i.title, i.severity, i.metrics, sorted(i.agents)) for i in full]
+    got = [(i.title, i.severity, i.metrics, sorted(i.agents)) for i in result.insights]
+    assert got == expected
+
+
+async def test_consolidation_prompt_lists_findings_in_arrival_order() -> None:
+    fake = FakeBackend({"PerformanceAnalyst": Script(delay_s=0.15)})
+    await run(fake, RunSettings(quorum=5))
+    consolidation = next(r for r in fake.requests if r.agent == "Consolidator")
+    ids = [line.split('"', 4)[3] for line in consolidation.user.splitlines() if '"id"' in line]
+    assert ids[-1].startswith("P") and not any(i.startswith("P") for i in ids[:-3])
+    systems = {r.system for r in fake.requests}
+    assert systems == {DEFAULT_ROSTER.consolidator.system_prompt}  # one shared system prompt
+    cost = next(r for r in fake.requests if r.agent == "CostOptimizer")
+    assert cost.user.rstrip().endswith("recommendations each.")
+    assert DEFAULT_ROSTER.specialists[3].instructions in cost.user
+
+
+async def test_full_consolidation_has_the_consolidator_write_every_insight() -> None:
+    fake = FakeBackend()
+    result = await run(fake, RunSettings(quorum=5, consolidation="full"))
+    assert result.consolidation is not None and result.consolidation.method == "llm"
+    assert result.consolidation.summary is None
+    consolidation = next(r for r in fake.requests if r.agent == "Consolidator")
+    assert consolidation.schema == CONSOLIDATION_SCHEMA and '"answer"' in consolidation.user
+    compact = await run(FakeBackend(), RunSettings(quorum=5))
+    assert [i.to_dict() for i in result.insights] == [i.to_dict() for i in compact.insights]
+    assert RunSettings().fingerprint() != RunSettings(consolidation="full").fingerprint()
+
+
+async def test_unusable_verdict_falls_back_to_the_labelled_merge() -> None:
+    fake = FakeBackend({"Consolidator": Script(content='{"insights": [["nobody"]]}')})
+    result = await run(fake, RunSettings(quorum=5))
+    assert result.consolidation is not None and result.consolidation.method == "fallback"
+    assert result.consolidation.error == "consolidator's verdict named no finding"
+    assert "by deterministic merge" in result.collaboration_summary
+    assert any(i.metrics == ["cpu_util_pct"] and len(i.agents) >= 3 for i in result.insights)
 
 
 async def test_fallback_merge_when_consolidator_fails() -> None:
@@ -301,3 +352,5 @@ def test_settings_validation_names_the_field() -> None:
         RunSettings(agent_timeout_s=0)
     with pytest.raises(ValueError, match="mode"):
         RunSettings(mode="turbo")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^consolidation: must be one of compact, full"):
+        RunSettings(consolidation="short")  # type: ignore[arg-type]

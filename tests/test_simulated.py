@@ -9,28 +9,38 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 import pytest
 
 from engine import agents, snapshot, use_method
+from engine.backends.ollama import OllamaBackend
+from engine.runner import RunSettings, run_analysis
 from engine.simulated import (
+    CACHED_COUNT_FIELD,
     DEFAULT_MODELS,
     FAULT_KINDS,
     PROFILES,
     VERSION,
     SimConfig,
     SimulatedOllamaServer,
+    answer_tokens,
     estimate_tokens,
     shared_server,
 )
 
 ServerFactory = Callable[..., SimulatedOllamaServer]
+ROOT = Path(__file__).resolve().parent.parent
 
 AGENT = "X-Quorum-Agent"
 CPU = snapshot.scenario("cpu-saturation").quantised()
@@ -263,8 +273,9 @@ def test_consolidator_merges_the_specialists(make_server: ServerFactory) -> None
         (a.name, use_method.agent_answer(CPU, a.role)) for a in agents.DEFAULT_ROSTER.specialists
     ]
     server = make_server(time_scale=0.001)
+    prompt = agents.full_consolidation_user_prompt(CPU, outputs)
     with httpx.Client(base_url=server.url) as client:
-        final = call(client, body(agents.consolidation_user_prompt(CPU, outputs)), "Consolidator")
+        final = call(client, body(prompt), "Consolidator")
     merged = content_json(final)
     assert_schema(agents.CONSOLIDATION_SCHEMA, merged)
     assert merged["insights"] == [i.to_dict() for i in use_method.merge_findings(outputs)]
@@ -403,7 +414,8 @@ def test_error_midstream_fault_ends_with_an_error_line(make_server: ServerFactor
 
 
 def test_slow_fault_triples_prefill_and_decode(make_server: ServerFactory) -> None:
-    server = make_server(time_scale=0.01, faults=(("Slowpoke", "slow"),))
+    # Without prefix reuse: the second call would otherwise find its prompt cached.
+    server = make_server(time_scale=0.01, faults=(("Slowpoke", "slow"),), prefix_cache=False)
     with httpx.Client(base_url=server.url) as client:
         normal, slow = call(client, body(), "Brisk"), call(client, body(), "Slowpoke")
 
@@ -530,7 +542,7 @@ def test_profiles_match_their_documented_per_call_seconds() -> None:
     ]
     consolidator = agents.DEFAULT_ROSTER.consolidator.system_prompt
     consolidator_tokens = estimate_tokens(
-        consolidator + agents.consolidation_user_prompt(CPU, outputs)
+        consolidator + agents.full_consolidation_user_prompt(CPU, outputs)
     )
 
     def six_calls(name: str) -> float:
@@ -579,7 +591,7 @@ def generate_body(
 
 
 def test_generate_non_stream_answers_like_chat(make_server: ServerFactory) -> None:
-    server = make_server(time_scale=0.001)
+    server = make_server(time_scale=0.001, prefix_cache=False)
     with httpx.Client(base_url=server.url) as client:
         response = client.post("/api/generate", json=generate_body(stream=False))
         chat = call(client, body())
@@ -621,7 +633,9 @@ def test_generate_without_system_prefills_only_the_prompt(make_server: ServerFac
 
 
 def test_generate_has_the_same_load_faults_and_counters(make_server: ServerFactory) -> None:
-    server = make_server(time_scale=0.01, faults=(("Slowpoke", "slow"), ("Broken", "error")))
+    server = make_server(
+        time_scale=0.01, faults=(("Slowpoke", "slow"), ("Broken", "error")), prefix_cache=False
+    )
     with httpx.Client(base_url=server.url) as client:
         loaded = client.post("/api/generate", json={"model": "llama3.1:8b"}).json()
         assert (loaded["done_reason"], loaded["response"]) == ("load", "")
@@ -649,3 +663,202 @@ def test_generate_bad_bodies_are_400(make_server: ServerFactory, raw: bytes) -> 
         response = client.post("/api/generate", content=raw)
         assert response.status_code == 400 and response.json()["error"]
         assert client.post("/api/generate", json=generate_body(stream=False)).status_code == 200
+
+
+# --- prefix caching, as Ollama's and llama.cpp's slots do -----------------------------
+
+SHARED_800 = "".join(
+    f"line {i:04d} of a shared prompt prefix, padded to size.\n" for i in range(64)
+)
+SHARED_800 = SHARED_800[:3200]  # 800 tokens by the simulator's 4-characters-a-token count
+
+
+def plain(system: str, user: str, **extra: Any) -> dict[str, Any]:
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return {"model": "llama3.1:8b", "messages": messages, "stream": False, **extra}
+
+
+def test_a_shared_prefix_is_prefilled_once(make_server: ServerFactory) -> None:
+    server = make_server(time_scale=0.005, num_parallel=1)
+    with httpx.Client(base_url=server.url) as client:
+        first = call(client, plain("", SHARED_800 + "first question, forty characters long.."))
+        second = call(client, plain("", SHARED_800 + "second question, as long as the first."))
+    assert (first["prompt_eval_count"], first[CACHED_COUNT_FIELD]) == (810, 0)
+    # Only the tail is evaluated: 800 tokens come from the slot's KV cache.
+    assert (second["prompt_eval_count"], second[CACHED_COUNT_FIELD]) == (10, 800)
+    assert second["prompt_eval_duration"] < 0.1 * first["prompt_eval_duration"]
+    stats = server.stats.snapshot()
+    assert (stats.prompt_tokens_evaluated, stats.prompt_tokens_cached) == (820, 800)
+
+
+def test_an_identical_prompt_still_evaluates_one_token(make_server: ServerFactory) -> None:
+    server = make_server(time_scale=0.001, num_parallel=1)
+    with httpx.Client(base_url=server.url) as client:
+        finals = [call(client, plain(SYSTEM, PERF_PROMPT)) for _ in range(2)]
+    total = estimate_tokens(SYSTEM + PERF_PROMPT)
+    assert finals[1]["prompt_eval_count"] == 1 and finals[1][CACHED_COUNT_FIELD] == total - 1
+
+
+def test_a_request_goes_to_the_free_slot_with_the_longest_common_prefix(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server(time_scale=0.001, num_parallel=3)
+    other = "An unrelated conversation that shares nothing with the other one. " * 20
+    with httpx.Client(base_url=server.url) as client:
+        call(client, plain("", SHARED_800 + "a"))  # slot 0 holds the shared prefix
+        call(client, plain("", other))  # least recently used among equals: slot 1
+        call(client, plain("", other + "b"))  # follows its own prefix to slot 1
+        back = call(client, plain("", SHARED_800 + "c" * 40))  # slot 0, not the empty slot 2
+    assert back[CACHED_COUNT_FIELD] == 800
+
+
+def test_without_prefix_cache_every_prompt_is_prefilled_whole(make_server: ServerFactory) -> None:
+    server = make_server(time_scale=0.001, num_parallel=1, prefix_cache=False)
+    with httpx.Client(base_url=server.url) as client:
+        finals = [call(client, plain(SYSTEM, PERF_PROMPT)) for _ in range(2)]
+    assert {f["prompt_eval_count"] for f in finals} == {estimate_tokens(SYSTEM + PERF_PROMPT)}
+    assert all(CACHED_COUNT_FIELD not in f for f in finals)
+
+
+def test_agents_prompts_share_the_snapshot_prefix_on_the_server(make_server: ServerFactory) -> None:
+    """The product's own prompts: after one agent, the next prefills only its role part."""
+    roster = agents.DEFAULT_ROSTER
+    server = make_server(time_scale=0.001, num_parallel=2)
+    with httpx.Client(base_url=server.url) as client:
+        finals = [
+            call(client, plain(a.system_prompt, agents.agent_user_prompt(a.role, CPU)), a.name)
+            for a in roster.specialists
+        ]
+    assert finals[0][CACHED_COUNT_FIELD] == 0
+    for final in finals[1:]:
+        assert final[CACHED_COUNT_FIELD] > 4 * final["prompt_eval_count"]
+
+
+def test_decode_follows_the_tokens_of_the_answer_written(make_server: ServerFactory) -> None:
+    outputs = [
+        (a.name, a.role, use_method.agent_answer(CPU, a.role))
+        for a in agents.DEFAULT_ROSTER.specialists
+    ]
+    verdict_prompt = agents.consolidation_user_prompt(CPU, use_method.compact_findings(outputs))
+    server = make_server(time_scale=0.01, num_parallel=1)
+    profile = PROFILES["baseline"]
+    with httpx.Client(base_url=server.url) as client:
+        specialist = call(client, body(), "PerformanceAnalyst")
+        verdict = call(client, body(verdict_prompt), "Consolidator")
+    text = verdict["message"]["content"]
+    assert json.loads(text)["insights"]  # the compact verdict, not the full insight list
+    # The verdict is written at its own length; a long rule-based answer at the
+    # profile's calibrated length (≈ 120 tokens, ± jitter).
+    assert (
+        abs(verdict["eval_count"] - estimate_tokens(text))
+        <= profile.jitter * estimate_tokens(text) + 1
+    )
+    assert verdict["eval_count"] < 0.4 * profile.consolidator_output_tokens
+    assert (
+        abs(specialist["eval_count"] - profile.agent_output_tokens)
+        <= 0.16 * profile.agent_output_tokens
+    )
+    # Both at the profile's unchanged decode rate.
+    for final in (specialist, verdict):
+        rate = final["eval_count"] / (seconds(final, "eval_duration") / 0.01)
+        assert 0.5 * profile.decode_tps < rate <= 1.1 * profile.decode_tps
+
+
+def test_answer_tokens_is_the_shorter_of_text_and_profile() -> None:
+    base = PROFILES["baseline"]
+    assert answer_tokens(base, "consolidator", "x" * 100, 0.0) == 25
+    assert answer_tokens(base, "specialist", "x" * 4000, 0.0) == base.agent_output_tokens
+    assert answer_tokens(base, "foreign", "x" * 4000, 0.0) == 1000
+    assert answer_tokens(base, "specialist", "x" * 4000, 1.0) == round(120 * (1 + base.jitter))
+
+
+# --- clients that go away --------------------------------------------------------------
+
+
+def test_an_abandoned_non_streamed_request_frees_its_slot(make_server: ServerFactory) -> None:
+    """Ollama cancels a request whose client disconnects; so does the simulator, also
+    while it decodes a non-streamed answer (nothing is written until the end)."""
+    server = make_server(time_scale=0.05, num_parallel=1)  # ≈ 0.5 s of decoding a call
+    host, port = server.url.removeprefix("http://").split(":")
+    payload = json.dumps(body(stream=False)).encode()
+    request = (
+        f"POST /api/chat HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"{AGENT}: Leaver\r\nContent-Length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        # Loads the model and fills the slot's cache: the leaver's prefill is one token,
+        # so it leaves while the answer is being decoded.
+        call(client, body(), "warm-up")
+        with socket.create_connection((host, int(port)), timeout=10) as leaver:
+            leaver.sendall(request)
+            assert server.stats.wait_for_in_flight(1, timeout_s=10)
+        after = call(client, body(), "Next")  # needs the slot the leaver held
+    assert queue_s(after) < 0.3 * work_s(after)
+    assert server.stats.snapshot().chat_by_agent["Leaver"] == 1
+
+
+# --- serve-simulated --fault -----------------------------------------------------------
+
+
+def test_serve_simulated_injects_faults_for_any_client() -> None:
+    command = [
+        sys.executable, "-m", "engine", "serve-simulated", "--port", "0", "--time-scale", "0.001",
+        "--fault", "Broken=error", "--fault", "Busy=busy",
+    ]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT) as proc:
+        try:
+            assert proc.stdout is not None
+            banner = proc.stdout.readline()  # printed once the port is bound
+            assert "faults: Broken=error, Busy=busy" in banner, banner
+            url = re.search(r"http://127\.0\.0\.1:\d+", banner)
+            assert url is not None
+            with httpx.Client(base_url=url.group(0), timeout=10) as client:
+                statuses = {
+                    agent: client.post("/api/chat", json=body(stream=False), headers={AGENT: agent})
+                    for agent in ("Broken", "Busy", "Fine")
+                }
+            assert statuses["Broken"].status_code == 500
+            assert statuses["Busy"].status_code == 503
+            assert statuses["Fine"].status_code == 200 and statuses["Fine"].json()["done"]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def test_serve_simulated_rejects_an_unknown_fault() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "engine", "serve-simulated", "--fault", "A=explode"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: --fault: expected AGENT=KIND")
+
+
+# --- the product against it ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["cpu-saturation", "error-spike", "healthy"])
+async def test_compact_and_full_consolidations_agree_on_the_simulated_backend(
+    make_server: ServerFactory, name: str
+) -> None:
+    """Same findings, severities, agents and grounding (metrics), in the same order,
+    whether the Consolidator rewrites every insight or only ranks and groups ids."""
+    server = make_server(time_scale=0.001, num_parallel=6)
+    results = {}
+    styles: tuple[Literal["full", "compact"], ...] = ("full", "compact")
+    for style in styles:
+        results[style] = await run_analysis(
+            snapshot.scenario(name),
+            agents.DEFAULT_ROSTER,
+            lambda: OllamaBackend(server.url, simulated=True),
+            RunSettings(quorum=5, consolidation=style),
+            model="llama3.1:8b",
+        )
+    full, compact = results["full"], results["compact"]
+    assert full.consolidation is not None and full.consolidation.method == "llm"
+    assert compact.consolidation is not None and compact.consolidation.method == "llm"
+
+    # Both merges are independent of the order in which the agents answered.
+    assert [i.to_dict() for i in compact.insights] == [i.to_dict() for i in full.insights]
+    assert compact.consolidation.output_tokens is not None and full.consolidation.output_tokens
+    assert compact.consolidation.output_tokens < 0.5 * full.consolidation.output_tokens

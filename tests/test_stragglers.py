@@ -39,10 +39,10 @@ def test_queued_agent_is_kept_when_it_can_still_make_the_deadline() -> None:
     assert why is not None and "deadline" in why and "queued" in why
 
 
-def test_silent_agent_is_hung_after_twice_the_slowest_first_token_plus_grace() -> None:
+def test_silent_agent_is_hung_after_twice_the_slowest_first_token_plus_grace_and_jitter() -> None:
     sent = Progress(queued_s=0.0, dispatched_s=10.0)
-    assert verdict(sent, 10.0 + 2.9, grace_s=2, deadline_s=None, norms=NORMS) is None
-    why = verdict(sent, 10.0 + 3.1, grace_s=2, deadline_s=None, norms=NORMS)
+    assert verdict(sent, 10.0 + 3.2, grace_s=2, deadline_s=None, norms=NORMS) is None
+    why = verdict(sent, 10.0 + 3.3, grace_s=2, deadline_s=None, norms=NORMS)
     assert why is not None and why.startswith("hung: no output")
 
 

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from engine import use_method
 from engine.agents import DEFAULT_ROSTER
 from engine.records import Insight
@@ -94,3 +98,112 @@ def test_insights_from_checks_covers_every_scenario() -> None:
 def test_grounding_lines_quote_the_numbers() -> None:
     lines = use_method.grounding_lines(values("memory-leak"), "reliability")
     assert any("mem_oom_kills = 3" in line and "CRITICAL" in line for line in lines)
+
+
+# --- compact consolidation ------------------------------------------------------------
+
+
+def outputs(name: str) -> list[tuple[str, str, dict[str, Any]]]:
+    v = values(name)
+    return [
+        (a.name, a.role, use_method.agent_answer(v, a.role)) for a in DEFAULT_ROSTER.specialists
+    ]
+
+
+def test_compact_findings_get_ids_by_role_and_place() -> None:
+    found = use_method.compact_findings(outputs("cpu-saturation"))
+    assert [f.id for f in found][:3] == ["P1", "P2", "P3"]
+    assert {f.id[0] for f in found} <= set("PISCR")
+    assert len({f.id for f in found}) == len(found)
+    assert all(f.insight.agents and f.insight.recommendations for f in found)
+
+
+def test_id_prefixes_stay_unique_for_roles_that_start_alike() -> None:
+    answer = use_method.agent_answer(values("cpu-saturation"), "performance")
+    found = use_method.compact_findings([("A", "perf", answer), ("B", "performance", answer)])
+    assert len({f.id for f in found}) == len(found)
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_simulated_verdict_gives_the_full_consolidations_insights(name: str) -> None:
+    """The compact path (verdict + assembly from the agents' own findings) against the
+    full consolidation the simulated Consolidator wrote before: the same insights."""
+    outs = outputs(name)
+    found = use_method.compact_findings(outs)
+    verdict = use_method.read_verdict(use_method.verdict_for(found), (f.id for f in found))
+    assert verdict is not None
+    compact = use_method.assemble_insights(verdict, found)
+    full = use_method.merge_findings([(agent, answer) for agent, _, answer in outs])
+    assert [i.to_dict() for i in compact] == [i.to_dict() for i in full]
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_every_agent_finding_appears_in_the_result(name: str) -> None:
+    found = use_method.compact_findings(outputs(name))
+    # A verdict that names a few findings, in an odd order, and merges unrelated ones.
+    ids = [f.id for f in found]
+    odd = {"insights": [[ids[-1], ids[0]], [ids[len(ids) // 2]]], "summary": "s", "confidence": 5}
+    verdict = use_method.read_verdict(odd, ids)
+    assert verdict is not None
+    insights = use_method.assemble_insights(verdict, found)
+    for f in found:
+        holders = [
+            i for i in insights
+            if f.insight.agents[0] in i.agents and set(f.insight.metrics) <= set(i.metrics)
+        ]  # fmt: skip
+        assert holders, f"{f.id} ({f.insight.title}) is missing"
+        assert set(f.insight.recommendations[:1]) <= {r for i in holders for r in i.recommendations}
+    # The verdict's first insight comes first and holds both findings it named.
+    assert {found[-1].insight.agents[0], found[0].insight.agents[0]} <= set(insights[0].agents)
+
+
+def test_unnamed_findings_about_the_same_metrics_join_the_named_insight() -> None:
+    found = use_method.compact_findings(outputs("cpu-saturation"))
+    cpu = [f.id for f in found if f.insight.metrics == ["cpu_util_pct"]]
+    verdict = use_method.read_verdict({"insights": [cpu[:1]]}, [f.id for f in found])
+    assert verdict is not None
+    insights = use_method.assemble_insights(verdict, found)
+    cpu_insights = [i for i in insights if i.metrics == ["cpu_util_pct"]]
+    assert len(cpu_insights) == 1 and len(cpu_insights[0].agents) == len(cpu)
+    assert insights[0] is cpu_insights[0]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {},
+        {"insights": "P1"},
+        {"insights": [["Z9"], [3], "P1"]},
+        {"insights": []},
+    ],
+)
+def test_unusable_verdicts_are_none(raw: dict[str, Any]) -> None:
+    assert use_method.read_verdict(raw, ["P1", "P2"]) is None
+
+
+def test_verdict_drops_unknown_and_repeated_ids_and_bounds_text() -> None:
+    raw = {"insights": [["P1", "Z9", "P1"], ["P1", "P2"]], "summary": "x" * 999, "confidence": 150}
+    verdict = use_method.read_verdict(raw, ["P1", "P2"])
+    assert verdict is not None
+    assert verdict.groups == (("P1",), ("P2",))
+    assert len(verdict.summary) == 200 and verdict.confidence == 100
+    for odd in ("high", None, [90], float("nan")):
+        assert use_method.read_verdict({"insights": [["P1"]], "confidence": odd}, ["P1"]) == (
+            use_method.Verdict((("P1",),), "", None)
+        )
+
+
+def test_shared_grounding_names_the_roles_each_check_concerns() -> None:
+    lines = use_method.shared_grounding_lines(values("error-spike"))
+    assert any("error_rate_pct" in line and "[security, reliability]" in line for line in lines)
+    healthy = use_method.shared_grounding_lines(values("healthy"))
+    assert healthy == ["- LOW: cpu_util_pct, mem_util_pct = 23 (threshold 30) — Host looks "
+                       "over-provisioned [cost]"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_merge_does_not_depend_on_who_answered_first(name: str) -> None:
+    answers = [(agent, answer) for agent, _, answer in outputs(name)]
+    forward = use_method.merge_findings(answers)
+    assert use_method.merge_findings(answers[::-1]) == forward
+    assert use_method.merge_findings(answers[2:] + answers[:2]) == forward

@@ -49,6 +49,7 @@ class ChatResult:
     output_tokens: int | None = None
     raw_final: dict[str, Any] = field(default_factory=dict)
     finish_reason: str | None = None  # "stop", or "length" when the token cap cut it
+    cached_tokens: int | None = None  # prompt tokens reused from the server's prefix cache
 
 
 @dataclass

@@ -153,6 +153,9 @@ def chat_result(content: str, final: Mapping[str, Any], ttft_s: float | None) ->
         output_tokens=_number(final, "eval_count"),
         raw_final=dict(final),
         finish_reason=str(final["done_reason"]) if final.get("done_reason") else None,
+        cached_tokens=_number(final, "prompt_cache_count")
+        if "prompt_cache_count" in final
+        else None,
     )
 
 

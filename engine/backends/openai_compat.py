@@ -234,6 +234,7 @@ def chat_result(stream: OpenAIStream, ttft_s: float | None, elapsed_s: float) ->
         output_tokens=output_tokens,
         raw_final=raw,
         finish_reason=stream.finish_reason,
+        cached_tokens=_count(_num(stream.timings, "cache_n")),
     )
 
 

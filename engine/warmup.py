@@ -1,0 +1,99 @@
+"""Warm the Consolidator's slot while stragglers run (a building block for the scheduler).
+
+Every prompt about one snapshot starts with the same bytes, and the consolidation prompt
+only grows as agents answer (`agents.consolidation_prefix`). A server that keeps each
+slot's KV cache (llama.cpp with `cache_prompt`, its default; Ollama, which sends a
+request to the slot with the longest common prefix) therefore prefills the consolidation
+prompt piece by piece if, after each answer, it is sent the prompt so far as a
+prefill-only request: one output token (`max_tokens` 1, Ollama `num_predict` 1). The
+final consolidation then prefills only what the last agent added.
+
+A warm-up is an optimisation, never a dependency: it never raises, and its result says
+how many prompt tokens the server evaluated and how many it reused. The caller decides
+when to send one (only when a slot is free, so that it never delays an agent) and
+cancels it when the run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine import use_method
+from engine.agents import AgentSpec, consolidation_prefix
+from engine.backends.base import Backend, BackendError, ChatRequest
+
+# Appended to the agent name in the X-Quorum-Agent header: a warm-up is told apart from
+# the consolidation itself (the simulated server keys its per-agent draws and faults on it).
+WARMUP_SUFFIX = ".warmup"
+
+
+@dataclass(frozen=True)
+class WarmupResult:
+    """What one warm-up cost. Token counts are the server's own (None: not reported;
+    Ollama reports only the evaluated ones)."""
+
+    evaluated_tokens: int | None
+    cached_tokens: int | None
+    duration_s: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "evaluated_tokens": self.evaluated_tokens,
+            "cached_tokens": self.cached_tokens,
+            "duration_s": self.duration_s,
+            "error": self.error,
+        }
+
+
+def warmup_request(spec: AgentSpec, user: str) -> ChatRequest:
+    """A prefill-only request for `user`: the Consolidator's model and system prompt, one
+    output token, no schema (a grammar does not change what is cached), not streamed."""
+    return ChatRequest(
+        model=spec.model or "",
+        system=spec.system_prompt,
+        user=user,
+        agent=spec.name + WARMUP_SUFFIX,
+        schema=None,
+        max_tokens=1,
+        stream=False,
+    )
+
+
+async def prefill(backend: Backend, request: ChatRequest, timeout_s: float) -> WarmupResult:
+    """Send one prefill-only request; a failure or timeout is reported, not raised."""
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout_s):
+            result = await backend.chat(request)
+    except TimeoutError:
+        return WarmupResult(
+            None, None, time.perf_counter() - started, f"no answer in {timeout_s:g} s"
+        )
+    except BackendError as exc:
+        return WarmupResult(None, None, time.perf_counter() - started, str(exc))
+    return WarmupResult(result.prompt_tokens, result.cached_tokens, time.perf_counter() - started)
+
+
+async def warm_consolidator(
+    backend: Backend,
+    consolidator: AgentSpec,
+    values: Mapping[str, float | None],
+    arrived: Sequence[tuple[str, str, Mapping[str, Any]]],
+    *,
+    timeout_s: float,
+) -> WarmupResult:
+    """Prefill the consolidation prompt as far as the answers so far: `arrived` is
+    (agent, role, parsed answer) in the order they arrived, as the runner's
+    consolidation orders them (by each agent's end time)."""
+    findings = use_method.compact_findings(arrived)
+    user = consolidation_prefix(values, findings, consolidator.instructions)
+    return await prefill(backend, warmup_request(consolidator, user), timeout_s)

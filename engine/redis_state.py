@@ -283,6 +283,7 @@ class RedisResultCache:
                 if token is None or token > 0:
                     return token
                 if pubsub is None:
+                    log.info("waiting for another replica's run of %s", key[:8])
                     # Subscribe, then try again at once: a release between our attempt and
                     # the subscription would otherwise go unnoticed until the lease ends.
                     pubsub = self.link.client.pubsub(  # type: ignore[no-untyped-call]

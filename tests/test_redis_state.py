@@ -161,3 +161,15 @@ def test_redis_stopped_mid_run_then_back(
     assert hit.cache.hit and link.degraded is None
     assert "unavailable" in caplog.text and "reachable again" in caplog.text
     assert PASSWORD not in caplog.text
+
+
+def test_a_degraded_result_is_cached_briefly_in_redis(redis_url: str, client: redis.Redis) -> None:
+    cache = RedisResultCache(fresh_link(redis_url), ttl_s=300, degraded_ttl_s=20)
+    with simulated(faults={"CostOptimizer": "hang"}) as (_, backend):
+        engine = Engine(backend, cache=cache)
+        result = engine.analyze(scenario("healthy"), RunSettings(agent_timeout_s=1.0))
+        again = engine.analyze(scenario("healthy"), RunSettings(agent_timeout_s=1.0))
+    assert result.agents_participated == 4 and result.cache.ttl_s == 20
+    assert again.cache.hit and again.cache.ttl_s == 20
+    (key,) = client.keys("quorum:result:*")
+    assert 0 < client.pttl(key) <= 20_000

@@ -37,7 +37,8 @@ def everything_in(url: str) -> bytes:
             if kind == b"string":
                 out += key + b"=" + client.get(key) + b"\n"
             elif kind == b"list":
-                out += key + b"=" + b"\n".join(client.lrange(key, 0, -1)) + b"\n"
+                items = [bytes(item) for item in client.lrange(key, 0, -1)]  # type: ignore[arg-type]
+                out += key + b"=" + b"\n".join(items) + b"\n"
             else:
                 out += key + b":" + kind + b"\n"
     finally:

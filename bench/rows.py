@@ -11,6 +11,7 @@ from bench import (
     row_memory,
     row_overhead,
     row_plan,
+    row_replicas,
     row_speedup,
     row_tail,
 )
@@ -27,4 +28,5 @@ ROWS: dict[str, Callable[[Level], Row]] = {
     "P6": row_memory.run,
     "P7": row_plan.run,
     "D1": row_dashboard.run,
+    "R1": row_replicas.run,
 }

@@ -104,5 +104,6 @@ def test_leader_killed_mid_run_a_follower_takes_over_within_the_lease(redis_url:
         follower.out.wait_for("started", 30)
         took_over = time.monotonic() - killed
         answers = follower.answers()
+    print(f"follower took over {took_over:.3f} s after the kill (lease {lease} s)")
     assert took_over <= lease + 0.5, f"follower took over after {took_over:.2f} s"
     assert answers == [{"hit": False, "status": "success", "ttl_s": 300.0}]

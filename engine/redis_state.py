@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -40,6 +39,7 @@ from engine.state import (
     CacheHit,
     CacheStats,
     redact,
+    url_password,
 )
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class RedisLink:
         retry_s: float = RETRY_S,
     ) -> None:
         self.where = redact(url)
-        self._password = urlsplit(url).password or ""
+        self._password = url_password(url) or ""
         self.retry_s = retry_s
         self.client = redis.Redis.from_url(
             url,

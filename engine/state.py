@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from engine.records import AnalysisResult
 
@@ -109,6 +109,16 @@ def ttl_for(result: AnalysisResult, ttl_s: float, degraded_ttl_s: float) -> floa
     return ttl_s
 
 
+def url_password(url: str) -> str | None:
+    """The password a Redis URL carries, in its user part or as `?password=`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    query = parse_qs(parts.query).get("password")
+    return parts.password or (query[0] if query else None)
+
+
 def redact(url: str) -> str:
     """The URL without its password (and user name): safe to log, show and store."""
     try:
@@ -117,14 +127,19 @@ def redact(url: str) -> str:
         port = parts.port
     except ValueError:
         return "<unparseable cache URL>"
-    if parts.password is None and parts.username is None:
-        return url
-    netloc = ("***@" if parts.password is not None else "") + host
-    if ":" in host:
-        netloc = ("***@" if parts.password is not None else "") + f"[{host}]"
-    if port is not None:
-        netloc += f":{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    query = urlencode(
+        [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, True)]
+    )
+    netloc = parts.netloc
+    if parts.password is not None or parts.username is not None:
+        netloc = f"[{host}]" if ":" in host else host
+        if port is not None:
+            netloc += f":{port}"
+        if parts.password is not None:
+            netloc = "***@" + netloc
+    # Built by hand: urlunsplit drops the "//" of unix:///path (an empty host).
+    rest = (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+    return f"{parts.scheme}://{netloc}{parts.path}{rest}"
 
 
 @dataclass(frozen=True)

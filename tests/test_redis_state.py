@@ -173,3 +173,28 @@ def test_a_degraded_result_is_cached_briefly_in_redis(redis_url: str, client: re
     assert again.cache.hit and again.cache.ttl_s == 20
     (key,) = client.keys("quorum:result:*")
     assert 0 < client.pttl(key) <= 20_000
+
+
+def test_a_redis_that_accepts_but_never_answers_costs_one_read_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A hung Redis (the port accepts, nothing answers): bounded by the read timeout,
+    then uncached; the run is not held up for longer than that."""
+    import socket
+
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)  # the kernel completes the handshakes; no one ever reads
+        port = hung.getsockname()[1]
+        link = RedisLink(f"redis://:{PASSWORD}@127.0.0.1:{port}/0", read_timeout_s=0.5, retry_s=60)
+        with simulated() as (_, backend):
+            engine = Engine(backend, cache=RedisResultCache(link), history=RedisHistory(link))
+            started = time.monotonic()
+            result = engine.analyze(scenario("healthy"), RunSettings())
+            took = time.monotonic() - started
+    assert result.status == "success" and not result.cache.hit
+    assert link.degraded is not None and "Timeout" in link.degraded
+    # One read timeout (then Redis is skipped for retry_s), plus the run itself: a hang
+    # guard with room for a slow machine, not a performance figure.
+    assert took < 10
+    assert PASSWORD not in caplog.text

@@ -19,6 +19,14 @@ from tests.test_history import a_result
         ("redis://[::1]:6379", "redis://[::1]:6379"),
         ("redis://:pw@[::1]:6379", "redis://***@[::1]:6379"),
         ("redis://h:6379/0", "redis://h:6379/0"),
+        (
+            "unix:///run/redis.sock?db=1&password=pw",
+            "unix:///run/redis.sock?db=1&password=%2A%2A%2A",
+        ),
+        (
+            "redis://h/0?password=pw&socket_timeout=1",
+            "redis://h/0?password=%2A%2A%2A&socket_timeout=1",
+        ),
     ],
 )
 def test_redact(url: str, shown: str) -> None:

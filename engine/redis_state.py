@@ -294,6 +294,8 @@ class RedisResultCache:
                 left_ms = self.link.call("read the lock", lambda r: int(r.pttl(lock)))
                 if left_ms is None:
                     return None
+                if left_ms == -1:  # a lock without expiry (set by hand): wait a lease
+                    left_ms = args[0]
                 if left_ms > 0:
                     # Woken by the leader's release, or when its lease would run out.
                     pubsub.get_message(timeout=left_ms / 1000 + 0.01)

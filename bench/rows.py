@@ -12,6 +12,7 @@ from bench import (
     row_memory,
     row_overhead,
     row_plan,
+    row_replicas,
     row_speedup,
     row_tail,
 )
@@ -29,4 +30,5 @@ ROWS: dict[str, Callable[[Level], Row]] = {
     "P7": row_plan.run,
     "P8": row_consolidation.run,
     "D1": row_dashboard.run,
+    "R1": row_replicas.run,
 }

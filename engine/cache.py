@@ -5,8 +5,9 @@ Single-flight: callers that miss on the same key take a lock (a thread lock, the
 `flock` on a lock file, so separate processes agree too); the first one runs the
 analysis, the others find its result when they get the lock.
 
-A cache that cannot be opened, read or written degrades to "no cache" with a warning;
-it never fails an analysis.
+A cache that cannot be opened, read or written (corrupt, unwritable, disk full) degrades
+to "no cache" with one warning; it never fails an analysis. Entries keep the TTL they
+were stored with: a degraded result (not every agent answered) gets a short one.
 """
 
 from __future__ import annotations
@@ -19,34 +20,19 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import diskcache
 
+from engine.state import DEFAULT_DEGRADED_TTL_S, DEFAULT_TTL_S, CacheHit, CacheStats
+
 log = logging.getLogger(__name__)
 
-DEFAULT_TTL_S = 300.0
+__all__ = ["DEFAULT_DEGRADED_TTL_S", "DEFAULT_TTL_S", "CacheHit", "CacheStats", "ResultCache"]
+
 DEFAULT_SIZE_LIMIT = 256 * 2**20
 _LOCK_STRIPES = 64  # bounded number of lock files; unrelated keys rarely share one
-
-
-@dataclass(frozen=True)
-class CacheHit:
-    result: dict[str, Any]
-    age_s: float
-
-
-@dataclass(frozen=True)
-class CacheStats:
-    directory: str
-    entries: int
-    size_bytes: int
-    hits: int
-    misses: int
-    ttl_s: float
-    degraded: str | None
 
 
 class ResultCache:
@@ -55,12 +41,16 @@ class ResultCache:
         directory: str | Path,
         *,
         ttl_s: float = DEFAULT_TTL_S,
+        degraded_ttl_s: float = DEFAULT_DEGRADED_TTL_S,
         size_limit: int = DEFAULT_SIZE_LIMIT,
     ) -> None:
         if ttl_s <= 0:
             raise ValueError(f"ttl: must be > 0 seconds, got {ttl_s:g}")
+        if degraded_ttl_s <= 0:
+            raise ValueError(f"degraded-ttl: must be > 0 seconds, got {degraded_ttl_s:g}")
         self.directory = Path(directory)
         self.ttl_s = ttl_s
+        self.degraded_ttl_s = degraded_ttl_s
         self.degraded: str | None = None
         self._hits = self._misses = 0
         self._thread_locks: dict[int, threading.Lock] = {}
@@ -102,19 +92,35 @@ class ResultCache:
             self._misses += count_miss
             return None
         self._hits += 1
-        return CacheHit(entry["result"], max(0.0, time.time() - float(entry["stored_at"])))
+        ttl = entry.get("ttl_s")
+        age = max(0.0, time.time() - float(entry["stored_at"]))
+        return CacheHit(entry["result"], age, float(ttl) if ttl is not None else None)
 
-    def set(self, key: str, result: dict[str, Any]) -> None:
+    def set(
+        self,
+        key: str,
+        result: dict[str, Any],
+        *,
+        ttl_s: float | None = None,
+        fence: int | None = None,
+    ) -> bool:
+        """Store `result` for `ttl_s` (default: the cache's TTL). `fence` is unused: the
+        `flock` has no expiry, so no other leader can have taken over."""
         if self._store is None:
-            return
+            return False
+        ttl = self.ttl_s if ttl_s is None else ttl_s
         try:
-            self._store.set(key, {"stored_at": time.time(), "result": result}, expire=self.ttl_s)
+            entry = {"stored_at": time.time(), "ttl_s": ttl, "result": result}
+            self._store.set(key, entry, expire=ttl)
         except Exception as exc:
             self._degrade(f"cannot write cache: {exc}")
+            return False
+        return True
 
     @contextlib.contextmanager
-    def single_flight(self, key: str) -> Iterator[None]:
-        """Hold the lock for `key`: one caller at a time, across threads and processes."""
+    def single_flight(self, key: str) -> Iterator[int | None]:
+        """Hold the lock for `key`: one caller at a time, across threads and processes.
+        Yields None: an `flock` dies with its holder, so no fencing token is needed."""
         stripe = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % _LOCK_STRIPES
         with self._guard:
             thread_lock = self._thread_locks.setdefault(stripe, threading.Lock())
@@ -123,7 +129,7 @@ class ResultCache:
             try:
                 if fd is not None:
                     fcntl.flock(fd, fcntl.LOCK_EX)  # blocks until the other process is done
-                yield
+                yield None
             finally:
                 if fd is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
@@ -147,7 +153,14 @@ class ResultCache:
             except Exception as exc:
                 self._degrade(f"cannot read cache: {exc}")
         return CacheStats(
-            str(self.directory), entries, size, self._hits, self._misses, self.ttl_s, self.degraded
+            str(self.directory),
+            entries,
+            size,
+            self._hits,
+            self._misses,
+            self.ttl_s,
+            self.degraded,
+            self.degraded_ttl_s,
         )
 
     def clear(self) -> int:

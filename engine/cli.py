@@ -12,13 +12,22 @@ from typing import Any
 
 from engine import snapshot as snapshots
 from engine.agents import DEFAULT_MODEL, RosterError, load_roster
-from engine.cache import DEFAULT_TTL_S, ResultCache
-from engine.history import History
+from engine.cache import DEFAULT_TTL_S
 from engine.records import AgentRun, AnalysisResult
 from engine.runner import CONSOLIDATION_STYLES, MODES, RunSettings
 from engine.service import BACKEND_KINDS, BackendConfig, Engine, default_data_dir
 from engine.simulated import FAULT_KINDS, PROFILES, SimConfig, serve_forever
 from engine.slots import parse_slots_setting
+from engine.state import (
+    DEFAULT_DEGRADED_TTL_S,
+    DEFAULT_LEASE_S,
+    StateConfig,
+    cache_section,
+    cache_url,
+    config_file,
+    open_cache,
+    open_history,
+)
 
 
 class UsageError(Exception):
@@ -61,7 +70,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     c.add_argument("--no-cache", action="store_true")
     c.add_argument("--refresh", action="store_true", help="skip the lookup, store the new result")
     c.add_argument("--cache-dir", default=None, help="default: $QUORUM_DATA_DIR/cache")
-    c.add_argument("--ttl", type=float, default=DEFAULT_TTL_S, metavar="S")
+    c.add_argument(
+        "--ttl",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"cache TTL (default: quorum.toml [cache] ttl, else {DEFAULT_TTL_S:g})",
+    )
+    c.add_argument("--degraded-ttl", type=float, default=None, metavar="S",
+                   help="TTL of a result some agents did not answer (default: quorum.toml "
+                   f"[cache] degraded_ttl, else {DEFAULT_DEGRADED_TTL_S:g})")  # fmt: skip
     s = p.add_argument_group("simulated server")
     s.add_argument("--sim-profile", choices=sorted(PROFILES), default="baseline")
     s.add_argument("--sim-num-parallel", type=int, default=6, metavar="N")
@@ -147,13 +165,27 @@ def build_engine(args: argparse.Namespace) -> tuple[Engine, RunSettings]:
         )
         roster = load_roster(args.roster)
         data_dir = default_data_dir()
+        state = state_config(args)
         cache = None
         if not args.no_cache:
-            cache = ResultCache(args.cache_dir or data_dir / "cache", ttl_s=args.ttl)
+            cache = open_cache(state, args.cache_dir or data_dir / "cache")
     except (ValueError, RosterError) as exc:
         raise UsageError(str(exc)) from None
-    history = History(data_dir / "history.jsonl")
+    history = open_history(state, data_dir / "history.jsonl")
     return Engine(backend, roster=roster, cache=cache, history=history), settings
+
+
+def state_config(args: argparse.Namespace) -> StateConfig:
+    """Cache settings: the command line, then $QUORUM_CACHE_URL, then quorum.toml."""
+    section = cache_section(config_file(args.roster))
+    return StateConfig(
+        url=cache_url(section),
+        ttl_s=args.ttl if args.ttl is not None else section.get("ttl", DEFAULT_TTL_S),
+        degraded_ttl_s=args.degraded_ttl
+        if args.degraded_ttl is not None
+        else section.get("degraded_ttl", DEFAULT_DEGRADED_TTL_S),
+        lease_s=section.get("lease", DEFAULT_LEASE_S),
+    )
 
 
 def _check_reachable(engine: Engine) -> None:
@@ -172,6 +204,8 @@ def format_result(result: AnalysisResult) -> str:
     b = result.backend
     label = " [SIMULATED]" if b.simulated else ""
     cache = f"cache hit, {result.cache.age_s:.0f}s old" if result.cache.hit else "fresh run"
+    if result.cache.ttl_s is not None and result.agents_participated < result.agents_total:
+        cache += f" · degraded result, cached only {result.cache.ttl_s:.0f}s"
     lines = [
         f"{result.mode} analysis on {b.kind} {b.url} ({b.model}){label}",
         f"tier {result.tier} · confidence {result.confidence} · "

@@ -1,22 +1,27 @@
-"""Every analysis, kept on disk as one JSON line each (append-only, flock-guarded).
+"""Every analysis, kept on disk as one JSON line each (append-only, lock-guarded).
 
-Lines that cannot be read (a torn write, a hand edit) are skipped with a warning, never
-fatal. When the file grows past `max_bytes` it is trimmed to its newest `max_entries`
-lines; appending never reads the file (the dashboard appends on every cache hit).
+Appends are atomic: each line goes out in one `write` on an `O_APPEND` descriptor while
+holding an `flock` on a lock file beside the history, so two processes appending at once
+never interleave a line. Lines that cannot be read (a torn write, a hand edit) are
+skipped with a warning, never fatal. When the file grows past `max_bytes` it is trimmed
+to its newest `max_entries` lines by writing a new file and renaming it over the old
+one, so a failure mid-trim (disk full) leaves the old history whole. A history that
+cannot be written (unwritable or full directory) logs one warning and the run goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import io
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from engine.records import AnalysisResult
 
@@ -43,45 +48,81 @@ class History:
         self, path: str | Path, *, max_entries: int = 2000, max_bytes: int = 32 * 2**20
     ) -> None:
         self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.max_entries = max_entries
         self.max_bytes = max_bytes
+        self.degraded: str | None = None
 
-    @contextmanager
-    def _locked(self, mode: str) -> Iterator[IO[str]]:
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    @contextlib.contextmanager
+    def _locked(self, exclusive: bool = True) -> Iterator[None]:
+        """The history's lock (a separate file: the history itself is replaced on trim)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, mode, encoding="utf-8") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield fh
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def _failed(self, what: str, exc: OSError) -> None:
+        if self.degraded is None:
+            log.warning("history %s (%s): %s; runs go on unrecorded", what, self.path, exc)
+        self.degraded = f"cannot {what}: {exc.strerror or exc}"
 
     def append(self, result: AnalysisResult) -> None:
-        """Record a run; a history that cannot be written is logged, never fatal."""
-        line = json.dumps(result.to_dict(), separators=(",", ":")) + "\n"
+        """Record a run; a history that cannot be written is logged once, never fatal."""
+        data = (json.dumps(result.to_dict(), separators=(",", ":")) + "\n").encode()
         try:
-            with self._locked("a") as fh:
-                fh.write(line)
-                fh.flush()
-                size = os.fstat(fh.fileno()).st_size
-            if size > self.max_bytes:
-                self._trim()
+            with self._locked():
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    size = os.fstat(fd).st_size
+                    written = os.write(fd, data)
+                    if written != len(data):  # a short write: disk full; undo the torn part
+                        os.ftruncate(fd, size)
+                        raise OSError(28, "No space left on device (short write)")
+                finally:
+                    os.close(fd)
+                if size + written > self.max_bytes:
+                    self._trim()
         except OSError as exc:
-            log.warning("history not written (%s): %s", self.path, exc)
+            self._failed("not written", exc)
+            return
+        self.degraded = None
 
     def _trim(self) -> None:
-        with self._locked("r+") as fh:
+        """Keep the newest `max_entries` lines (caller holds the lock)."""
+        with open(self.path, "rb") as fh:
             lines = fh.readlines()[-self.max_entries :]
-            fh.seek(0)
-            fh.writelines(lines)
-            fh.truncate()
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.writelines(lines)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def load(self, limit: int | None = None) -> list[AnalysisResult]:
         """Newest first."""
         if not self.path.exists():
             return []
-        with self._locked("r") as fh:
-            lines = fh.readlines()
+        try:
+            try:
+                with self._locked(exclusive=False):
+                    lines = self.path.read_bytes().splitlines()
+            except PermissionError:  # a read-only directory: read without the lock
+                lines = self.path.read_bytes().splitlines()
+        except OSError as exc:
+            self._failed("not readable", exc)
+            return []
         out: list[AnalysisResult] = []
         for number, line in enumerate(reversed(lines)):
             if limit is not None and len(out) >= limit:
@@ -93,8 +134,13 @@ class History:
         return out
 
     def clear(self) -> None:
-        with self._locked("w"):
+        try:
+            with self._locked():
+                os.truncate(self.path, 0)
+        except FileNotFoundError:
             pass
+        except OSError as exc:
+            self._failed("not cleared", exc)
 
 
 def to_json(results: list[AnalysisResult]) -> str:

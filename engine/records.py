@@ -135,6 +135,9 @@ class BackendInfo:
 class CacheInfo:
     hit: bool = False
     age_s: float | None = None
+    # The TTL the cache entry was stored with: short for a degraded result (fewer than all
+    # agents answered); None when the result is not in the cache (cache off or failing).
+    ttl_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,13 +23,13 @@ from engine.backends.base import Backend, ServerStatus
 from engine.backends.ollama import OllamaBackend, ollama_base_url
 from engine.backends.openai_compat import OpenAICompatBackend
 from engine.cache import ResultCache
-from engine.history import History
 from engine.records import AnalysisResult, CacheInfo
 from engine.runner import ProgressFn, RunSettings, run_analysis
 from engine.simulated import SimConfig, shared_server
 from engine.slot_probe import probe_slots
 from engine.slots import ServerSlots
 from engine.snapshot import Snapshot
+from engine.state import HistoryStore, ResultStore, ttl_for
 
 BackendKind = Literal["simulated", "ollama", "openai"]
 BACKEND_KINDS: tuple[BackendKind, ...] = ("simulated", "ollama", "openai")
@@ -119,8 +119,8 @@ class Engine:
         backend: BackendConfig,
         *,
         roster: Roster = DEFAULT_ROSTER,
-        cache: ResultCache | None = None,
-        history: History | None = None,
+        cache: ResultStore | None = None,
+        history: HistoryStore | None = None,
     ) -> None:
         self.backend = backend
         self.roster = roster
@@ -206,12 +206,14 @@ class Engine:
     ) -> AnalysisResult:
         if self.cache is None:
             return self._run(snapshot, settings, progress)
-        with self.cache.single_flight(key):
+        with self.cache.single_flight(key) as fence:
             # Another process may have stored this very answer while we waited.
             result = None if refresh else self._cached(key, started, recheck=True)
             if result is None:
                 result = self._run(snapshot, settings, progress)
-                self.cache.set(key, result.to_dict())
+                ttl = ttl_for(result, self.cache.ttl_s, self.cache.degraded_ttl_s)
+                if self.cache.set(key, result.to_dict(), ttl_s=ttl, fence=fence):
+                    result.cache = CacheInfo(hit=False, ttl_s=ttl)
             return result
 
     @staticmethod
@@ -219,7 +221,7 @@ class Engine:
         """Our copy of what another caller's lookup or run produced, served as a hit."""
         result = AnalysisResult.from_dict(shared.to_dict())
         if not shared.cache.hit:
-            result.cache = CacheInfo(hit=True, age_s=0.0)
+            result.cache = CacheInfo(hit=True, age_s=0.0, ttl_s=shared.cache.ttl_s)
         result.created_at = time.time()
         result.execution_time_s = time.perf_counter() - started
         return result
@@ -234,7 +236,7 @@ class Engine:
             result = AnalysisResult.from_dict(hit.result)
         except (KeyError, TypeError, ValueError):
             return None  # an entry from an older format: run again
-        result.cache = CacheInfo(hit=True, age_s=round(hit.age_s, 3))
+        result.cache = CacheInfo(hit=True, age_s=round(hit.age_s, 3), ttl_s=hit.ttl_s)
         result.created_at = time.time()
         result.execution_time_s = time.perf_counter() - started
         return result
@@ -261,7 +263,7 @@ class Engine:
         """The plan's comparison: single, sequential, parallel (all fresh), then parallel
         again from the cache. Without a configured cache a throw-away one is used."""
         cache = self.cache
-        scratch: ResultCache | None = None
+        scratch: ResultStore | None = None
         if cache is None:
             import tempfile
 

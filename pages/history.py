@@ -15,7 +15,7 @@ HISTORY_LIMIT = 1000  # the table and chart stay responsive; the file keeps more
 ctx = state.context()
 history = state.history_for(ctx)
 st.title("History")
-st.caption(safe.md(f"From {history.path} (newest first, at most {HISTORY_LIMIT} shown)."))
+st.caption(safe.md(f"From {history.where} (newest first, at most {HISTORY_LIMIT} shown)."))
 
 results = history.load(limit=HISTORY_LIMIT)
 if not results:

@@ -59,6 +59,7 @@ def live_panel() -> None:
         st.error(safe.md(exc), title="The analysis could not run")
     finally:
         progress.close(result)
+    state.state_banner(engine)
     if result is not None:
         render.result_details(
             result,

@@ -86,7 +86,14 @@ tiles[1].metric("Size", f"{stats.size_bytes / 1024:,.1f} KiB")
 tiles[2].metric("Hits", f"{stats.hits:,}", help="Since this dashboard process started.")
 tiles[3].metric("Misses", f"{stats.misses:,}", help="Since this dashboard process started.")
 tiles[4].metric("TTL", f"{stats.ttl_s:,.0f} s")
-st.text(f"Directory: {stats.directory}")
+st.text(f"{'Redis (shared by every replica)' if stats.kind == 'redis' else 'Directory'}: "
+        f"{stats.directory}")  # fmt: skip
+st.caption(
+    f"A degraded result (fewer than all agents answered) is kept only "
+    f"{stats.degraded_ttl_s:,.0f} s, so the next refresh tries again."
+)
+if ctx.state_error:
+    st.error(safe.md(ctx.state_error), title="quorum.toml [cache] is invalid: cache on disk")
 st.button("Clear cache", key="cache_clear", icon=":material/delete_sweep:", on_click=clear_cache)
 if (removed := st.session_state.pop("cache_cleared", None)) is not None:
     st.success(f"Cleared {removed} cached result(s).")
@@ -98,6 +105,7 @@ st.dataframe(
             {"what": "data directory ($QUORUM_DATA_DIR)", "path": str(ctx.data_dir)},
             {"what": "result cache", "path": str(ctx.cache_dir)},
             {"what": "history (JSON lines)", "path": str(ctx.history_path)},
+            {"what": "shared state ($QUORUM_CACHE_URL)", "path": ctx.state_where},
             {"what": "agent roster", "path": str(path)},
         ]
     ),

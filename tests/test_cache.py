@@ -89,3 +89,31 @@ def test_single_flight_across_threads(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert computed == [1]
+
+
+def test_a_degraded_result_is_cached_briefly_and_says_so(tmp_path: Path) -> None:
+    from engine.runner import RunSettings
+    from engine.service import Engine
+    from engine.snapshot import scenario
+    from tests.test_integration import simulated
+
+    cache = ResultCache(tmp_path, ttl_s=300, degraded_ttl_s=45)
+    with simulated(faults={"SecurityAnalyst": "error"}) as (_, backend):
+        engine = Engine(backend, cache=cache)
+        degraded = engine.analyze(scenario("error-spike"), RunSettings())
+        again = engine.analyze(scenario("error-spike"), RunSettings())
+    with simulated() as (_, backend):
+        whole = Engine(backend, cache=cache).analyze(scenario("error-spike"), RunSettings())
+    assert degraded.agents_participated == 4 and degraded.cache.ttl_s == 45
+    assert again.cache.hit and again.cache.ttl_s == 45
+    assert whole.agents_participated == 5 and whole.cache.ttl_s == 300
+    assert cache._store is not None
+    expiries = sorted(
+        cache._store.get(key, expire_time=True)[1] - time.time() for key in cache._store.iterkeys()
+    )
+    assert expiries[0] == pytest.approx(45, abs=5) and expiries[1] == pytest.approx(300, abs=5)
+
+
+def test_bad_degraded_ttl_is_a_field_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="degraded-ttl"):
+        ResultCache(tmp_path, degraded_ttl_s=-1)

@@ -22,7 +22,7 @@ def test_analyze_json_contract(capsys: pytest.CaptureFixture[str], data_dir: Pat
     data = json.loads(capsys.readouterr().out)
     assert data["status"] == "success" and data["mode"] == "parallel"
     assert data["backend"]["simulated"] is True and data["backend"]["kind"] == "simulated"
-    assert data["cache"] == {"hit": False, "age_s": None}
+    assert data["cache"] == {"hit": False, "age_s": None, "ttl_s": 300.0}
     assert len(data["agents"]) == 5 and data["consolidation"]["method"] == "llm"
     assert (data_dir / "history.jsonl").exists()
     # the same call again is a cache hit

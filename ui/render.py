@@ -84,12 +84,26 @@ def format_delta(spec: FieldSpec, now: float | None, before: float | None) -> st
 def cache_label(result: AnalysisResult, ttl_s: float | None, *, cache_off: bool = False) -> str:
     """`cached · 42 s old · TTL 300 s · served in 3 ms` or `fresh run · 2.41 s`.
 
-    `ttl_s` None leaves the TTL out (a past run, whose TTL is not recorded)."""
+    `ttl_s` None leaves the TTL out (a past run, whose TTL is not recorded). The TTL the
+    entry was stored with wins; a degraded result (not every agent answered) says that it
+    is kept only briefly."""
+    if short_lived(result):
+        short = f"degraded result: cached only {result.cache.ttl_s:.0f} s"
+        if result.cache.hit:
+            age = result.cache.age_s or 0.0
+            return f"cached · {age:.0f} s old · {short} · served in {result.execution_time_s * 1000:.0f} ms"
+        return f"fresh run · {result.execution_time_s:.2f} s · {short}"
+    ttl_s = result.cache.ttl_s if result.cache.ttl_s is not None else ttl_s
     if result.cache.hit:
         age = result.cache.age_s or 0.0
         ttl = f" · TTL {ttl_s:.0f} s" if ttl_s is not None else ""
         return f"cached · {age:.0f} s old{ttl} · served in {result.execution_time_s * 1000:.0f} ms"
     return f"fresh run · {result.execution_time_s:.2f} s" + (" · cache off" if cache_off else "")
+
+
+def short_lived(result: AnalysisResult) -> bool:
+    """A degraded result the cache keeps only for its short TTL."""
+    return result.cache.ttl_s is not None and result.agents_participated < result.agents_total
 
 
 def tier_text(result: AnalysisResult) -> str:
@@ -181,7 +195,7 @@ def result_header(result: AnalysisResult, ttl_s: float | None, *, cache_off: boo
             )
         st.badge(
             cache_label(result, ttl_s, cache_off=cache_off),
-            color="green" if result.cache.hit else "gray",
+            color="orange" if short_lived(result) else "green" if result.cache.hit else "gray",
             icon=":material/bolt:" if result.cache.hit else ":material/timer:",
         )
         st.badge(f"{result.mode} · {result.backend.kind}", color="gray")

@@ -25,11 +25,21 @@ from engine import snapshot as snapshots
 from engine.agents import DEFAULT_MODEL, DEFAULT_ROSTER, Roster, RosterError, load_roster
 from engine.backends.base import ServerStatus
 from engine.backends.ollama import ollama_base_url
-from engine.cache import DEFAULT_TTL_S, ResultCache
-from engine.history import History
+from engine.cache import DEFAULT_TTL_S
 from engine.runner import MODES, RunSettings
 from engine.service import BackendConfig, BackendKind, Engine, default_data_dir
 from engine.simulated import PROFILES, SimConfig
+from engine.state import (
+    DEFAULT_DEGRADED_TTL_S,
+    DEFAULT_LEASE_S,
+    HistoryStore,
+    ResultStore,
+    StateConfig,
+    cache_section,
+    cache_url,
+    open_cache,
+    open_history,
+)
 from ui import safe
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -102,6 +112,16 @@ class Context:
     roster_error: str | None = None
     detected: str | None = None  # what Auto found, for display
     api_key_source: str | None = field(default=None)
+    degraded_ttl_s: float = DEFAULT_DEGRADED_TTL_S
+    # Redis URL for shared state ($QUORUM_CACHE_URL or quorum.toml [cache] url); it may
+    # hold a password, so it is never shown (`state_where` is the redacted form).
+    cache_url: str | None = field(default=None, repr=False)
+    lease_s: float = DEFAULT_LEASE_S
+    state_error: str | None = None  # a bad [cache] table: the dashboard stays on disk
+
+    @property
+    def state_where(self) -> str:
+        return StateConfig(url=self.cache_url).where if self.cache_url else "disk"
 
     @property
     def cache_dir(self) -> Path:
@@ -182,13 +202,21 @@ def snapshot_error_message(exc: snapshots.SnapshotError) -> str:
 
 
 @st.cache_resource(show_spinner=False)
-def shared_cache(directory: str, ttl_s: float) -> ResultCache:
-    return ResultCache(directory, ttl_s=ttl_s)
+def shared_cache(
+    directory: str,
+    ttl_s: float,
+    degraded_ttl_s: float = DEFAULT_DEGRADED_TTL_S,
+    url: str | None = None,
+    lease_s: float = DEFAULT_LEASE_S,
+) -> ResultStore:
+    """The result cache: on disk in `directory`, or in Redis when `url` is set."""
+    config = StateConfig(url=url, ttl_s=ttl_s, degraded_ttl_s=degraded_ttl_s, lease_s=lease_s)
+    return open_cache(config, directory)
 
 
 @st.cache_resource(show_spinner=False)
-def shared_history(path: str) -> History:
-    return History(path)
+def shared_history(path: str, url: str | None = None) -> HistoryStore:
+    return open_history(StateConfig(url=url), path)
 
 
 def _backend_hash(backend: BackendConfig) -> int:
@@ -205,10 +233,17 @@ def _roster_hash(roster: Roster) -> str:
     hash_funcs={BackendConfig: _backend_hash, Roster: _roster_hash},
 )
 def _engine(
-    backend: BackendConfig, roster: Roster, cache_dir: str | None, ttl_s: float, history: str
+    backend: BackendConfig,
+    roster: Roster,
+    cache_dir: str | None,
+    ttl_s: float,
+    history: str,
+    degraded_ttl_s: float = DEFAULT_DEGRADED_TTL_S,
+    url: str | None = None,
+    lease_s: float = DEFAULT_LEASE_S,
 ) -> Engine:
-    cache = shared_cache(cache_dir, ttl_s) if cache_dir else None
-    return Engine(backend, roster=roster, cache=cache, history=shared_history(history))
+    cache = shared_cache(cache_dir, ttl_s, degraded_ttl_s, url, lease_s) if cache_dir else None
+    return Engine(backend, roster=roster, cache=cache, history=shared_history(history, url))
 
 
 def engine_for(ctx: Context, backend: BackendConfig | None = None) -> Engine | None:
@@ -217,16 +252,52 @@ def engine_for(ctx: Context, backend: BackendConfig | None = None) -> Engine | N
     if chosen is None:
         return None
     cache_dir = str(ctx.cache_dir) if ctx.cache_enabled else None
-    return _engine(chosen, ctx.roster, cache_dir, ctx.ttl_s, str(ctx.history_path))
+    return _engine(
+        chosen, ctx.roster, cache_dir, ctx.ttl_s, str(ctx.history_path),
+        ctx.degraded_ttl_s, ctx.cache_url, ctx.lease_s,
+    )  # fmt: skip
 
 
-def cache_for(ctx: Context) -> ResultCache:
+def cache_for(ctx: Context) -> ResultStore:
     """The shared cache for this data dir and TTL (even when runs do not use it)."""
-    return shared_cache(str(ctx.cache_dir), ctx.ttl_s)
+    return shared_cache(
+        str(ctx.cache_dir), ctx.ttl_s, ctx.degraded_ttl_s, ctx.cache_url, ctx.lease_s
+    )
 
 
-def history_for(ctx: Context) -> History:
-    return shared_history(str(ctx.history_path))
+def history_for(ctx: Context) -> HistoryStore:
+    return shared_history(str(ctx.history_path), ctx.cache_url)
+
+
+def state_settings(path: Path) -> tuple[dict[str, float], str | None, str | None]:
+    """quorum.toml's [cache] numbers, the cache URL ($QUORUM_CACHE_URL first) and an error
+    message; a bad [cache] table or URL leaves the dashboard on its disk cache."""
+    try:
+        section = cache_section(path)
+        url = cache_url(section)
+        StateConfig(url=url)  # validates the URL's scheme
+    except ValueError as exc:
+        return {}, None, str(exc)
+    numbers = {k: float(v) for k, v in section.items() if k != "url"}
+    return numbers, url, None
+
+
+def state_banner(engine: Engine) -> None:
+    """A banner while the cache or history cannot be used: runs go on, uncached."""
+    cache_problem = engine.cache.degraded if engine.cache is not None else None
+    history_problem = engine.history.degraded if engine.history is not None else None
+    problem = cache_problem or history_problem
+    if problem is None:
+        return
+    shared = engine.cache is not None and engine.cache.stats().kind == "redis"
+    st.warning(
+        safe.md(problem),
+        title="Shared state (Redis) unavailable: analyses run uncached and are not shared; "
+        "this recovers by itself when Redis is back"
+        if shared
+        else "Result cache or history unavailable: analyses run uncached",
+        icon=":material/cloud_off:",
+    )
 
 
 def with_slots(backend: BackendConfig, slots: int) -> BackendConfig:
@@ -278,6 +349,10 @@ def render_sidebar() -> Context:
         source, source_error = _snapshot_section()
         st.markdown("### Engine")
         settings, cache_enabled, ttl_s = _engine_section()
+        numbers, url, state_error = state_settings(roster_file())
+        degraded_ttl_s = _degraded_ttl_section(numbers)
+        if state_error:
+            st.error(safe.md(state_error), title="quorum.toml [cache] ignored: cache on disk")
     roster_path = roster_file()
     roster, roster_error = load_roster_safely(roster_path)
     ctx = Context(
@@ -295,6 +370,10 @@ def render_sidebar() -> Context:
         roster_error=roster_error,
         detected=detected,
         api_key_source=key_source,
+        degraded_ttl_s=degraded_ttl_s,
+        cache_url=url,
+        lease_s=numbers.get("lease", DEFAULT_LEASE_S),
+        state_error=state_error,
     )
     st.session_state[_CONTEXT_KEY] = ctx
     return ctx
@@ -482,6 +561,21 @@ def _engine_section() -> tuple[RunSettings, bool, float]:
         overlap=bool(overlap),
     )
     return settings, bool(cache_on), float(ttl)
+
+
+def _degraded_ttl_section(numbers: dict[str, float]) -> float:
+    default = numbers.get("degraded_ttl", DEFAULT_DEGRADED_TTL_S)
+    ttl = st.number_input(
+        "Degraded result TTL (s)",
+        1.0,
+        86400.0,
+        value=min(max(default, 1.0), 86400.0),
+        step=15.0,
+        key="cache_degraded_ttl",
+        help="A result that not every agent answered is cached only this long, so the "
+        "next refresh tries again (quorum.toml: [cache] degraded_ttl).",
+    )
+    return float(ttl)
 
 
 # --- live page helpers --------------------------------------------------------------------

@@ -1,0 +1,74 @@
+"""pytest fixtures for a real `redis-server` (see bench/redis_server.py); without the
+binary the tests are skipped loudly.
+
+Test modules import the fixtures they use by name (and list them in `__all__`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.redis_server import (
+    PASSWORD,
+    LineReader,
+    RedisServer,
+    free_port,
+    redis_server_binary,
+)
+
+__all__ = [
+    "PASSWORD",
+    "LineReader",
+    "RedisServer",
+    "free_port",
+    "own_redis",
+    "redis_server",
+    "redis_url",
+]
+
+
+def _binary_or_skip() -> str:
+    binary = redis_server_binary()
+    if binary is None:
+        pytest.skip("REDIS TESTS SKIPPED: redis-server not found (apt-get install redis-server)")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One server for the whole session; tests keep apart by using their own key prefix
+    or by flushing (see `redis_url`)."""
+    binary = _binary_or_skip()
+    with tempfile.TemporaryDirectory(prefix="quorum-redis-") as tmp:
+        server = RedisServer(binary, Path(tmp)).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session server, emptied for this test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A server of this test's own, which the test may stop and start again."""
+    server = RedisServer(_binary_or_skip(), tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -204,6 +204,14 @@ _ROLE_LINE = "Role: "
 _BLOCK = re.compile(r"```json\s*\n(.*?)\n```", re.DOTALL)
 
 
+def unknown_line(values: Mapping[str, float | None]) -> str:
+    """The fields the source could not measure, named so a model does not read them as 0."""
+    unknown = [name for name, value in values.items() if value is None]
+    if not unknown:
+        return ""
+    return f"Unknown (no data; do not assume 0 or healthy): {', '.join(unknown)}\n"
+
+
 def agent_user_prompt(role: str, values: Mapping[str, float | None]) -> str:
     """The user message for one agent: its role, the snapshot and the grounded checks."""
     snapshot_json = json.dumps({k: v for k, v in values.items() if v is not None}, sort_keys=True)
@@ -212,6 +220,7 @@ def agent_user_prompt(role: str, values: Mapping[str, float | None]) -> str:
         f"{_ROLE_LINE}{role}\n"
         "Host metrics snapshot (USE method; field names are the metric ids):\n"
         f"```json\n{snapshot_json}\n```\n"
+        f"{unknown_line(values)}"
         f"Deterministic USE-method checks for your perspective:\n{checks}\n"
         "Give 1-4 findings from your perspective with 2-3 actionable recommendations each."
     )
@@ -226,6 +235,7 @@ def consolidation_user_prompt(
     return (
         f"{_ROLE_LINE}consolidator\n"
         f"Host metrics snapshot:\n```json\n{snapshot_json}\n```\n"
+        f"{unknown_line(values)}"
         f"Specialist answers ({len(outputs)}):\n```json\n{answers}\n```\n"
         "Merge them into distinct insights; list in `agents` who supports each."
     )

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -191,7 +192,7 @@ class Endpoint:
         """`text` with every credential replaced: for anything that came off the network."""
         for secret in sorted(self.secrets, key=len, reverse=True):
             text = text.replace(secret, "***")
-            text = text.replace(httpx.URL(f"http://h/{secret}").path[1:], "***")  # URL-encoded
+            text = text.replace(quote(secret, safe=""), "***")  # as written in a URL
         return " ".join(text.split())[:_MAX_TEXT]
 
 
@@ -484,9 +485,10 @@ class PrometheusClient:
         self.timeout_s = timeout_s
         self._deadline = time.monotonic() + budget_s
         self._budget_s = budget_s
+        # A bearer token wins over URL userinfo: one Authorization header, chosen on purpose.
         auth = (
             httpx.BasicAuth(endpoint.username or "", endpoint.password or "")
-            if endpoint.username or endpoint.password
+            if (endpoint.username or endpoint.password) and not endpoint.token
             else None
         )
         headers = {"Authorization": f"Bearer {endpoint.token}"} if endpoint.token else {}

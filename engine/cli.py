@@ -116,7 +116,9 @@ def load_snapshot(args: argparse.Namespace) -> snapshots.Snapshot:
             return _prometheus_snapshot(args)
         return snapshots.live()
     except prometheus.PrometheusError as exc:
-        raise ConnectionError(f"prometheus {exc}") from None
+        raise ConnectionError(
+            str(exc) if exc.field == "prometheus" else f"prometheus {exc}"
+        ) from None
     except snapshots.SnapshotError as exc:
         raise UsageError(f"snapshot {exc}") from None
 

@@ -52,7 +52,7 @@ def find_binaries() -> tuple[str | None, str | None]:
     return shutil.which(PROMETHEUS), exporter
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def prom_binaries(request: pytest.FixtureRequest) -> tuple[str, str]:
     """(prometheus, node_exporter) paths; a loud skip without them."""
     prom, exporter = find_binaries()
@@ -261,12 +261,24 @@ class PromStack:
         )
 
 
-@pytest.fixture
-def promstack(prom_binaries: tuple[str, str], tmp_path: Path) -> Iterator[PromStack]:
-    """A fresh stack per test (a test may stop the exporter); stopped also on failure."""
-    stack = PromStack(prom_binaries[0], prom_binaries[1], tmp_path)
+def _run_stack(binaries: tuple[str, str], workdir: Path) -> Iterator[PromStack]:
+    stack = PromStack(binaries[0], binaries[1], workdir)
     try:
         stack.start()
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture
+def promstack(prom_binaries: tuple[str, str], tmp_path: Path) -> Iterator[PromStack]:
+    """A stack of its own (for a test that stops the exporter); stopped also on failure."""
+    yield from _run_stack(prom_binaries, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared_promstack(
+    prom_binaries: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PromStack]:
+    """One stack for a module's tests that only read (starting one takes seconds)."""
+    yield from _run_stack(prom_binaries, tmp_path_factory.mktemp("promstack"))

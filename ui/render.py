@@ -158,7 +158,7 @@ def _tile(spec: FieldSpec, letter: str | None, snap: Snapshot, previous: Snapsho
     label = f"{letter} · {spec.label}" if letter else spec.label
     st.metric(
         label,
-        format_value(spec, now),
+        format_value(spec, now) if now is not None else "unknown",
         delta=format_delta(spec, now, before),
         # More traffic is not bad news; more of everything else is.
         delta_color="off" if spec.name == "request_rate_per_s" else "inverse",

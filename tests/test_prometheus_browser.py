@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 __all__ = ["page", "prom_binaries", "promstack"]  # fixtures, used by name
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.prometheus]
 
 SECRET = "hunter2-e2e"
 

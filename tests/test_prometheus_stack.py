@@ -26,6 +26,7 @@ from engine.snapshot import FIELDS
 from tests.promstack import PromStack, free_port, prom_binaries, promstack, shared_promstack
 
 __all__ = ["prom_binaries", "promstack", "shared_promstack"]  # fixtures, used by name
+pytestmark = pytest.mark.prometheus
 
 CPU_TOLERANCE_PCT = 10.0
 MEMORY_TOLERANCE_PCT = 3.0

@@ -89,13 +89,13 @@ def _targets(endpoint: prom.Endpoint, timeout_s: float) -> list[prom.Target]:
             raise prom.PrometheusError("prometheus", endpoint.scrub(str(exc))) from None
 
 
-def sidebar(settings_path: Path) -> tuple[PromSource | None, str | None]:
-    """URL, token status, instance picker. (source, None) or (None, one-line error)."""
+def sidebar(settings_path: Path) -> tuple[PromSource | None, SnapshotError | None]:
+    """URL, token status, instance picker. (source, None) or (None, what is wrong)."""
     try:
         settings = prom.load_settings(settings_path)
     except SnapshotError as exc:
         st.error(safe.md(exc), icon=":material/error:")
-        return None, str(exc)
+        return None, exc
     if _URL_KEY not in st.session_state:
         st.session_state[_URL_KEY] = settings.url or os.environ.get(URL_ENV, "") or DEFAULT_URL
         _move_credentials_out_of_the_url()  # a URL from quorum.toml may carry them too
@@ -110,7 +110,7 @@ def sidebar(settings_path: Path) -> tuple[PromSource | None, str | None]:
         endpoint = prom.Endpoint.parse(str(st.session_state[_URL_KEY]), token=token)
     except SnapshotError as exc:
         st.error(safe.md(exc), icon=":material/error:")
-        return None, str(exc)
+        return None, exc
     user, password = st.session_state.get(_CREDENTIALS_KEY, {}).get(endpoint.url, (None, None))
     endpoint = prom.Endpoint(endpoint.url, user, password, token)
     auth = (
@@ -122,10 +122,10 @@ def sidebar(settings_path: Path) -> tuple[PromSource | None, str | None]:
     try:
         targets = _targets(endpoint, settings.timeout_s)
     except prom.PrometheusError as exc:
-        st.error(safe.md(exc), title="Prometheus", icon=":material/cloud_off:")
-        return None, str(exc)
+        st.error(safe.md(exc), icon=":material/cloud_off:")
+        return None, exc
     if not targets:
-        return None, "prometheus: the server has no active targets"
+        return None, SnapshotError("prometheus", "the server has no active targets")
     names = [t.instance for t in targets]
     by_name = {t.instance: t for t in targets}
     preferred = settings.instance if settings.instance in by_name else names[0]

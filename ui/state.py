@@ -64,7 +64,7 @@ class SnapshotSource:
     scenario: str = DEFAULT_SCENARIO
     upload: snapshots.Snapshot | None = None  # already validated in the sidebar
     upload_name: str | None = None
-    rejected: tuple[str, str] | None = None  # (field, message) of a bad upload
+    rejected: tuple[str, str] | None = None  # (field, message) of a bad upload or server
     prometheus: prom_ui.PromSource | None = None
 
     @property
@@ -84,6 +84,8 @@ class SnapshotSource:
     def read_detailed(self) -> tuple[snapshots.Snapshot, PromReading | None]:
         """A fresh snapshot and, from Prometheus, the reading behind it (warnings, time)."""
         if self.kind == "prometheus":
+            if self.rejected is not None:
+                raise snapshots.SnapshotError(*self.rejected)
             if self.prometheus is None:
                 raise snapshots.SnapshotError("prometheus", "choose a Prometheus server first")
             reading = self.prometheus.read()
@@ -455,7 +457,10 @@ def _snapshot_section() -> tuple[SnapshotSource, str | None]:
         return SnapshotSource("live"), None
     if kind == "prometheus":
         prom_source, prom_error = prom_ui.sidebar(roster_file())
-        return SnapshotSource("prometheus", prometheus=prom_source), prom_error
+        if prom_error is not None:
+            rejected = (prom_error.field, prom_error.message)
+            return SnapshotSource("prometheus", rejected=rejected), str(prom_error)
+        return SnapshotSource("prometheus", prometheus=prom_source), None
     uploaded = st.file_uploader(
         "Snapshot JSON",
         type=["json"],

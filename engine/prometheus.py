@@ -186,7 +186,9 @@ class Endpoint:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.password, self.token, self.username) if s)
+        # The user name is not secret (and a short one would mangle every message); it only
+        # ever appears inside a URL, and messages use `display`, which has no userinfo.
+        return tuple(s for s in (self.password, self.token) if s)
 
     def scrub(self, text: str) -> str:
         """`text` with every credential replaced: for anything that came off the network."""
@@ -309,10 +311,6 @@ class Target:
     def label(self) -> str:
         kind = "node_exporter" if self.node else "other"
         return f"{self.instance} ({self.job}, {kind}, {self.health})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"instance": self.instance, "job": self.job, "health": self.health,
-                "last_error": self.last_error, "node": self.node}  # fmt: skip
 
 
 def api_data(payload: Any) -> Any:

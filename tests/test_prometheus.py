@@ -215,7 +215,7 @@ def test_credentials_are_kept_out_of_the_url() -> None:
     assert ep.username == "ops" and ep.password == "s3cr/t"
     assert "s3cr" not in repr(ep) and "tok-123" not in repr(ep)
     text = ep.scrub("failed for https://ops:s3cr%2Ft@prom.example with s3cr/t and tok-123")
-    assert "s3cr" not in text and "tok-123" not in text and "ops" not in text
+    assert text == "failed for https://ops:***@prom.example with *** and ***"
     assert prom.Endpoint.parse("localhost:9090").url == "http://localhost:9090"
     for bad in ("ftp://x", "http://"):
         with pytest.raises(SnapshotError) as err:

@@ -114,6 +114,14 @@ def test_prometheus_source_in_a_real_browser(
         re.compile(rf"^Prometheus {re.escape(promstack.node_instance)} \(node\) · last fetch")
     )
     expect(fetch).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    # The caption is drawn by the new run, before its analysis: wait for that run to end,
+    # so what follows is not left over from the scenario analysed on page load.
+    page.wait_for_selector(
+        "[data-testid=stApp][data-test-script-state=notRunning]", state="attached"
+    )
+    expect(
+        main.get_by_text(f"source prometheus:{promstack.node_instance}", exact=False)
+    ).to_be_visible()
     expect(main.get_by_text(re.compile(r"^Analysis finished in"))).to_be_visible(
         timeout=RUN_TIMEOUT_MS
     )

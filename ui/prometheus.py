@@ -148,7 +148,7 @@ def reading_panel(reading: prom.PromReading, previous: Snapshot | None) -> None:
     st.caption(
         safe.md(
             f"Prometheus {reading.target.instance} ({reading.target.job}) · "
-            f"last fetch {fetched} ({age:.0f} s ago) · {len(reading.queries)} queries"
+            f"last fetch {fetched} ({age:.0f} s ago) · {len(reading.queries)} field queries"
         )
     )
     lines = list(prom.iter_warnings(reading))

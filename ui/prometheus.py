@@ -168,8 +168,7 @@ def reading_panel(reading: prom.PromReading, previous: Snapshot | None) -> None:
         )
         return
     parts = [
-        f"{c.spec.label} {render.format_value(c.spec, c.before) if c.before is not None else 'unknown'}"
-        f" → {render.format_value(c.spec, c.after) if c.after is not None else 'unknown'}"
+        f"{c.spec.label} {render.format_value(c.spec, c.before)} → {render.format_value(c.spec, c.after)}"
         for c in moved
     ]
     st.markdown(safe.md("Changed since the last snapshot: " + "; ".join(parts)))

@@ -56,7 +56,7 @@ USE_KINDS: tuple[tuple[str, str], ...] = (
 
 def format_value(spec: FieldSpec, value: float | None) -> str:
     if value is None:
-        return "–"
+        return "unknown"  # the source had no data for it (Prometheus); never shown as 0
     if spec.unit == "%":
         return f"{value:.0f} %" if value >= 10 or value == 0 else f"{value:.1f} %"
     if spec.unit == "×":
@@ -158,7 +158,7 @@ def _tile(spec: FieldSpec, letter: str | None, snap: Snapshot, previous: Snapsho
     label = f"{letter} · {spec.label}" if letter else spec.label
     st.metric(
         label,
-        format_value(spec, now) if now is not None else "unknown",
+        format_value(spec, now),
         delta=format_delta(spec, now, before),
         # More traffic is not bad news; more of everything else is.
         delta_color="off" if spec.name == "request_rate_per_s" else "inverse",

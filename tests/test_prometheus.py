@@ -15,7 +15,7 @@ import pytest
 
 from engine import prometheus as prom
 from engine.agents import agent_user_prompt, consolidation_user_prompt, read_prompt
-from engine.snapshot import FIELDS, Snapshot, SnapshotError
+from engine.snapshot import FIELDS, Snapshot, SnapshotError, scenario
 from tests.loopback import LoopbackServer, Route
 
 
@@ -373,3 +373,21 @@ def _read_with(
 
     endpoint = prom.Endpoint.parse("http://prom.invalid:9090")
     return prom.read_snapshot(endpoint, prom.PromSettings(), transport=httpx.MockTransport(handle))
+
+
+def test_unknown_metrics_are_never_reported_as_within_thresholds() -> None:
+    from engine import use_method
+
+    healthy = scenario("healthy").quantised()
+    partly = {**healthy, "disk_space_pct": None, "p95_latency_ms": None}
+    answer = use_method.agent_answer(partly, "reliability")
+    observation = answer["findings"][0]["observation"]
+    assert "unknown, not checked: disk_space_pct, p95_latency_ms" in observation
+    assert "unknown, not checked: disk_space_pct" in "\n".join(
+        use_method.grounding_lines(partly, "reliability")
+    )
+    # A stopped exporter and no service data: a monitoring gap, not an all-clear.
+    nothing: dict[str, float | None] = dict.fromkeys(healthy)
+    (finding,) = use_method.agent_answer(nothing, "performance")["findings"]
+    assert finding["title"] == "No performance data: every metric is unknown"
+    assert finding["severity"] == "MEDIUM" and "monitoring gap" in finding["observation"]

@@ -160,6 +160,12 @@ def test_prometheus_source_in_a_real_browser(
     expect(fetch).not_to_have_text(fetch.inner_text(), timeout=RUN_TIMEOUT_MS)
     expect(changed).to_be_visible(timeout=RUN_TIMEOUT_MS)
     assert_no_errors(page, errors)
+    main.get_by_text("Pause auto-refresh").click()  # a still page to save
+    expect(main.get_by_text(re.compile(r"auto-refresh paused"))).to_be_visible()
+    page.wait_for_selector(
+        "[data-testid=stApp][data-test-script-state=notRunning]", state="attached"
+    )
+    save_screenshot(page, "prometheus-refreshed.png")
 
     # The credentials are nowhere to be seen.
     assert SECRET not in page.content()

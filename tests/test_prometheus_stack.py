@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import socket
 import time
 from pathlib import Path
@@ -212,3 +213,17 @@ def test_a_stopped_exporter_gives_unknown_fields_and_a_warning(
         f"warning: node_exporter {promstack.node_instance} (node) is down"
     )
     assert "Traceback" not in captured.err
+
+
+def test_stale_node_samples_are_unknown(shared_promstack: PromStack) -> None:
+    # Scrapes are 1 s apart, so the newest sample is always older than 1 ms: the real
+    # freshness query (server clock, sample timestamps) has to call it stale.
+    reading = read(shared_promstack, stale_after_s=0.001)
+    assert all(reading.snapshot.metric(name) is None for name in NODE_FIELDS)
+    assert re.match(
+        rf"node_exporter {re.escape(shared_promstack.node_instance)}: newest sample is \d+ s old "
+        r"\(stale after 0\.001 s\); its CPU, memory, disk and network fields are unknown$",
+        reading.warnings[0],
+    ), reading.warnings
+    fresh = read(shared_promstack)  # the default 60 s: the same series are current
+    assert fresh.snapshot.mem_util_pct is not None

@@ -318,7 +318,7 @@ def test_a_silent_server_times_out_within_the_bound() -> None:
             prom.read_snapshot(prom.Endpoint.parse(server.url), settings)
         elapsed = time.monotonic() - started
         gate.set()
-    assert 0.4 < elapsed < 2.0
+    assert 0.4 < elapsed < settings.budget_s + 1.0  # bounded: never a hang
 
 
 def test_the_whole_reading_shares_one_budget() -> None:

@@ -298,12 +298,21 @@ _ROLE = re.compile(rf"^{_ROLE_LINE}(\S+)\s*$", re.MULTILINE)
 _FINDINGS_OPEN = "Specialist findings, one per line, in the order they arrived:\n```jsonl\n"
 
 
+def unknown_line(values: Mapping[str, float | None]) -> str:
+    """The fields the source could not measure, named so a model does not read them as 0."""
+    unknown = [name for name, value in values.items() if value is None]
+    if not unknown:
+        return ""
+    return f"Unknown (no data; do not assume 0 or healthy): {', '.join(unknown)}\n"
+
+
 def _shared_prefix(values: Mapping[str, float | None]) -> str:
     snapshot_json = json.dumps({k: v for k, v in values.items() if v is not None}, sort_keys=True)
     checks = "\n".join(use_method.shared_grounding_lines(values))
     return (
         "Host metrics snapshot (USE method; field names are the metric ids):\n"
         f"```json\n{snapshot_json}\n```\n"
+        f"{unknown_line(values)}"
         "Deterministic USE-method checks (the roles each concerns in brackets):\n"
         f"{checks}\n"
     )

@@ -8,8 +8,10 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from engine import prometheus
 from engine import snapshot as snapshots
 from engine.agents import DEFAULT_MODEL, RosterError, load_roster
 from engine.cache import DEFAULT_TTL_S
@@ -41,6 +43,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     src.add_argument("--snapshot", metavar="FILE", help="a snapshot JSON file")
     src.add_argument("--live", action="store_true", help="sample this host (the default)")
+    _add_prometheus_options(p, src)
     b = p.add_argument_group("backend")
     b.add_argument("--backend", choices=BACKEND_KINDS, default="simulated")
     b.add_argument("--base-url", help="server URL (ollama: default $OLLAMA_HOST)")
@@ -91,6 +94,23 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="log one line per agent")
 
 
+def _add_prometheus_options(
+    p: argparse.ArgumentParser, src: argparse._MutuallyExclusiveGroup
+) -> None:
+    src.add_argument(
+        "--prometheus", metavar="URL", help="read the snapshot from Prometheus (node_exporter)"
+    )
+    g = p.add_argument_group("prometheus")
+    g.add_argument("--instance", default="", metavar="HOST:PORT", help="the node_exporter target")
+    g.add_argument("--job", default="", metavar="NAME", help="the target's job label")
+    g.add_argument(
+        "--prometheus-config",
+        metavar="TOML",
+        default=None,
+        help="[prometheus] queries and windows (default: $QUORUM_ROSTER or ./quorum.toml)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--scenario", choices=sorted(snapshots.SCENARIOS))
     src.add_argument("--snapshot", metavar="FILE")
     src.add_argument("--live", action="store_true")
+    _add_prometheus_options(snap, src)
     serve = sub.add_parser("serve-simulated", help="run the simulated Ollama server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=11435)
@@ -114,14 +135,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_snapshot(args: argparse.Namespace) -> snapshots.Snapshot:
+    if (args.instance or args.job) and not args.prometheus:
+        raise UsageError("--instance and --job need --prometheus URL")
     try:
         if args.scenario:
             return snapshots.scenario(args.scenario)
         if args.snapshot:
             return snapshots.load_file(args.snapshot)
+        if args.prometheus:
+            return _prometheus_snapshot(args)
         return snapshots.live()
+    except prometheus.PrometheusError as exc:
+        raise ConnectionError(
+            str(exc) if exc.field == "prometheus" else f"prometheus {exc}"
+        ) from None
     except snapshots.SnapshotError as exc:
         raise UsageError(f"snapshot {exc}") from None
+
+
+def _prometheus_snapshot(args: argparse.Namespace) -> snapshots.Snapshot:
+    """Read Prometheus; each unknown field is a warning line on stderr, not an error."""
+    config = args.prometheus_config or os.environ.get("QUORUM_ROSTER") or "quorum.toml"
+    settings = prometheus.load_settings(config)
+    token, _ = prometheus.bearer_token(Path(".streamlit/secrets.toml"))
+    endpoint = prometheus.Endpoint.parse(args.prometheus, token=token)
+    reading = prometheus.read_snapshot(endpoint, settings, instance=args.instance, job=args.job)
+    for line in prometheus.iter_warnings(reading):
+        print(f"warning: {line}", file=sys.stderr)
+    return reading.snapshot
 
 
 def _faults(specs: Sequence[str], option: str = "--sim-fault") -> tuple[tuple[str, str], ...]:

@@ -88,19 +88,20 @@ class Snapshot:
     host: str
     timestamp: float
     cpu_count: int
-    source: str  # "live", "file:<name>", "scenario:<name>"
-    cpu_util_pct: float
-    cpu_load_per_core: float
-    cpu_iowait_pct: float
-    mem_util_pct: float
-    mem_swap_pct: float
-    mem_oom_kills: float
-    disk_util_pct: float
-    disk_queue_depth: float
-    disk_space_pct: float
-    net_util_pct: float
-    net_drops_per_s: float
-    net_errors_per_s: float
+    source: str  # "live", "file:<name>", "scenario:<name>", "prometheus:<instance>"
+    # None = "unknown": only a source that may lack data (Prometheus) builds one with None.
+    cpu_util_pct: float | None
+    cpu_load_per_core: float | None
+    cpu_iowait_pct: float | None
+    mem_util_pct: float | None
+    mem_swap_pct: float | None
+    mem_oom_kills: float | None
+    disk_util_pct: float | None
+    disk_queue_depth: float | None
+    disk_space_pct: float | None
+    net_util_pct: float | None
+    net_drops_per_s: float | None
+    net_errors_per_s: float | None
     p95_latency_ms: float | None = None
     p95_baseline_ms: float | None = None
     error_rate_pct: float | None = None
@@ -110,8 +111,12 @@ class Snapshot:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "file") -> Snapshot:
-        """Validate `data` (parsed JSON) and build a snapshot; SnapshotError names the bad field."""
+    def from_dict(cls, data: Any, *, source: str = "file", allow_unknown: bool = False) -> Snapshot:
+        """Validate `data` (parsed JSON) and build a snapshot; SnapshotError names the bad field.
+
+        `allow_unknown`: a source that cannot answer every field (Prometheus) passes None
+        for "unknown"; files and the live host must give every required field.
+        """
         if not isinstance(data, Mapping):
             raise SnapshotError("snapshot", f"must be a JSON object, got {type(data).__name__}")
         known = set(FIELD_BY_NAME) | set(_META_FIELDS)
@@ -122,7 +127,7 @@ class Snapshot:
             )
         values: dict[str, Any] = {}
         for spec in FIELDS:
-            values[spec.name] = _validate_value(spec, data.get(spec.name))
+            values[spec.name] = _validate_value(spec, data.get(spec.name), allow_unknown)
         host = data.get("host", "unknown")
         if not isinstance(host, str) or not host.strip() or len(host) > 253:
             raise SnapshotError("host", "must be a non-empty string of at most 253 characters")
@@ -167,9 +172,9 @@ def quantise(value: float, quantum: float) -> float:
     return round(steps * quantum, 6)
 
 
-def _validate_value(spec: FieldSpec, raw: Any) -> float | None:
+def _validate_value(spec: FieldSpec, raw: Any, allow_unknown: bool = False) -> float | None:
     if raw is None:
-        if spec.required:
+        if spec.required and not allow_unknown:
             raise SnapshotError(spec.name, f"is required ({spec.label}, {spec.unit})")
         return None
     if isinstance(raw, bool) or not isinstance(raw, int | float):

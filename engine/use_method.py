@@ -333,17 +333,36 @@ def role_metrics(role: str) -> list[str]:
     return list(dict.fromkeys(metrics))
 
 
-def _all_clear(role: str) -> Finding:
+def _all_clear(role: str, values: Values) -> Finding:
     watched = role_metrics(role)
+    # Unknown (None or absent) metrics were not checked: say so, never call them fine.
+    unknown = [m for m in watched if values.get(m) is None]
+    known = [m for m in watched if values.get(m) is not None]
+    if watched and not known:
+        return Finding(
+            title=f"No {role} data: every metric is unknown",
+            severity="MEDIUM",
+            metrics=tuple(watched[:3]),
+            value=0,
+            threshold=0,
+            observation=(
+                f"None of the {len(watched)} metrics the {role} checks read is known, so "
+                "nothing could be checked; this is a monitoring gap, not a healthy host."
+            ),
+            recommendations=(
+                "Restore the metric source (e.g. a stopped node_exporter) and analyse again.",
+            ),
+        )
+    not_checked = f"; unknown, not checked: {', '.join(unknown)}" if unknown else ""
     return Finding(
         title=f"No {role} issue found",
         severity="LOW",
-        metrics=tuple(watched[:3]),
+        metrics=tuple((known or watched)[:3]),
         value=0,
         threshold=0,
         observation=(
             f"Every USE-method check in the {role} perspective is within its thresholds "
-            f"({len(watched)} metrics checked)."
+            f"({len(known)} metrics checked{not_checked})."
         ),
         recommendations=("Keep the current alert thresholds; re-check after the next deploy.",),
     )
@@ -351,7 +370,7 @@ def _all_clear(role: str) -> Finding:
 
 def agent_answer(values: Values, role: str) -> dict[str, Any]:
     """A schema-valid agent answer grounded in the rules (what the simulated model says)."""
-    found = findings(values, role)[:4] or [_all_clear(role)]
+    found = findings(values, role)[:4] or [_all_clear(role, values)]
     worst = found[0]
     summary = (
         f"{len(found)} finding(s) from the {role} perspective; most severe: "
@@ -364,6 +383,10 @@ def grounding_lines(values: Values, role: str) -> list[str]:
     """The checks quoted into a prompt so the model reasons from numbers, not vibes."""
     found = findings(values, role)
     if not found:
+        unknown = [m for m in role_metrics(role) if values.get(m) is None]
+        if unknown:
+            return [f"- every known {role} check is within thresholds; unknown, not checked: "
+                    f"{', '.join(unknown)}"]  # fmt: skip
         return [f"- all {role} USE-method checks are within thresholds"]
     return [
         f"- {f.severity}: {', '.join(f.metrics)} = {f.value:g} (threshold {f.threshold:g}) — {f.title}"
@@ -484,7 +507,7 @@ def merge_findings(outputs: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Ins
 
 def insights_from_checks(values: Values) -> list[Insight]:
     """When no agent answered: the rules' own findings, attributed to no agent."""
-    found = findings(values, ALL_ROLES) or [_all_clear("overall")]
+    found = findings(values, ALL_ROLES) or [_all_clear("overall", values)]
     return merge_insights(
         normalise_insight(f.to_agent_json(), default_agents=()) or Insight(f.title, "")
         for f in found

@@ -6,6 +6,7 @@ import streamlit as st
 
 from engine.records import AnalysisResult
 from engine.snapshot import SnapshotError
+from ui import prometheus as prom_ui
 from ui import render, safe, state
 
 ctx = state.context()
@@ -42,11 +43,14 @@ def live_panel() -> None:
         help="Analyse again even if the cache holds this snapshot's answer.",
     )
     try:
-        snapshot = ctx.source.read()
+        snapshot, reading = ctx.source.read_detailed()
     except SnapshotError as exc:
         st.error(state.snapshot_error_message(exc), title="No snapshot to analyse")
         return
-    render.metric_tiles(snapshot, state.previous_snapshot(snapshot, ctx.source))
+    previous = state.previous_snapshot(snapshot, ctx.source)
+    render.metric_tiles(snapshot, previous)
+    if reading is not None:  # Prometheus: last fetch, unknown fields, what changed
+        prom_ui.reading_panel(reading, previous)
 
     engine = state.engine_for(ctx)
     if engine is None:  # the context checked this already; keeps the type checker honest

@@ -47,9 +47,23 @@ def chromium_executable(request: pytest.FixtureRequest) -> str:
     return path
 
 
+_LOUD_SKIPS = pytest.StashKey[list[str]]()  # other real components (prometheus, …)
+
+
+def skip_loudly(request: pytest.FixtureRequest, message: str) -> None:
+    """Skip, and repeat `message` as a banner at the end of the session."""
+    request.config.stash.setdefault(_LOUD_SKIPS, []).append(message)
+    pytest.skip(message)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     reasons = terminalreporter.config.stash.get(_SKIPS, [])
     for reason in dict.fromkeys(reasons):  # once each, in order
         terminalreporter.write_sep("!", red=True, bold=True)
         terminalreporter.write_line(f"!!! BROWSER TEST SKIPPED: {reason} !!!", red=True, bold=True)
+        terminalreporter.write_sep("!", red=True, bold=True)
+    messages = terminalreporter.config.stash.get(_LOUD_SKIPS, [])
+    for message in dict.fromkeys(messages):
+        terminalreporter.write_sep("!", red=True, bold=True)
+        terminalreporter.write_line(f"!!! {message} !!!", red=True, bold=True)
         terminalreporter.write_sep("!", red=True, bold=True)

@@ -56,7 +56,7 @@ USE_KINDS: tuple[tuple[str, str], ...] = (
 
 def format_value(spec: FieldSpec, value: float | None) -> str:
     if value is None:
-        return "–"
+        return "unknown"  # the source had no data for it (Prometheus); never shown as 0
     if spec.unit == "%":
         return f"{value:.0f} %" if value >= 10 or value == 0 else f"{value:.1f} %"
     if spec.unit == "×":

@@ -26,6 +26,7 @@ from engine.agents import DEFAULT_MODEL, DEFAULT_ROSTER, Roster, RosterError, lo
 from engine.backends.base import ServerStatus
 from engine.backends.ollama import ollama_base_url
 from engine.cache import DEFAULT_TTL_S
+from engine.prometheus import PromReading
 from engine.runner import MODES, RunSettings
 from engine.service import BackendConfig, BackendKind, Engine, default_data_dir
 from engine.simulated import PROFILES, SimConfig
@@ -40,6 +41,7 @@ from engine.state import (
     open_cache,
     open_history,
 )
+from ui import prometheus as prom_ui
 from ui import safe
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -56,11 +58,12 @@ BACKEND_CHOICES: dict[BackendChoice, str] = {
     "ollama": "Ollama",
     "openai": "OpenAI-compatible",
 }
-SourceKind = Literal["scenario", "live", "upload"]
+SourceKind = Literal["scenario", "live", "upload", "prometheus"]
 SOURCE_LABELS: dict[SourceKind, str] = {
     "scenario": "Scenario",
     "live": "Live host",
     "upload": "Upload JSON",
+    "prometheus": "Prometheus",
 }
 _CONTEXT_KEY = "quorum_context"
 
@@ -71,10 +74,13 @@ class SnapshotSource:
     scenario: str = DEFAULT_SCENARIO
     upload: snapshots.Snapshot | None = None  # already validated in the sidebar
     upload_name: str | None = None
-    rejected: tuple[str, str] | None = None  # (field, message) of a bad upload
+    rejected: tuple[str, str] | None = None  # (field, message) of a bad upload or server
+    prometheus: prom_ui.PromSource | None = None
 
     @property
     def label(self) -> str:
+        if self.kind == "prometheus":
+            return self.prometheus.label if self.prometheus else "Prometheus"
         if self.kind == "scenario":
             return f"scenario {self.scenario}"
         if self.kind == "upload":
@@ -83,6 +89,20 @@ class SnapshotSource:
 
     def read(self) -> snapshots.Snapshot:
         """A fresh snapshot (the live host is sampled again on every call)."""
+        return self.read_detailed()[0]
+
+    def read_detailed(self) -> tuple[snapshots.Snapshot, PromReading | None]:
+        """A fresh snapshot and, from Prometheus, the reading behind it (warnings, time)."""
+        if self.kind == "prometheus":
+            if self.rejected is not None:
+                raise snapshots.SnapshotError(*self.rejected)
+            if self.prometheus is None:
+                raise snapshots.SnapshotError("prometheus", "choose a Prometheus server first")
+            reading = self.prometheus.read()
+            return reading.snapshot, reading
+        return self._read(), None
+
+    def _read(self) -> snapshots.Snapshot:
         if self.kind == "live":
             return snapshots.live()
         if self.kind == "upload":
@@ -514,6 +534,12 @@ def _snapshot_section() -> tuple[SnapshotSource, str | None]:
     if kind == "live":
         st.caption("Sampled from this host (psutil) on every refresh.")
         return SnapshotSource("live"), None
+    if kind == "prometheus":
+        prom_source, prom_error = prom_ui.sidebar(roster_file())
+        if prom_error is not None:
+            rejected = (prom_error.field, prom_error.message)
+            return SnapshotSource("prometheus", rejected=rejected), str(prom_error)
+        return SnapshotSource("prometheus", prometheus=prom_source), None
     uploaded = st.file_uploader(
         "Snapshot JSON",
         type=["json"],

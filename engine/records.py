@@ -183,6 +183,7 @@ class AnalysisResult:
     critical_path_source: TimingSource = "client"
     server_slots: int | None = None  # requests Quorum sent at once; None: no limit
     server_slots_source: str = ""  # where that number came from, in words
+    warmups: list[AgentRun] = field(default_factory=list)  # consolidator prefix warm-ups
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -197,4 +198,5 @@ class AnalysisResult:
         cons = data.get("consolidation")
         picked["consolidation"] = ConsolidationRun.from_dict(cons) if cons else None
         picked["insights"] = [Insight.from_dict(i) for i in data.get("insights", [])]
+        picked["warmups"] = [AgentRun.from_dict(w) for w in data.get("warmups", [])]
         return cls(**picked)

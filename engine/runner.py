@@ -22,7 +22,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
@@ -56,6 +56,7 @@ from engine.records import (
 from engine.slots import ServerSlots, SlotScheduler
 from engine.snapshot import Snapshot
 from engine.stragglers import Norms, Progress, verdict
+from engine.warmup import ConsolidatorWarmer
 
 log = logging.getLogger("engine.runner")
 
@@ -78,6 +79,9 @@ class RunSettings:
     # compact: the Consolidator ranks and groups finding ids (a few dozen tokens);
     # full: it rewrites every insight (what Quorum and the plan did before; ≈ 5× slower).
     consolidation: ConsolidationStyle = "compact"
+    # After each answer, prefill the consolidation prompt so far in a free server slot
+    # (engine/warmup.py); only on servers whose slots are known, which keep a KV cache each.
+    warmup: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -172,6 +176,7 @@ class _Run:
     scheduler: SlotScheduler
     records: dict[str, AgentRun]
     seen: dict[str, Progress]
+    warmer: ConsolidatorWarmer | None = None
 
 
 async def _call(
@@ -355,6 +360,10 @@ async def _fan_out_parallel(
     def successes() -> int:
         return sum(1 for o in outcomes.values() if o.run.status == "ok")
 
+    def warm_consolidator() -> None:
+        if ctx.warmer is not None:
+            ctx.warmer.answered(_arrived(outcomes.values()), stragglers=len(pending))
+
     try:
         # Phase 1: everyone, until the quorum succeeded, nobody is left, or the deadline.
         while pending and successes() < quorum:
@@ -364,6 +373,7 @@ async def _fan_out_parallel(
             if not done:  # the deadline passed
                 break
             collect(done)
+            warm_consolidator()
         if successes() >= quorum:
             fan.quorum_reached_s = clock.now()
 
@@ -379,6 +389,8 @@ async def _fan_out_parallel(
                     pending, timeout=tick if left is None else min(tick, left)
                 )
                 collect(done)
+                if done:
+                    warm_consolidator()
                 if clock.now() < grace_ends:
                     continue
                 norms = Norms.of(o.run for o in outcomes.values())
@@ -406,6 +418,12 @@ async def _fan_out_parallel(
             await asyncio.wait(pending)
             collect(pending)
     return fan
+
+
+def _arrived(outcomes: Iterable[_Outcome]) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """The answers so far as the consolidation prompt lists them: in arrival order."""
+    ok = sorted((o for o in outcomes if o.run.status == "ok"), key=lambda o: o.run.end_s)
+    return [(o.run.name, o.run.role, o.answer or {}) for o in ok]
 
 
 async def _overlap(
@@ -450,7 +468,7 @@ async def _consolidate(
     """The Consolidator merges ≥ 2 answers; otherwise, or if it fails, the deterministic
     merge. Compact: it ranks and groups the findings' ids, and the insights are assembled
     from the agents' own findings. Full: it writes every insight itself."""
-    arrived = sorted(ok, key=lambda o: o.run.end_s)  # the order the prompt grew in
+    arrived = sorted(ok, key=lambda o: o.run.end_s)  # the order the prompt grew in (_arrived)
     answers = [(o.run.name, o.answer or {}) for o in arrived]
     spec = roster.consolidator
     if len(answers) >= 2:
@@ -539,6 +557,12 @@ async def run_analysis(
     limit = _limit(slots.slots, settings.max_concurrency)
     backend = backend_factory()
     ctx = _Run(backend, clock, progress, SlotScheduler(limit), records={}, seen={})
+    if settings.warmup and settings.mode == "parallel" and limit is not None:
+        consolidator = roster.consolidator
+        ctx.warmer = ConsolidatorWarmer(
+            backend, consolidator, values, ctx.scheduler,
+            now=clock.now, timeout_s=settings.agent_timeout_s,
+        )  # fmt: skip
     try:
         # One-time set-up (HTTP client, TLS context) before the fan-out, so the first
         # agent's request does not leave later than the others.
@@ -563,6 +587,8 @@ async def run_analysis(
         else:
             specs = roster.specialists
             fan = await _fan_out_parallel(specs, ask, settings, ctx, deadline, consolidate)
+            if ctx.warmer is not None:  # its prefill is the consolidation's: let it land
+                await ctx.warmer.settle()
         agents_done_s = clock.now()
         log.info(
             "all agents completed in %.2fs (%s, %d/%d ok)",
@@ -595,6 +621,8 @@ async def run_analysis(
                 consolidation, insights = await consolidate(ok)
             tier = tier_for(len(ok), len(specs))
     finally:
+        if ctx.warmer is not None:
+            await ctx.warmer.aclose()
         await backend.aclose()
 
     confidence = TIER_CONFIDENCE[tier]
@@ -625,6 +653,7 @@ async def run_analysis(
         created_at=time.time(),
         simulated_profile=simulated_profile if backend.simulated else None,
         server_slots=limit,
+        warmups=ctx.warmer.records if ctx.warmer is not None else [],
         server_slots_source=slots.source if limit == slots.slots else _cap_source(slots, limit),
     )
     log.info(

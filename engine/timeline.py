@@ -38,6 +38,7 @@ SEGMENT_LABELS: dict[SegmentKind, str] = {
     "total": "no breakdown reported",
 }
 CONSOLIDATION_LABEL = "Consolidation"
+WARMUP_LABEL = "Consolidation warm-up"
 
 # Below this, a remainder is clock noise between client and server, not a segment.
 _EPSILON_S = 1e-4
@@ -76,6 +77,8 @@ class Row:
     ttft_s: float | None
     error: str | None
     method: str | None  # consolidation only: "llm" or "fallback"
+    cached_tokens: int | None = None  # prompt tokens the server's prefix cache saved
+    warmup: bool = False  # a prefill-only request that warmed the consolidation's prompt
 
     @property
     def end_s(self) -> float:
@@ -152,7 +155,8 @@ def critical_agent(result: AnalysisResult) -> str | None:
 
 
 def _row(
-    run: AgentRun, *, label: str, critical: bool, late: bool, consolidation: bool
+    run: AgentRun, *, label: str, critical: bool, late: bool, consolidation: bool,
+    warmup: bool = False,
 ) -> Row:  # fmt: skip
     return Row(
         label=label,
@@ -170,11 +174,13 @@ def _row(
         ttft_s=run.ttft_s,
         error=run.error,
         method=run.method if isinstance(run, ConsolidationRun) else None,
+        cached_tokens=run.cached_tokens,
+        warmup=warmup,
     )
 
 
 def timeline(result: AnalysisResult) -> Timeline:
-    """Rows in the order the agents were asked, the consolidation last."""
+    """Rows in the order the agents were asked, then the warm-ups, the consolidation last."""
     slowest = critical_agent(result)
     late = set(result.late_agents)
     # One after another, every agent the run waited for is on its critical path.
@@ -183,6 +189,11 @@ def timeline(result: AnalysisResult) -> Timeline:
         _row(a, label=a.name, critical=a.name in on_path, late=a.name in late, consolidation=False)
         for a in result.agents
     ]
+    for i, warm in enumerate(result.warmups, start=1):
+        label = WARMUP_LABEL if len(result.warmups) == 1 else f"{WARMUP_LABEL} {i}"
+        rows.append(
+            _row(warm, label=label, critical=False, late=False, consolidation=False, warmup=True)
+        )
     if result.consolidation is not None:
         rows.append(
             _row(

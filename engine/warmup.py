@@ -1,4 +1,4 @@
-"""Warm the Consolidator's slot while stragglers run (a building block for the scheduler).
+"""Warm the Consolidator's slot while stragglers run.
 
 Every prompt about one snapshot starts with the same bytes, and the consolidation prompt
 only grows as agents answer (`agents.consolidation_prefix`). A server that keeps each
@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 from engine import use_method
 from engine.agents import AgentSpec, consolidation_prefix
 from engine.backends.base import Backend, BackendError, ChatRequest
+from engine.records import AgentRun, AgentStatus
+from engine.slots import SlotScheduler
 
 # Appended to the agent name in the X-Quorum-Agent header: a warm-up is told apart from
 # the consolidation itself (the simulated server keys its per-agent draws and faults on it).
@@ -97,3 +100,90 @@ async def warm_consolidator(
     findings = use_method.compact_findings(arrived)
     user = consolidation_prefix(values, findings, consolidator.instructions)
     return await prefill(backend, warmup_request(consolidator, user), timeout_s)
+
+
+# --- the runner's side: when to warm ------------------------------------------------------
+
+Arrived = Sequence[tuple[str, str, Mapping[str, Any]]]
+
+
+class ConsolidatorWarmer:
+    """Keeps the Consolidator's prompt prefilled while stragglers run.
+
+    After each answer but the last, `answered` sends the consolidation prompt so far —
+    only if a server slot is free and no agent waits for one (`SlotScheduler.try_slot`),
+    and one at a time: answers that arrive meanwhile are covered by the next warm-up.
+    `settle` lets the warm-up in flight finish before the consolidation (it is prefilling
+    exactly what the consolidation needs); `aclose` cancels whatever is left. Every
+    warm-up becomes an AgentRun record for the waterfall.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        consolidator: AgentSpec,
+        values: Mapping[str, float | None],
+        scheduler: SlotScheduler,
+        *,
+        now: Callable[[], float],
+        timeout_s: float,
+    ) -> None:
+        self._backend = backend
+        self._spec = consolidator
+        self._values = values
+        self._scheduler = scheduler
+        self._now = now
+        self._timeout_s = timeout_s
+        self._task: asyncio.Task[None] | None = None
+        self._latest: list[tuple[str, str, Mapping[str, Any]]] = []
+        self._sent = 0  # answers covered by the last warm-up sent
+        self._stragglers = 0  # agents still out at the last answer
+        self.records: list[AgentRun] = []
+
+    def answered(self, arrived: Arrived, stragglers: int) -> None:
+        """`arrived`: every answer so far, in arrival order; `stragglers`: agents still out."""
+        self._latest, self._stragglers = list(arrived), stragglers
+        if stragglers > 0 and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._warm(), name="consolidator-warmup")
+
+    async def _warm(self) -> None:
+        # Once the last agent has answered, the consolidation itself is next: no warm-up.
+        while len(self._latest) > self._sent and self._stragglers > 0:
+            async with self._scheduler.try_slot() as free:
+                if not free:
+                    return  # an agent needs the slot more; the next answer tries again
+                arrived = list(self._latest)
+                self._sent = len(arrived)
+                run = AgentRun(
+                    self._spec.name + WARMUP_SUFFIX,
+                    "warm-up",
+                    self._spec.model or "",
+                    start_s=self._now(),
+                )
+                self.records.append(run)
+                try:
+                    result = await warm_consolidator(
+                        self._backend, self._spec, self._values, arrived, timeout_s=self._timeout_s
+                    )
+                except asyncio.CancelledError:
+                    _close(run, self._now(), "cancelled", "the run ended before it finished")
+                    raise
+                run.prompt_tokens, run.cached_tokens = result.evaluated_tokens, result.cached_tokens
+                _close(run, self._now(), "ok" if result.ok else "error", result.error)
+
+    async def settle(self) -> None:
+        """Let the warm-up in flight finish (bounded by its own timeout)."""
+        if self._task is not None and not self._task.done():
+            with suppress(asyncio.CancelledError):
+                await asyncio.shield(self._task)
+
+    async def aclose(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+
+
+def _close(run: AgentRun, now: float, status: AgentStatus, error: str | None) -> None:
+    run.status, run.error = status, error
+    run.end_s, run.duration_s = now, now - run.start_s

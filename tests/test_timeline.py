@@ -256,3 +256,29 @@ def test_comparison_computes_the_speedup_when_missing() -> None:
     seq, par = make_result(mode="sequential", wall=9.0), make_result(wall=3.0)
     data = {"sequential": seq.to_dict(), "parallel": par.to_dict(), "speedup": None}
     assert comparison(data).speedup == pytest.approx(3.0)
+
+
+def test_warmups_get_rows_before_the_consolidation_and_are_never_critical() -> None:
+    result = make_result()
+    warm = agent("Consolidator.warmup", 2.0, 0.4, queue=None, load=None, prefill=None)
+    warm.role, warm.cached_tokens = "warm-up", 600
+    result.warmups = [warm]
+    rows = timeline(result).rows
+    assert [r.label for r in rows][-2:] == ["Consolidation warm-up", "Consolidation"]
+    warm_row = rows[-2]
+    assert warm_row.warmup and not warm_row.critical and warm_row.cached_tokens == 600
+
+
+def test_waiting_in_quorums_queue_is_its_own_segment() -> None:
+    run = agent("A", 0.0, 3.0, queue=0.0, load=0.0, prefill=0.5, decode=1.0)
+    run.client_queue_s = 1.5
+    segs = segments(run)
+    assert [s.kind for s in segs][:2] == ["wait", "queue"]
+    assert segs[0].duration_s == 1.5 and segs[1].start_s == 1.5
+    assert sum(s.duration_s for s in segs) == pytest.approx(3.0)
+    silent = agent("B", 1.0, 2.0, queue=None, load=None, prefill=None)
+    silent.client_queue_s = 0.5
+    assert [(s.kind, s.start_s, s.duration_s) for s in segments(silent)] == [
+        ("wait", 1.0, 0.5),
+        ("total", 1.5, 1.5),
+    ]

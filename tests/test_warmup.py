@@ -16,6 +16,7 @@ from engine.backends.base import ChatRequest, ChatResult
 from engine.backends.ollama import OllamaBackend
 from engine.runner import RunSettings, run_analysis
 from engine.simulated import SimConfig, SimulatedOllamaServer, estimate_tokens
+from engine.slots import ServerSlots
 from engine.snapshot import scenario
 from engine.warmup import WARMUP_SUFFIX, warm_consolidator, warmup_request
 from tests.fakes import FakeBackend, Script
@@ -150,3 +151,51 @@ async def test_records_carry_evaluated_and_cached_prompt_tokens(
         assert run.prompt_tokens * 4 < run.cached_tokens
     evaluated_again = sum(r.prompt_tokens or 0 for r in again.agents)
     assert evaluated_again < 0.3 * sum(r.prompt_tokens or 0 for r in first.agents)
+
+
+# --- the runner warms the consolidator while stragglers run --------------------------------
+
+
+async def analyse(server: SimulatedOllamaServer, **settings: Any) -> Any:
+    return await run_analysis(
+        scenario("cpu-saturation"),
+        DEFAULT_ROSTER,
+        lambda: OllamaBackend(server.url, simulated=True),
+        RunSettings(quorum=5, **settings),
+        model=MODEL,
+        slots=ServerSlots(6, "test"),
+    )
+
+
+async def test_the_runner_warms_the_consolidator_and_it_then_prefills_little() -> None:
+    config = SimConfig(time_scale=0.02, num_parallel=6)
+    with SimulatedOllamaServer(config) as cold_server, SimulatedOllamaServer(config) as warm_server:
+        cold = await analyse(cold_server, warmup=False)
+        warm = await analyse(warm_server, warmup=True)
+    assert cold.warmups == [] and warm.warmups
+    assert all(w.status == "ok" and w.name == "Consolidator" + WARMUP_SUFFIX for w in warm.warmups)
+    # Warm-ups run while agents are still out, never after the last answer.
+    last_answer = max(a.end_s for a in warm.agents)
+    assert all(w.start_s < last_answer for w in warm.warmups)
+    assert warm.consolidation is not None and cold.consolidation is not None
+    assert warm.consolidation.method == cold.consolidation.method == "llm"
+    # Ollama's prompt_eval_count counts evaluated tokens only: the warmed one evaluated
+    # little more than the last agent's findings.
+    assert warm.consolidation.prompt_tokens is not None and cold.consolidation.prompt_tokens
+    assert warm.consolidation.prompt_tokens <= 0.5 * cold.consolidation.prompt_tokens
+    assert [i.title for i in warm.insights] == [i.title for i in cold.insights]
+
+
+async def test_no_warmup_takes_a_slot_an_agent_waits_for() -> None:
+    # One slot: an agent always waits for it until the last one is sent, so no warm-up.
+    config = SimConfig(time_scale=0.01, num_parallel=1)
+    with SimulatedOllamaServer(config) as server:
+        result = await run_analysis(
+            scenario("cpu-saturation"),
+            DEFAULT_ROSTER,
+            lambda: OllamaBackend(server.url, simulated=True),
+            RunSettings(quorum=5),
+            model=MODEL,
+            slots=ServerSlots(1, "test"),
+        )
+    assert result.tier == "excellent" and result.warmups == []

@@ -70,6 +70,7 @@ _HOVER = (
     "%{customdata[2]} ms of this segment · %{customdata[3]} ms in all<br>"
     "starts at %{customdata[4]} ms · status %{customdata[5]}<br>"
     "tokens: %{customdata[6]} prompt / %{customdata[7]} output · TTFT %{customdata[8]}"
+    "%{customdata[10]}"
     "%{customdata[9]}<extra></extra>"
 )
 
@@ -80,6 +81,13 @@ def _ms(seconds: float | None) -> str:
 
 def _tokens(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
+
+
+def _cached(row: Row) -> str:
+    """The prefill the server's prefix cache saved, when it says."""
+    if not row.cached_tokens:
+        return ""
+    return f"<br>{row.cached_tokens:,} prompt tokens reused from the server's prefix cache"
 
 
 def row_label(row: Row) -> str:
@@ -154,6 +162,7 @@ def add_waterfall(
                         _tokens(r.output_tokens),
                         "-" if r.ttft_s is None else f"{_ms(r.ttft_s)} ms",
                         error,
+                        _cached(r),
                     ]
                 )
         if not xs:

@@ -115,7 +115,7 @@ def _with_threads(server: SimulatedOllamaServer, cache_dir: Path, snap: Snapshot
         go.set()
 
     answers = _run_callers(engine, snap, CALLERS, go, open_gate)
-    return _Repeat(answers, server.stats.snapshot().requests_by_path["/api/chat"], opened[0])
+    return _Repeat(answers, sum(server.stats.snapshot().answers_by_agent().values()), opened[0])
 
 
 def _with_processes(
@@ -143,7 +143,7 @@ def _with_processes(
     finally:
         for proc in procs:
             proc.join(_JOIN_S)
-    return _Repeat(answers, server.stats.snapshot().requests_by_path["/api/chat"], go_mono)
+    return _Repeat(answers, sum(server.stats.snapshot().answers_by_agent().values()), go_mono)
 
 
 def _fresh_thread_reads(cache_dir: Path) -> tuple[float, float]:

@@ -191,7 +191,7 @@ def run(level: Level) -> Row:
         started = time.perf_counter()
         logs = asyncio.run(_drive(urls, per_process, refreshes))
         wall = time.perf_counter() - started
-        chats = server.stats.snapshot().requests_by_path["/api/chat"]
+        chats = sum(server.stats.snapshot().answers_by_agent().values())
     errors = [e for log in logs for e in log.errors]
     firsts = [log.first_s * 1000 for log in logs if log.first_s is not None]
     refresh = [t * 1000 for log in logs for t in log.refresh_s]

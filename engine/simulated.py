@@ -236,6 +236,11 @@ class SimStats:
                 _changed=threading.Condition(),
             )
 
+    def answers_by_agent(self) -> dict[str, int]:
+        """Completion requests that asked for an answer: prefix warm-ups (agent names
+        ending in `.warmup`, see engine/warmup.py) left out."""
+        return {a: n for a, n in self.chat_by_agent.items() if not a.endswith(".warmup")}
+
     def reset(self) -> None:
         """Start a new measurement (a shared server outlives any one run)."""
         with self.lock:

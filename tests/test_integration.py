@@ -282,7 +282,7 @@ def test_20_concurrent_identical_requests_cause_one_fan_out(tmp_path: Path) -> N
     assert all(p.returncode == 0 for p in procs)
     assert len(results) + len(outputs) == 20
     # Exactly one fan-out: each agent and the consolidator asked once in all.
-    assert dict(stats.chat_by_agent) == {name: 1 for name in [*SPECIALISTS, "Consolidator"]}
+    assert stats.answers_by_agent() == {name: 1 for name in [*SPECIALISTS, "Consolidator"]}
     hits = sum(r.cache.hit for r in results) + sum(o["hit"] for o in outputs)
     assert hits == 19
     assert {r.tier for r in results} | {o["tier"] for o in outputs} == {"excellent"}
@@ -312,7 +312,7 @@ def test_concurrent_callers_share_one_run_even_without_a_cache() -> None:
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
             results = list(pool.map(lambda _: caller(), range(8)))
         stats = server.stats.snapshot()
-    assert dict(stats.chat_by_agent) == {name: 1 for name in [*SPECIALISTS, "Consolidator"]}
+    assert stats.answers_by_agent() == {name: 1 for name in [*SPECIALISTS, "Consolidator"]}
     assert sum(not r.cache.hit for r in results) == 1
     assert len({id(r) for r in results}) == 8  # every caller gets its own copy
 

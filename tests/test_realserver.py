@@ -1,0 +1,168 @@
+"""Quorum against llama.cpp's own server and a real (tiny) model: SmolLM2-135M-Instruct.
+
+A 135M model writes poor analyses and sometimes poor JSON: that must degrade one agent
+with a clear status, never crash or hang the run. What is checked here is the engine's
+side of a real server: its slots are read and respected, each request carries a token
+cap, the server's own timings and token counts arrive, our client queue replaces the
+server's, and the server's prefix cache behaves as the simulator models it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from engine.agents import DEFAULT_MODEL, DEFAULT_ROSTER, Roster
+from engine.backends.base import ChatRequest, ChatResult
+from engine.backends.ollama import OllamaBackend
+from engine.backends.openai_compat import OpenAICompatBackend
+from engine.records import AgentRun, AnalysisResult
+from engine.runner import RunSettings
+from engine.service import BackendConfig, Engine
+from engine.simulated import SimConfig, SimulatedOllamaServer
+from engine.snapshot import scenario
+from tests.llamaserver import LlamaServer, llama1, llama5, llama_binaries
+
+__all__ = ["llama1", "llama5", "llama_binaries"]  # fixtures, used by name
+pytestmark = pytest.mark.realserver
+CAP = DEFAULT_ROSTER.specialists[0].max_tokens or 0
+
+MODEL = "smollm2"  # llama.cpp serves its one model under any name
+TIMEOUT_S = 600.0  # generous: a busy 2-core CI machine; nothing here should come close
+
+
+def engine(server: LlamaServer, roster: Roster = DEFAULT_ROSTER) -> Engine:
+    return Engine(BackendConfig(kind="openai", base_url=server.url, model=MODEL), roster=roster)
+
+
+def with_cap(roster: Roster, tokens: int) -> Roster:
+    return Roster(
+        tuple(replace(s, max_tokens=tokens) for s in roster.specialists),
+        replace(roster.consolidator, max_tokens=min(tokens, 64)),
+        replace(roster.generalist, max_tokens=tokens),
+    )
+
+
+def assert_clean(run: AgentRun) -> None:
+    """Answered, or degraded with a one-line reason: never hung, never a crash."""
+    assert run.status in ("ok", "error"), (run.name, run.status, run.error)
+    if run.status == "error":
+        assert run.error and "\n" not in run.error and "Traceback" not in run.error
+
+
+@pytest.fixture(scope="module")
+def parallel_5(llama5: LlamaServer) -> AnalysisResult:
+    result = engine(llama5).analyze(
+        scenario("cpu-saturation"), RunSettings(agent_timeout_s=TIMEOUT_S)
+    )
+    return result
+
+
+def test_slots_are_read_from_the_server(llama5: LlamaServer, llama1: LlamaServer) -> None:
+    five, one = engine(llama5).server_slots(), engine(llama1).server_slots()
+    assert (five.slots, one.slots) == (5, 1)
+    assert "llama.cpp /props" in five.source
+
+
+def test_parallel_on_five_slots_every_agent_answers_or_degrades_cleanly(
+    parallel_5: AnalysisResult,
+) -> None:
+    result = parallel_5
+    assert result.server_slots == 5 and result.agents_total == 5
+    for run in result.agents:
+        assert_clean(run)
+        # Every request left at once (five slots, five agents): no wait in our queue.
+        assert run.client_queue_s is not None and run.client_queue_s < 0.5
+        # What the server reported, not guessed: its token counts and timings.
+        assert run.prompt_tokens and run.prompt_tokens > 100
+        assert run.output_tokens and 0 < run.output_tokens <= CAP
+        assert run.prefill_s is not None and run.decode_s is not None
+        # llama.cpp's residual (wall − prefill − decode) is no slot queue here: only the
+        # time its slots wait for each other in the shared batch on a 2-core CPU.
+        assert run.queue_s is not None and run.queue_s < 0.5 * run.work_s
+    assert result.critical_path_source in ("server", "mixed")
+    assert result.consolidation is not None
+
+
+def test_the_consolidation_reuses_the_warmed_prefix(parallel_5: AnalysisResult) -> None:
+    result = parallel_5
+    consolidation = result.consolidation
+    assert consolidation is not None
+    if result.agents_participated < 2:
+        pytest.skip("fewer than two agents wrote JSON: no LLM consolidation to measure")
+    assert result.warmups, "a slot was free after the first answer: a warm-up was sent"
+    assert all(w.status == "ok" for w in result.warmups), [w.error for w in result.warmups]
+    assert consolidation.prompt_tokens and consolidation.cached_tokens is not None
+    evaluated = consolidation.prompt_tokens - consolidation.cached_tokens
+    # The issue's bar is ≤ 25 % of a cold consolidation (the bench measures it); here,
+    # with margin for a busy machine, at most half of its prompt was evaluated.
+    assert evaluated <= 0.5 * consolidation.prompt_tokens
+
+
+def test_one_slot_our_queue_replaces_the_servers(llama1: LlamaServer) -> None:
+    # Short answers keep this quick; answers cut at the cap must degrade, not crash.
+    roster = with_cap(DEFAULT_ROSTER, 160)
+    result = engine(llama1, roster).analyze(
+        scenario("memory-leak"), RunSettings(agent_timeout_s=TIMEOUT_S)
+    )
+    assert result.server_slots == 1
+    runs = sorted(result.agents, key=lambda r: r.start_s + (r.client_queue_s or 0.0))
+    for run in runs:
+        assert_clean(run)
+        if run.status == "error" and "not JSON" in (run.error or ""):
+            assert "token cap" in (run.error or "") or run.output_tokens
+        # Nobody waited at the server: the fifth agent did not wait for four others there.
+        assert run.queue_s is not None and run.queue_s < 0.5 * max(run.work_s, 1.0)
+    waits = [r.client_queue_s or 0.0 for r in runs]
+    assert waits == sorted(waits) and waits[-1] > waits[0]  # one after another, in our queue
+    # A timeout started at dispatch: nobody timed out for having waited.
+    assert all(r.status != "timeout" for r in result.agents)
+
+
+# --- the prefix cache, real and simulated --------------------------------------------------
+
+SHARED = " ".join(
+    f"Host {i} reports CPU utilisation of {40 + i % 50} percent and a run queue of "
+    f"{i % 7} per core, with memory at {30 + i % 60} percent."
+    for i in range(40)
+)  # ≈ 3,300 characters: ≈ 800 tokens by the simulator's 4-characters rule
+SUFFIXES = (
+    " Question one: which resource saturates first, and what should be scaled?",
+    " Question two: is there any sign of errors, and which would page someone?",
+)
+
+
+def prefill_only(user: str, model: str) -> ChatRequest:
+    return ChatRequest(
+        model=model, system="You are an SRE.", user=user, agent="prefix-check",
+        schema=None, max_tokens=1, stream=False,
+    )  # fmt: skip
+
+
+async def cached_share(
+    backend: OpenAICompatBackend | OllamaBackend, model: str, *, evaluated_only: bool
+) -> float:
+    """Send two prompts that share SHARED, one after the other; the second one's cached
+    share of its prompt. `evaluated_only`: the server's prompt count excludes the cached
+    part (Ollama's prompt_eval_count) rather than counting the whole prompt (usage)."""
+    results: list[ChatResult] = []
+    try:
+        for suffix in SUFFIXES:
+            results.append(await backend.chat(prefill_only(SHARED + suffix, model)))
+    finally:
+        await backend.aclose()
+    second = results[1]
+    assert second.prompt_tokens is not None and second.cached_tokens is not None
+    total = second.prompt_tokens + (second.cached_tokens if evaluated_only else 0)
+    return second.cached_tokens / total
+
+
+def test_the_simulator_caches_prefixes_as_llama_cpp_does(llama1: LlamaServer) -> None:
+    real = asyncio.run(cached_share(OpenAICompatBackend(llama1.url), MODEL, evaluated_only=False))
+    with SimulatedOllamaServer(SimConfig(time_scale=0.001, num_parallel=1)) as sim:
+        backend = OllamaBackend(sim.url, simulated=True)
+        simulated = asyncio.run(cached_share(backend, DEFAULT_MODEL, evaluated_only=True))
+    assert real > 0.8 and simulated > 0.8  # the shared prefix was reused, the rest evaluated
+    assert abs(real - simulated) < 0.1, (real, simulated)

@@ -19,7 +19,7 @@ from engine.records import AgentRun, AnalysisResult
 from engine.runner import CONSOLIDATION_STYLES, MODES, RunSettings
 from engine.service import BACKEND_KINDS, BackendConfig, Engine, default_data_dir
 from engine.simulated import FAULT_KINDS, PROFILES, SimConfig, serve_forever
-from engine.slots import parse_slots_setting
+from engine.slots import parse_slots_setting, slots_from_config
 from engine.state import (
     DEFAULT_DEGRADED_TTL_S,
     DEFAULT_LEASE_S,
@@ -30,6 +30,7 @@ from engine.state import (
     open_cache,
     open_history,
 )
+from engine.timeline import slot_advice
 
 
 class UsageError(Exception):
@@ -52,9 +53,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     b.add_argument("--roster", metavar="TOML", help="agent overrides (models, prompts)")
     b.add_argument(
         "--server-slots",
-        default="auto",
+        default=None,
         metavar="auto|N",
-        help="requests the server runs at once (auto: ask llama.cpp; Ollama: assume 1)",
+        help="requests the server runs at once (auto: ask llama.cpp; Ollama: assume 1); "
+        "default: [server] slots in quorum.toml, else auto",
     )
     r = p.add_argument_group("run")
     r.add_argument("--mode", choices=MODES, default="parallel")
@@ -192,7 +194,11 @@ def build_engine(args: argparse.Namespace) -> tuple[Engine, RunSettings]:
             model=args.model,
             api_key=os.environ.get(args.api_key_env) or None,
             sim=sim,
-            server_slots=parse_slots_setting(args.server_slots),
+            server_slots=(
+                parse_slots_setting(args.server_slots)
+                if args.server_slots is not None
+                else slots_from_config(config_file(args.roster))
+            ),
         )
         settings = RunSettings(
             mode=args.mode,
@@ -285,6 +291,9 @@ def format_result(result: AnalysisResult) -> str:
             f"Consolidator's verdict: {consolidation.summary} "
             f"(confidence {consolidation.verdict_confidence})"
         )
+    advice = slot_advice(result)
+    if advice is not None:
+        lines.append(advice.sentence())
     return "\n".join(lines)
 
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import tomllib
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -60,6 +62,27 @@ def parse_slots_setting(value: str | int | None) -> int | None:
     if number < 1:
         raise ValueError(f"server slots: must be 'auto' or a whole number ≥ 1, got {number}")
     return number
+
+
+def slots_from_config(path: str | Path | None) -> int | None:
+    """`[server] slots` of quorum.toml: None for `auto` or when absent; ValueError naming
+    the field when it is wrong."""
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read [server] ({exc})") from None
+    table = data.get("server", {})
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: [server] must be a table")
+    unknown = sorted(set(table) - {"slots"})
+    if unknown:
+        raise ValueError(f"{path}: server.{unknown[0]}: unknown setting (known: slots)")
+    try:
+        return parse_slots_setting(table.get("slots"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}".replace("server slots:", "server.slots:")) from None
 
 
 class SlotScheduler:

@@ -300,3 +300,57 @@ def comparison(data: Mapping[str, Any]) -> Comparison:
         serialisation(par) if par is not None else Serialisation(0.0, 0.0, 0.0, serialised=False)
     )
     return Comparison(runs, rows, speedup, ideal, serial)
+
+
+# --- one slot: what more would give ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlotAdvice:
+    """A parallel run the server's slots made (mostly) one-at-a-time, and what more slots
+    would give, estimated from the agents' own measured work."""
+
+    slots: int
+    source: str
+    agents: int
+    wall_s: float
+    estimated_s: float  # the same run with one slot per agent
+
+    def sentence(self) -> str:
+        return (
+            f"The server ran the {self.agents} agents "
+            + ("one at a time" if self.slots == 1 else f"at most {self.slots} at a time")
+            + f" (server slots: {self.slots}, {self.source}). From the work each agent "
+            f"measured, {self.agents} slots would take ≈ {self.estimated_s:.1f} s instead of "
+            f"{self.wall_s:.1f} s: start the server with {self.agents} slots "
+            f"(Ollama: OLLAMA_NUM_PARALLEL={self.agents}; llama.cpp: --parallel {self.agents}) "
+            "and memory for them."
+        )
+
+
+def makespan(works: list[float], slots: int) -> float:
+    """Finish time of `works` on `slots` slots, longest first to the least-loaded slot."""
+    loads = [0.0] * max(1, slots)
+    for work in sorted(works, reverse=True):
+        loads[loads.index(min(loads))] += work
+    return max(loads)
+
+
+def slot_advice(result: AnalysisResult) -> SlotAdvice | None:
+    """Advice when a parallel run had fewer server slots than agents and its agents waited
+    for them for a real share of the run; None otherwise (or for a cache hit's old run)."""
+    agents = [a for a in result.agents if a.status != "cancelled" or a.work_s > 0]
+    slots = result.server_slots
+    if result.mode != "parallel" or slots is None or slots >= len(result.agents) or not agents:
+        return None
+    waited = sum((a.client_queue_s or 0.0) + (a.queue_s or 0.0) for a in result.agents)
+    span = timeline(result).span_s
+    if span <= 0 or waited < SERIALISED_SHARE * span:
+        return None
+    consolidation = result.consolidation.work_s if result.consolidation else 0.0
+    works = [a.work_s for a in agents]
+    now = makespan(works, slots) + consolidation
+    wide = makespan(works, len(result.agents)) + consolidation
+    # Scale the estimate by what the run really took over its own estimate: overheads stay.
+    estimated = wide * (span / now) if now > 0 else wide
+    return SlotAdvice(slots, result.server_slots_source, len(result.agents), span, estimated)

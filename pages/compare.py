@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.snapshot import SnapshotError
-from engine.timeline import comparison
+from engine.timeline import comparison, slot_advice
 from ui import charts, render, safe, state
 
 ctx = state.context()
@@ -76,7 +76,10 @@ tiles[1].metric(
 tiles[2].metric("Parallel wall", f"{comp.runs['parallel'].execution_time_s:.2f} s")
 tiles[3].metric("Cached", f"{comp.runs['cached'].execution_time_s * 1000:.0f} ms")
 
-if comp.serialisation.serialised:
+advice = slot_advice(comp.runs["parallel"])
+if advice is not None:
+    st.warning(safe.md(advice.sentence()), icon=":material/hourglass_top:")
+elif comp.serialisation.serialised:
     st.warning(
         "The server ran the agents one at a time (OLLAMA_NUM_PARALLEL=1?) — set "
         "OLLAMA_NUM_PARALLEL=6 (and enough memory) to run them in parallel. "
@@ -84,6 +87,7 @@ if comp.serialisation.serialised:
         f"{comp.serialisation.share:.0%} of the {comp.serialisation.wall_s:.1f} s parallel run.",
         icon=":material/hourglass_top:",
     )
+st.caption(safe.md(render.slots_text(comp.runs["parallel"])))
 
 table = pd.DataFrame(
     [

@@ -64,6 +64,7 @@ def test_one_slot_is_called_out_as_serialised(
     at.button(key="compare_run").click().run()
     assert not at.exception
     (warning,) = at.warning
-    assert "The server ran the agents one at a time (OLLAMA_NUM_PARALLEL=1?)" in warning.value
-    assert "set OLLAMA_NUM_PARALLEL=6" in warning.value
+    assert "one at a time" in warning.value
+    assert safe.md("(Ollama: OLLAMA_NUM_PARALLEL=5; llama.cpp: --parallel 5)") in warning.value
+    assert any(safe.md("Server slots: 1 (the simulated") in c.value for c in at.caption)
     assert any(safe.md("1 slot(s)") in c.value for c in at.caption)

@@ -112,3 +112,21 @@ def test_consolidation_style_is_an_option(capsys: pytest.CaptureFixture[str]) ->
         consolidation = json.loads(capsys.readouterr().out)["consolidation"]
         assert consolidation["method"] == "llm"
         assert (consolidation["summary"] is not None) == has_summary
+
+
+def test_bad_server_slots_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["analyze", "--scenario", "healthy", "--server-slots", "zero", "--no-cache"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == "error: server slots: must be 'auto' or a whole number ≥ 1, got 'zero'\n"
+
+
+def test_one_slot_run_says_so_and_what_more_slots_would_give(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["analyze", "--scenario", "cpu-saturation", "--sim-time-scale", "0.02"]
+    code = main([*args, "--sim-num-parallel", "1", "--no-cache"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "server slots: 1 (the simulated server's num_parallel)" in out
+    assert "The server ran the 5 agents one at a time" in out and "5 slots would take ≈" in out

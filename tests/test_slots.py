@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
-from engine.slots import ServerSlots, SlotScheduler, parse_slots_setting
+from engine.slots import ServerSlots, SlotScheduler, parse_slots_setting, slots_from_config
 
 
 async def test_never_more_than_slots_at_once_and_first_come_first_served() -> None:
@@ -131,3 +132,18 @@ def test_server_slots_round_trip() -> None:
     assert ServerSlots.from_dict(slots.to_dict()) == slots
     with pytest.raises(ValueError, match="server slots"):
         ServerSlots(0, "x")
+
+
+def test_slots_from_quorum_toml(tmp_path: Path) -> None:
+    path = tmp_path / "quorum.toml"
+    assert slots_from_config(path) is None  # no file: auto
+    path.write_text("[server]\nslots = 4\n")
+    assert slots_from_config(path) == 4
+    path.write_text('[server]\nslots = "auto"\n')
+    assert slots_from_config(path) is None
+    path.write_text("[server]\nslots = 0\n")
+    with pytest.raises(ValueError, match=r"quorum.toml: server.slots: must be 'auto' or"):
+        slots_from_config(path)
+    path.write_text("[server]\nslot = 2\n")
+    with pytest.raises(ValueError, match=r"server.slot: unknown setting"):
+        slots_from_config(path)

@@ -21,8 +21,10 @@ from engine.timeline import (
     CONSOLIDATION_LABEL,
     comparison,
     critical_agent,
+    makespan,
     segments,
     serialisation,
+    slot_advice,
     timeline,
 )
 
@@ -282,3 +284,42 @@ def test_waiting_in_quorums_queue_is_its_own_segment() -> None:
         ("wait", 1.0, 0.5),
         ("total", 1.5, 1.5),
     ]
+
+
+def one_slot_run() -> AnalysisResult:
+    # Five agents of 2 s work each behind one slot: each waits for the ones before it.
+    runs = []
+    for i in range(5):
+        run = agent(f"A{i}", 0.0, 2.0 * (i + 1), queue=0.0, load=0.0, prefill=0.5, decode=1.5)
+        run.client_queue_s = 2.0 * i
+        runs.append(run)
+    result = make_result(agents=runs, consolidation_s=1.0)
+    result.server_slots, result.server_slots_source = 1, "assumed 1: Ollama's default"
+    return result
+
+
+def test_makespan_places_the_longest_first() -> None:
+    assert makespan([3.0, 3.0, 2.0, 2.0, 2.0], 2) == 7.0
+    assert makespan([1.0, 1.0], 5) == 1.0 and makespan([], 3) == 0.0
+
+
+def test_one_slot_advice_says_what_more_slots_would_give() -> None:
+    advice = slot_advice(one_slot_run())
+    assert advice is not None and (advice.slots, advice.agents) == (1, 5)
+    assert advice.wall_s == pytest.approx(11.0)
+    assert advice.estimated_s == pytest.approx(3.0)  # one agent's 2 s, then the consolidation
+    text = advice.sentence()
+    assert "one at a time" in text and "≈ 3.0 s instead of 11.0 s" in text
+    assert "OLLAMA_NUM_PARALLEL=5" in text and "Ollama's default" in text
+
+
+def test_no_advice_when_there_are_enough_slots_or_nobody_waited() -> None:
+    enough = one_slot_run()
+    enough.server_slots = 5
+    assert slot_advice(enough) is None
+    unknown = one_slot_run()
+    unknown.server_slots = None
+    assert slot_advice(unknown) is None
+    quick = make_result()  # nobody waited
+    quick.server_slots = 1
+    assert slot_advice(quick) is None

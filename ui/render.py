@@ -19,7 +19,7 @@ import streamlit as st
 from engine.records import AgentRun, AnalysisResult, Insight
 from engine.runner import ProgressEvent
 from engine.snapshot import FIELD_BY_NAME, FIELDS, FieldSpec, Snapshot
-from engine.timeline import timeline
+from engine.timeline import slot_advice, timeline
 from ui import charts, safe
 
 SIMULATED_LABEL = "Simulated Ollama — timings are modelled, not measured on a real LLM"
@@ -129,6 +129,20 @@ def timing_caption(result: AnalysisResult) -> str:
         head + ". Bars: queue → load → prefill → decode as the server reports them; "
         "'other' is what it does not explain (client, network)."
     )
+
+
+def slots_text(result: AnalysisResult) -> str:
+    """How many requests Quorum sent at once, and where that number came from."""
+    count = "no limit" if result.server_slots is None else str(result.server_slots)
+    return f"Server slots: {count} ({result.server_slots_source or 'not recorded'})"
+
+
+def slots_notice(result: AnalysisResult) -> None:
+    """The slots in use; when they made the run one-at-a-time, what more would give."""
+    st.caption(safe.md(slots_text(result)))
+    advice = slot_advice(result)
+    if advice is not None:
+        st.info(safe.md(advice.sentence()), icon=":material/hourglass_top:")
 
 
 def metric_text(name: str, snapshot: Snapshot | None) -> str:
@@ -281,6 +295,7 @@ def result_details(
         st.markdown("#### Where the time went")
         st.plotly_chart(charts.waterfall(result), key=f"{key}_waterfall")
         st.caption(timing_caption(result))
+        slots_notice(result)
         with st.expander("Agent timings"):
             agent_table(result)
 

@@ -30,6 +30,7 @@ from engine.prometheus import PromReading
 from engine.runner import MODES, RunSettings
 from engine.service import BackendConfig, BackendKind, Engine, default_data_dir
 from engine.simulated import PROFILES, SimConfig
+from engine.slots import parse_slots_setting, slots_from_config
 from engine.state import (
     DEFAULT_DEGRADED_TTL_S,
     DEFAULT_LEASE_S,
@@ -438,7 +439,10 @@ def _backend_section() -> tuple[
             )
             model = st.text_input("Model", value=DEFAULT_MODEL, key="ollama_model")
             backend = BackendConfig(
-                kind="ollama", base_url=url.strip() or None, model=model.strip()
+                kind="ollama",
+                base_url=url.strip() or None,
+                model=model.strip(),
+                server_slots=_slots_input("ollama"),
             )
         else:
             url = st.text_input(
@@ -455,13 +459,35 @@ def _backend_section() -> tuple[
                 else "API key: not set (OPENAI_API_KEY or secrets.toml `openai_api_key`)"
             )
             backend = BackendConfig(
-                kind="openai", base_url=url.strip() or None, model=model.strip(), api_key=key
+                kind="openai",
+                base_url=url.strip() or None,
+                model=model.strip(),
+                api_key=key,
+                server_slots=_slots_input("openai"),
             )
     except ValueError as exc:
         st.error(safe.md(exc), icon=":material/error:")
         return choice, None, str(exc), detected, key_source
     _status_block(backend)
     return choice, backend, None, detected, key_source
+
+
+def _slots_input(kind: str) -> int | None:
+    """`auto` (ask the server; Ollama: assume 1) or a number; raises ValueError naming the field."""
+    try:
+        configured = slots_from_config(roster_file())
+    except ValueError as exc:
+        st.error(safe.md(exc), title="quorum.toml [server] ignored")
+        configured = None
+    raw = st.text_input(
+        "Server slots",
+        value="auto" if configured is None else str(configured),
+        key=f"{kind}_slots",
+        help="How many requests the server runs at once. auto: llama.cpp reports it; "
+        "Ollama does not, so its default of 1 (OLLAMA_NUM_PARALLEL) is assumed — type the "
+        "server's OLLAMA_NUM_PARALLEL here if you changed it.",
+    )
+    return parse_slots_setting(raw)
 
 
 def _sim_section() -> SimConfig:

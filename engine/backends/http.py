@@ -5,10 +5,27 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
+import urllib.parse
 
 import httpx
 
 _CONNECT_TIMEOUT_S = 10.0
+
+
+def redact_url(url: str) -> str:
+    """The URL without any `user:password@`: what may be shown, cached, logged or exported."""
+    split = urllib.parse.urlsplit(url)
+    if split.username is None and split.password is None:
+        return url
+    host = split.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((split.scheme, f"***@{host}", *split[2:]))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password a URL carries (as written and percent-decoded), to scrub from messages."""
+    split = urllib.parse.urlsplit(url)
+    raw = split.netloc.rpartition("@")[0].partition(":")[2]
+    return [s for s in {raw, urllib.parse.unquote(raw)} if s]
 
 
 @functools.cache

@@ -27,6 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from engine.agents import DEFAULT_MODEL
+
 FAULTS: tuple[str, ...] = (
     "hang_headers",  # accept the request, never send a status line
     "hang_mid",  # headers and one token, then nothing
@@ -258,9 +260,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/api/version":
             self._send_json(200, {"version": "0.0.0-chaos"})
         elif path == "/api/tags":
-            self._send_json(200, {"models": [{"name": "m"}]})
+            self._send_json(200, {"models": [{"name": "m"}, {"name": DEFAULT_MODEL}]})
         elif path == "/v1/models":
-            self._send_json(200, {"data": [{"id": "m"}]})
+            self._send_json(200, {"data": [{"id": "m"}, {"id": DEFAULT_MODEL}]})
         else:
             self._send_json(404, {"error": "no such route"})
 

@@ -260,9 +260,7 @@ def parse_json(text: str | bytes, *, source: str = "upload") -> Snapshot:
             "file", "nested too deeply (a snapshot is one flat JSON object)"
         ) from None
     except ValueError:  # the one other way: an integer longer than Python converts
-        raise SnapshotError(
-            "file", "a number in it has too many digits (more than 4300)"
-        ) from None
+        raise SnapshotError("file", "a number in it has too many digits (more than 4300)") from None
     return Snapshot.from_dict(data, source=source)
 
 

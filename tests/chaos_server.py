@@ -15,6 +15,7 @@ It counts open connections, so a test can assert that a client left none behind.
 
 from __future__ import annotations
 
+import base64
 import json
 import select
 import socket
@@ -49,6 +50,9 @@ FAULTS: tuple[str, ...] = (
 # Not in the matrix: a server that closes a kept-alive connection instead of answering its
 # second request (what llama.cpp's server does to idle keep-alive connections).
 DROP_REUSED = "drop_reused"
+# Not in the matrix either: HTTP 500 whose body quotes the credentials the request carried
+# (servers do: "Incorrect API key provided: sk-..."), to prove the client scrubs them.
+ECHO_SECRETS = "echo_secrets"
 DRIP_INTERVAL_S = 0.5
 OVERSIZE_BYTES = 64 * 1024 * 1024
 # A fault that nobody releases must end the handler anyway (a broken test, not a hang).
@@ -127,12 +131,13 @@ class ChaosServer:
         answers: Mapping[str, str] | None = None,
     ) -> None:
         self.faults = dict(faults or {})
-        unknown = set(self.faults.values()) - {*FAULTS, DROP_REUSED}
+        unknown = set(self.faults.values()) - {*FAULTS, DROP_REUSED, ECHO_SECRETS}
         if unknown:
             raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
         # agent → the exact answer text to stream (default: agent_answer as JSON)
         self.answers = dict(answers or {})
         self.requests: Counter[str] = Counter()  # per agent
+        self.authorization: set[str] = set()  # every Authorization header received
         self.connections_opened = 0
         self.release = threading.Event()
         self._open = 0
@@ -273,6 +278,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.read(length)
         path = self.path.split("?", 1)[0]
         agent = self.headers.get("X-Quorum-Agent") or "?"
+        authorization = self.headers.get("Authorization") or ""
+        if authorization:
+            owner.authorization.add(authorization)
         fault = owner.faults.get(agent)
         earlier = owner.count(agent)
         reused = self.served_on_connection > 0
@@ -283,6 +291,10 @@ class _Handler(BaseHTTPRequestHandler):
         openai = path == OPENAI_PATH
         if fault == DROP_REUSED and reused:
             self.close_connection = True  # closed without a byte: the client must retry
+            return
+        if fault == ECHO_SECRETS:
+            echoed = f"Incorrect credentials provided: {authorization} {_basic(authorization)}"
+            self._send_json(500, {"error": {"message": echoed}})
             return
         try:
             self._serve(agent, fault, openai, earlier)
@@ -390,6 +402,14 @@ def _broken(fault: str, openai: bool) -> bytes:
         if openai
         else b'{"error": "chaos: out of memory"}\n'
     )
+
+
+def _basic(authorization: str) -> str:
+    """The user:password inside a Basic Authorization header ('' for any other)."""
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return ""
+    return base64.b64decode(value).decode("utf-8", "replace")
 
 
 def _forever(pieces: list[str]) -> Iterator[str]:

@@ -24,7 +24,7 @@ from engine.backends.base import (
     ServerStatus,
     TokenProgress,
 )
-from engine.backends.http import LoopBoundClient, redact_url
+from engine.backends.http import LoopBoundClient, redact_url, scrub, url_secrets
 from engine.backends.streaming import (
     DEFAULT_CAPS,
     DEFAULT_RETRY,
@@ -213,8 +213,9 @@ class OllamaWire:
 
     path = "/api/chat"
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, secrets: list[str]) -> None:
         self.label = f"Ollama at {base_url}"
+        self._secrets = secrets
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
         return build_chat_body(request)
@@ -226,7 +227,7 @@ class OllamaWire:
         return OllamaStream()
 
     def scrub(self, message: str) -> str:
-        return message  # Ollama takes no key; URL credentials are never in `label`
+        return scrub(message, self._secrets)
 
     def status_message(self, model: str, status: int, body: bytes) -> str:
         detail = error_detail(body)
@@ -264,7 +265,7 @@ class OllamaBackend:
         # Shown, cached and logged: without any user:password the URL may carry.
         self.base_url = redact_url(base_url.rstrip("/"))
         self.simulated = simulated
-        self._wire = OllamaWire(self.base_url)
+        self._wire = OllamaWire(self.base_url, url_secrets(base_url))
         self._caps = caps
         self._retry = retry
         self._http = LoopBoundClient(

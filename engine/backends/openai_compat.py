@@ -24,7 +24,13 @@ from engine.backends.base import (
     ServerStatus,
     TokenProgress,
 )
-from engine.backends.http import LoopBoundClient, redact_url, url_secrets
+from engine.backends.http import (
+    LoopBoundClient,
+    redact_url,
+    scrub,
+    strip_credentials,
+    url_secrets,
+)
 from engine.backends.streaming import (
     DEFAULT_CAPS,
     DEFAULT_RETRY,
@@ -288,9 +294,7 @@ class OpenAIWire:
 
     def scrub(self, message: str) -> str:
         # Servers echo keys back ("Incorrect API key provided: sk-..."); never pass them on.
-        for secret in self._secrets:
-            message = message.replace(secret, "***")
-        return message
+        return scrub(message, self._secrets)
 
     def status_message(self, model: str, status: int, body: bytes) -> str:
         where = f"{self.label}/chat/completions"
@@ -339,7 +343,9 @@ class OpenAICompatBackend:
         self._caps = caps
         self._retry = retry
         self._http = LoopBoundClient(
-            real_url,
+            # httpx turns URL credentials into a Basic Authorization header, which would
+            # replace the Bearer key; with a key set, the key is what authenticates.
+            strip_credentials(real_url) if api_key else real_url,
             timeout_s=timeout_s,
             max_connections=max_connections,
             transport=transport,

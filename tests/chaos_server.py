@@ -129,7 +129,9 @@ class ChaosServer:
         faults: Mapping[str, str] | None = None,
         *,
         answers: Mapping[str, str] | None = None,
+        port: int = 0,  # a fixed port lets a test restart "the same" server
     ) -> None:
+        self.port = port
         self.faults = dict(faults or {})
         unknown = set(self.faults.values()) - {*FAULTS, DROP_REUSED, ECHO_SECRETS}
         if unknown:
@@ -163,7 +165,7 @@ class ChaosServer:
             return self._changed.wait_for(lambda: self._open == 0, timeout=timeout_s)
 
     def __enter__(self) -> ChaosServer:
-        self._httpd = _Server(("127.0.0.1", 0), _Handler, self)
+        self._httpd = _Server(("127.0.0.1", self.port), _Handler, self)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.01},

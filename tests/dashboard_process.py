@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.test_e2e_browser import Server, free_port, wait_until_healthy
@@ -19,13 +20,19 @@ from tests.test_e2e_browser import Server, free_port, wait_until_healthy
 REPO = Path(__file__).resolve().parent.parent
 
 
+@dataclass(frozen=True)
+class Dashboard(Server):
+    pid: int = 0  # the streamlit process, e.g. to sample its memory
+
+
 @contextmanager
-def dashboard(tmp_path: Path, env: Mapping[str, str]) -> Iterator[Server]:
+def dashboard(tmp_path: Path, env: Mapping[str, str]) -> Iterator[Dashboard]:
     port = free_port()
-    srv = Server(f"http://127.0.0.1:{port}", tmp_path / "data", tmp_path / "streamlit.err")
+    url = f"http://127.0.0.1:{port}"
+    data_dir, stderr = tmp_path / "data", tmp_path / "streamlit.err"
     full_env = {
         **os.environ,
-        "QUORUM_DATA_DIR": str(srv.data_dir),
+        "QUORUM_DATA_DIR": str(data_dir),
         "PYTHONUNBUFFERED": "1",
         **env,
     }
@@ -34,10 +41,11 @@ def dashboard(tmp_path: Path, env: Mapping[str, str]) -> Iterator[Server]:
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                "--server.headless", "true", "--server.address", "127.0.0.1",
                "--browser.gatherUsageStats", "false"]  # fmt: skip
-    with srv.stderr.open("wb") as err:
+    with stderr.open("wb") as err:
         proc = subprocess.Popen(
             command, cwd=REPO, env=full_env, stdout=subprocess.DEVNULL, stderr=err
         )
+        srv = Dashboard(url, data_dir, stderr, pid=proc.pid)
         try:
             wait_until_healthy(srv, proc)
             yield srv

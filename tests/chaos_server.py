@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import json
-import select
 import socket
 import struct
 import threading
@@ -29,6 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from engine.agents import DEFAULT_MODEL
+from tests.http_thread import peer_closed, serve_in_thread, stop
 
 FAULTS: tuple[str, ...] = (
     "hang_headers",  # accept the request, never send a status line
@@ -166,13 +166,7 @@ class ChaosServer:
 
     def __enter__(self) -> ChaosServer:
         self._httpd = _Server(("127.0.0.1", self.port), _Handler, self)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.01},
-            name="chaos-http",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(self._httpd, "chaos-http")
         return self
 
     def __exit__(
@@ -182,11 +176,7 @@ class ChaosServer:
         tb: TracebackType | None,
     ) -> None:
         self.release.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
+        stop(self._httpd, self._thread)
 
     # -- bookkeeping used by the handler --
 
@@ -213,19 +203,9 @@ class ChaosServer:
             left = deadline - time.monotonic()
             if left <= 0:
                 return seconds is not None
-            if _peer_closed(conn, min(left, 0.05)):
+            if peer_closed(conn, min(left, 0.05)):
                 return False
         return False
-
-
-def _peer_closed(conn: socket.socket, wait_s: float) -> bool:
-    readable, _, _ = select.select([conn], [], [], wait_s)
-    if not readable:
-        return False
-    try:
-        return conn.recv(1, socket.MSG_PEEK) == b""
-    except OSError:
-        return True
 
 
 class _Server(ThreadingHTTPServer):

@@ -314,26 +314,30 @@ async def _attempt(
                 take(decoder.feed_body(whole.decode("utf-8", "replace")))
         return decoder.result(ttft_s, time.perf_counter() - started)
     except ProtocolError as exc:
-        failure = f"model '{model}' at {wire.label}: {exc}"
+        failure = f"{wire.label}, model '{model}': {exc}"
     except httpx.TimeoutException as exc:
         failure = f"{wire.label} timed out ({type(exc).__name__}) on model '{model}'"
     except httpx.ConnectError as exc:
         failure = f"cannot reach {wire.label}: {one_line(str(exc)) or 'connect failed'}"
     except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-        failure = (
-            f"model '{model}' at {wire.label}: stream ended early "
-            f"({type(exc).__name__}: {one_line(str(exc))})"
-        )
+        failure = f"{wire.label}, model '{model}': stream ended early ({_describe(exc)})"
         if not received:
             # Nothing arrived: the server closed a pooled keep-alive connection before it
             # read the request. Safe to send again, once, on another connection.
             return _Failure(failure, no_byte=True)
     except httpx.HTTPError as exc:
-        failure = (
-            f"request to {wire.label} failed for model '{model}': "
-            f"{type(exc).__name__}: {one_line(str(exc))}"
-        )
+        failure = f"request to {wire.label} failed for model '{model}': {_describe(exc)}"
     return _Failure(failure)
+
+
+def _describe(exc: Exception) -> str:
+    """`ReadError: detail`, or a plain reading where httpx gives no detail (a TCP reset)."""
+    detail = one_line(str(exc))
+    if detail:
+        return f"{type(exc).__name__}: {detail}"
+    if isinstance(exc, httpx.ReadError):
+        return "ReadError: the connection was reset"
+    return type(exc).__name__
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes:

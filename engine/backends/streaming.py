@@ -258,7 +258,7 @@ async def _attempt(
     decoder = wire.decoder()
     max_chunks = caps.chunks_for(request.max_tokens)
     ttft_s: float | None = None
-    received = 0  # response bytes (status line and headers count as "a byte arrived")
+    answered = False  # the status line and headers arrived: a retry is no longer safe
     logger.debug("chat: %s model=%s agent=%s", wire.label, model, request.agent)
     started = time.perf_counter()
 
@@ -283,7 +283,7 @@ async def _attempt(
         async with client.stream(
             "POST", wire.path, json=wire.body(request), headers=wire.headers(request)
         ) as response:
-            received = 1
+            answered = True
             if response.status_code != 200:
                 body = await _read_capped(response, _ERROR_BODY_BYTES)
                 message = wire.status_message(model, response.status_code, body)
@@ -321,7 +321,7 @@ async def _attempt(
         failure = f"cannot reach {wire.label}: {one_line(str(exc)) or 'connect failed'}"
     except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
         failure = f"{wire.label}, model '{model}': stream ended early ({_describe(exc)})"
-        if not received:
+        if not answered:
             # Nothing arrived: the server closed a pooled keep-alive connection before it
             # read the request. Safe to send again, once, on another connection.
             return _Failure(failure, no_byte=True)

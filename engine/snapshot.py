@@ -22,13 +22,27 @@ Resource = Literal["cpu", "memory", "disk", "network", "service"]
 Kind = Literal["utilization", "saturation", "errors", "service"]
 
 
+# A snapshot is a few hundred bytes; a file past this is a mistake, and is not read further.
+MAX_SNAPSHOT_BYTES = 1 * 2**20
+_MAX_TIMESTAMP = 1e11  # year ~5138: past it, the number is not unix seconds
+_MAX_CPU_COUNT = 1 << 20
+
+
 class SnapshotError(ValueError):
     """A snapshot field is missing or wrong. `field` names it; str() is one readable line."""
 
     def __init__(self, field: str, message: str) -> None:
+        # Field names can come from the file itself (unknown keys): keep them one short line.
+        field, message = _one_line(field, 60), _one_line(message, 300)
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+def _one_line(text: str, limit: int) -> str:
+    """Control characters escaped (a newline would break the one-line message), capped."""
+    flat = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text[: limit * 4])
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -131,13 +145,23 @@ class Snapshot:
         host = data.get("host", "unknown")
         if not isinstance(host, str) or not host.strip() or len(host) > 253:
             raise SnapshotError("host", "must be a non-empty string of at most 253 characters")
+        if not host.isprintable():
+            raise SnapshotError("host", "must not contain control characters")
         timestamp = data.get("timestamp", time.time())
         if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
             raise SnapshotError("timestamp", "must be unix seconds (a number)")
+        if not 0 <= timestamp <= _MAX_TIMESTAMP:  # False for NaN too
+            raise SnapshotError(
+                "timestamp", f"must be unix seconds between 0 and {_MAX_TIMESTAMP:g}"
+            )
         cpu_count = data.get("cpu_count", 1)
         if isinstance(cpu_count, bool) or not isinstance(cpu_count, int) or cpu_count < 1:
             raise SnapshotError("cpu_count", "must be a whole number ≥ 1")
+        if cpu_count > _MAX_CPU_COUNT:
+            raise SnapshotError("cpu_count", f"must be at most {_MAX_CPU_COUNT}")
         src = data.get("source", source)
+        if not isinstance(src, str) or len(src) > 200 or not src.isprintable():
+            raise SnapshotError("source", "must be a printable string of at most 200 characters")
         return cls(
             host=host.strip(),
             timestamp=float(timestamp),
@@ -178,8 +202,11 @@ def _validate_value(spec: FieldSpec, raw: Any, allow_unknown: bool = False) -> f
             raise SnapshotError(spec.name, f"is required ({spec.label}, {spec.unit})")
         return None
     if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise SnapshotError(spec.name, f"must be a number ({spec.unit}), got {raw!r:.40}")
-    value = float(raw)
+        raise SnapshotError(spec.name, f"must be a number ({spec.unit}), got {_preview(raw)}")
+    try:
+        value = float(raw)
+    except OverflowError:  # an integer with hundreds of digits
+        value = math.inf
     if not math.isfinite(value):
         raise SnapshotError(spec.name, "must be a finite number")
     if value < spec.minimum:
@@ -189,25 +216,56 @@ def _validate_value(spec: FieldSpec, raw: Any, allow_unknown: bool = False) -> f
     return value
 
 
+def _preview(raw: Any) -> str:
+    """What was given instead of a number, short: a huge or nested value is not echoed whole."""
+    if isinstance(raw, str):
+        return repr(raw[:40]) + ("…" if len(raw) > 40 else "")
+    if isinstance(raw, list | dict):
+        return f"a JSON {'array' if isinstance(raw, list) else 'object'}"
+    return repr(raw)[:40]
+
+
 def load_file(path: str | Path) -> Snapshot:
+    """Read and validate a snapshot file; reads at most MAX_SNAPSHOT_BYTES + 1 bytes."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as handle:
+            data = handle.read(MAX_SNAPSHOT_BYTES + 1)
     except OSError as exc:
         raise SnapshotError("file", f"cannot read {p}: {exc.strerror or exc}") from None
-    return parse_json(text, source=f"file:{p.name}")
+    return parse_json(data, source=f"file:{p.name}")
 
 
 def parse_json(text: str | bytes, *, source: str = "upload") -> Snapshot:
+    """Validate one snapshot JSON document; every way it can be wrong is a SnapshotError."""
+    if isinstance(text, bytes):
+        if len(text) > MAX_SNAPSHOT_BYTES:
+            raise SnapshotError(
+                "file",
+                f"larger than {MAX_SNAPSHOT_BYTES // 1024} KiB (a snapshot is a small JSON object)",
+            )
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise SnapshotError(
+                "file", f"not UTF-8 text (a binary file?): bad byte at offset {exc.start}"
+            ) from None
+    elif len(text) > MAX_SNAPSHOT_BYTES:
+        raise SnapshotError("file", f"larger than {MAX_SNAPSHOT_BYTES // 1024} KiB")
+    if not text.strip():
+        raise SnapshotError("file", "is empty (expected a JSON object with the snapshot fields)")
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = (
-            f" (line {exc.lineno}, column {exc.colno})"
-            if isinstance(exc, json.JSONDecodeError)
-            else ""
-        )
-        raise SnapshotError("file", f"not valid JSON{where}") from None
+    except json.JSONDecodeError as exc:
+        raise SnapshotError(
+            "file", f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+    except RecursionError:
+        raise SnapshotError(
+            "file", "nested too deeply (a snapshot is one flat JSON object)"
+        ) from None
+    except ValueError:  # the one other way: an integer longer than Python converts
+        raise SnapshotError("file", "a number in it has too many digits (more than 4300)") from None
     return Snapshot.from_dict(data, source=source)
 
 

@@ -21,7 +21,7 @@ with controls:
     paused = st.toggle("Pause auto-refresh", value=False, key="live_paused")
     interval = st.select_slider(
         "Refresh every",
-        options=[5, 10, 15, 30, 60, 120, 300],
+        options=[1, 2, 5, 10, 15, 30, 60, 120, 300],
         value=30,
         format_func=lambda s: f"{s} s",
         key="live_interval",

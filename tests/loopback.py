@@ -13,7 +13,6 @@ without sleeping. Requests are recorded (method, path, headers, body).
 from __future__ import annotations
 
 import json
-import select
 import socket
 import threading
 import time
@@ -22,6 +21,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
+
+from tests.http_thread import peer_closed, serve_in_thread, stop
 
 # A test that forgets to set its gate must fail, not hang the suite.
 GATE_TIMEOUT_S = 10.0
@@ -72,14 +73,7 @@ class LoopbackServer:
 
     def __enter__(self) -> LoopbackServer:
         self._httpd = _Server(("127.0.0.1", 0), _Handler, self)
-        # A short poll interval keeps shutdown (and so each test) fast.
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.01},
-            name="loopback-http",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(self._httpd, "loopback-http")
         return self
 
     def __exit__(
@@ -89,11 +83,7 @@ class LoopbackServer:
         tb: TracebackType | None,
     ) -> None:
         self._closing.set()  # release handlers still parked on a gate
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
+        stop(self._httpd, self._thread)
 
     def record(self, request: RecordedRequest) -> None:
         with self._lock:
@@ -103,21 +93,11 @@ class LoopbackServer:
         """Wait for the test to set `gate`; False if the client hung up or we are closing."""
         deadline = time.monotonic() + GATE_TIMEOUT_S
         while not gate.wait(0.005):
-            if _peer_closed(conn):
+            if peer_closed(conn):
                 self.client_disconnected.set()
                 return False
             if self._closing.is_set() or time.monotonic() > deadline:
                 return False
-        return True
-
-
-def _peer_closed(conn: socket.socket) -> bool:
-    readable, _, _ = select.select([conn], [], [], 0)
-    if not readable:
-        return False
-    try:
-        return conn.recv(1, socket.MSG_PEEK) == b""
-    except OSError:
         return True
 
 

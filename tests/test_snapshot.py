@@ -5,6 +5,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.snapshot import (
     FIELDS,
@@ -87,7 +89,7 @@ def test_not_an_object_and_bad_json() -> None:
         parse_json("[1, 2]")
     with pytest.raises(SnapshotError, match=r"file: not valid JSON \(line 1"):
         parse_json("{nope")
-    with pytest.raises(SnapshotError, match="file: not valid JSON"):
+    with pytest.raises(SnapshotError, match="file: not UTF-8 text"):
         parse_json(b"\xff\xfe")
 
 
@@ -110,3 +112,58 @@ def test_live_snapshot_from_this_host_is_valid() -> None:
     for spec in FIELDS:
         value = getattr(snap, spec.name)
         assert value is None or value >= 0
+
+
+# --- property-based: whatever the bytes, a Snapshot or one SnapshotError line ---------------
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=50),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+FIELD_NAMES = st.sampled_from(
+    [f.name for f in FIELDS] + ["host", "timestamp", "cpu_count", "source"]
+)
+
+
+def one_line_rejection(data: str | bytes) -> None:
+    try:
+        parse_json(data)
+    except SnapshotError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(f"{exc.field}: ")
+        assert len(str(exc)) <= 400
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000))
+def test_any_bytes_give_a_snapshot_or_one_line(data: bytes) -> None:
+    one_line_rejection(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES)
+def test_any_json_document_gives_a_snapshot_or_one_line(value: Any) -> None:
+    one_line_rejection(json.dumps(value))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(FIELD_NAMES, JSON_VALUES, max_size=8))
+def test_any_value_in_any_known_field_gives_a_snapshot_or_one_line(change: dict[str, Any]) -> None:
+    one_line_rejection(json.dumps({**base(), **change}))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {f.name: st.floats(min_value=f.minimum, max_value=f.maximum or 1e12) for f in FIELDS}
+    )
+)
+def test_every_in_range_snapshot_is_accepted_and_round_trips(values: dict[str, float]) -> None:
+    snap = parse_json(json.dumps({**values, "host": "h", "timestamp": 1.0}).encode())
+    assert Snapshot.from_dict(json.loads(json.dumps(snap.to_dict()))) == snap

@@ -19,6 +19,12 @@ _PUNCTUATION = frozenset(string.punctuation)
 # text read differently from what it is.
 _INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _SPACES = re.compile(r"\s+")
+# GFM turns bare URLs, `www.` names and e-mail addresses into links *after* escapes are
+# resolved, so escaping cannot stop it; an invisible word joiner breaks each pattern.
+_AUTOLINK = re.compile(
+    r"(?<=[hH][tT][tT][pP]:)(?=//)|(?<=[hH][tT][tT][pP][sS]:)(?=//)|(?<=[wW]{3})(?=\.)|(?=@)"
+)
+_WORD_JOINER = "\u2060"
 
 
 def clean(text: object, *, limit: int | None = 2000) -> str:
@@ -35,7 +41,8 @@ def md(text: object, *, limit: int | None = 2000) -> str:
     Newlines are collapsed too: a line break would let text start a heading, a list item
     or an indented code block, and insight text is one paragraph anyway.
     """
-    return "".join("\\" + ch if ch in _PUNCTUATION else ch for ch in clean(text, limit=limit))
+    inert = _AUTOLINK.sub(_WORD_JOINER, clean(text, limit=limit))
+    return "".join("\\" + ch if ch in _PUNCTUATION else ch for ch in inert)
 
 
 def plotly(text: object, *, limit: int | None = 300) -> str:

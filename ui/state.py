@@ -24,6 +24,7 @@ from streamlit.runtime.pages_manager import PagesManager
 from engine import snapshot as snapshots
 from engine.agents import DEFAULT_MODEL, DEFAULT_ROSTER, Roster, RosterError, load_roster
 from engine.backends.base import ServerStatus
+from engine.backends.http import redact_url
 from engine.backends.ollama import ollama_base_url
 from engine.cache import DEFAULT_TTL_S
 from engine.prometheus import PromReading
@@ -445,12 +446,17 @@ def _backend_section() -> tuple[
                 server_slots=_slots_input("ollama"),
             )
         else:
+            env_url = os.environ.get("OPENAI_BASE_URL", "")
             url = st.text_input(
                 "Server URL",
-                value=os.environ.get("OPENAI_BASE_URL", ""),
+                value=redact_url(env_url),
                 placeholder="http://host:8000/v1",
                 key="openai_url",
             )
+            # The field shows $OPENAI_BASE_URL with any password masked; the real URL
+            # stays on the server side as long as the field is left as it was.
+            if env_url and url.strip() == redact_url(env_url):
+                url = env_url
             model = st.text_input("Model", value=DEFAULT_MODEL, key="openai_model")
             key, key_source = openai_api_key()
             st.caption(
@@ -525,7 +531,9 @@ def _sim_section() -> SimConfig:
 
 def _status_block(backend: BackendConfig) -> None:
     status = probe(backend)
-    where = backend.url() if backend.kind != "simulated" else "embedded simulated server"
+    where = (
+        redact_url(backend.url()) if backend.kind != "simulated" else "embedded simulated server"
+    )
     if status.reachable:
         models = ", ".join(status.models[:8]) + (" …" if len(status.models) > 8 else "")
         st.caption(

@@ -3,12 +3,54 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import ssl
+import urllib.parse
 
 import httpx
 
 _CONNECT_TIMEOUT_S = 10.0
+
+
+def redact_url(url: str) -> str:
+    """The URL with any `user:password@` masked: what may be shown, cached, logged or exported."""
+    return _replace_credentials(url, "***@")
+
+
+def strip_credentials(url: str) -> str:
+    """The URL without any `user:password@`."""
+    return _replace_credentials(url, "")
+
+
+def _replace_credentials(url: str, by: str) -> str:
+    split = urllib.parse.urlsplit(url)
+    if "@" not in split.netloc:
+        return url
+    host = split.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((split.scheme, by + host, *split[2:]))
+
+
+def url_secrets(url: str) -> list[str]:
+    """What to scrub from messages for a URL with `user:password@` (or a bare `token@`): the
+    password (else the token) as written and percent-decoded, and the Basic Authorization
+    value httpx sends for it (servers echo headers back in errors)."""
+    netloc = urllib.parse.urlsplit(url).netloc
+    if "@" not in netloc:
+        return []
+    user, _, raw = netloc.rpartition("@")[0].partition(":")
+    plain = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(raw)}"
+    basic = base64.b64encode(plain.encode()).decode()
+    secret = raw or user
+    return [s for s in {secret, urllib.parse.unquote(secret), basic} if s]
+
+
+def scrub(message: str, secrets: list[str]) -> str:
+    """`message` with every secret replaced by ***."""
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "***")
+    return message
 
 
 @functools.cache

@@ -11,7 +11,6 @@ import ipaddress
 import json
 import logging
 import os
-import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,13 +19,24 @@ from typing import Any
 import httpx
 
 from engine.backends.base import (
-    BackendError,
     ChatRequest,
     ChatResult,
     ServerStatus,
     TokenProgress,
 )
-from engine.backends.http import LoopBoundClient
+from engine.backends.http import LoopBoundClient, redact_url, scrub, url_secrets
+from engine.backends.streaming import (
+    DEFAULT_CAPS,
+    DEFAULT_RETRY,
+    AnswerCaps,
+    ProtocolError,
+    RetryPolicy,
+    get_json,
+    one_line,
+    probe,
+    stream_chat,
+)
+from engine.backends.streaming import error_detail as error_detail  # re-exported for callers
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +44,6 @@ DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
 _DEFAULT_PORT = 11434
 _NS = 1e-9
 _STATUS_TIMEOUT_S = 2.0
-# A dead host that drops packets would otherwise hold a call for the whole read timeout.
-_DETAIL_CHARS = 300
 
 
 # --- OLLAMA_HOST -------------------------------------------------------------------------
@@ -87,26 +95,8 @@ def ollama_base_url(env: Mapping[str, str] | None = None) -> str:
 # --- Pure protocol handling --------------------------------------------------------------
 
 
-class OllamaStreamError(Exception):
+class OllamaStreamError(ProtocolError):
     """The response broke the protocol or reported an error (one line, no context yet)."""
-
-
-def one_line(text: str, limit: int = _DETAIL_CHARS) -> str:
-    """Collapse whitespace and cut to `limit` chars so server text fits one message line."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def error_detail(body: bytes) -> str:
-    """The server's own message from an error body (`{"error": "..."}`), else its text."""
-    text = body.decode("utf-8", "replace")
-    try:
-        payload = json.loads(text)
-    except ValueError:
-        return one_line(text) or "(empty body)"
-    if isinstance(payload, dict) and isinstance(payload.get("error"), str):
-        return one_line(payload["error"])
-    return one_line(text)
 
 
 def parse_ndjson_line(line: str | bytes) -> dict[str, Any] | None:
@@ -117,7 +107,7 @@ def parse_ndjson_line(line: str | bytes) -> dict[str, Any] | None:
         return None
     try:
         payload = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise OllamaStreamError(f"invalid JSON line from server: {one_line(text, 80)!r}") from None
     if not isinstance(payload, dict):
         raise OllamaStreamError(f"expected a JSON object, got: {one_line(text, 80)!r}")
@@ -181,11 +171,21 @@ class OllamaStream:
             self.final = dict(obj)
         return piece
 
+    def feed_line(self, line: str) -> str:
+        obj = parse_ndjson_line(line)
+        return "" if obj is None else self.feed(obj)
+
+    def feed_body(self, text: str) -> str:
+        return self.feed_line(text)
+
+    def end(self) -> None:
+        pass  # NDJSON has nothing pending between lines
+
     @property
     def content(self) -> str:
         return "".join(self.parts)
 
-    def result(self, ttft_s: float | None) -> ChatResult:
+    def result(self, ttft_s: float | None, elapsed_s: float = 0.0) -> ChatResult:
         if self.final is None:
             raise OllamaStreamError("stream ended early (no done:true object)")
         return chat_result(self.content, self.final, ttft_s)
@@ -212,6 +212,45 @@ def build_chat_body(request: ChatRequest) -> dict[str, Any]:
 # --- I/O ---------------------------------------------------------------------------------
 
 
+class OllamaWire:
+    """Ollama's half of the streaming skeleton: path, body, decoder and status wording."""
+
+    path = "/api/chat"
+
+    def __init__(self, base_url: str, secrets: list[str]) -> None:
+        self.label = f"Ollama at {base_url}"
+        self._secrets = secrets
+
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        return build_chat_body(request)
+
+    def headers(self, request: ChatRequest | None) -> dict[str, str]:
+        return {} if request is None else {"X-Quorum-Agent": request.agent}
+
+    def decoder(self) -> OllamaStream:
+        return OllamaStream()
+
+    def scrub(self, message: str) -> str:
+        return scrub(message, self._secrets)
+
+    def status_message(self, model: str, status: int, body: bytes) -> str:
+        detail = error_detail(body)
+        where = self.label
+        if status == 404:
+            hint = (
+                f"try `ollama pull {model}`"
+                if "model" in detail.lower()
+                else "check that the URL points at an Ollama server"
+            )
+            return f"{where}: {detail} (HTTP 404); {hint}"
+        if status == 503:
+            return (
+                f"{where} is busy ({detail}, HTTP 503): its request queue is full; "
+                "run fewer agents at once or raise OLLAMA_MAX_QUEUE on the server"
+            )
+        return f"{where} returned HTTP {status} for model '{model}': {detail}"
+
+
 class OllamaBackend:
     """Talks to one Ollama server; bound to the event loop of its first call."""
 
@@ -223,16 +262,22 @@ class OllamaBackend:
         timeout_s: float = 300.0,
         max_connections: int = 16,
         transport: httpx.AsyncBaseTransport | None = None,
+        caps: AnswerCaps = DEFAULT_CAPS,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self.kind = "simulated" if simulated else "ollama"
-        self.base_url = base_url.rstrip("/")
+        # Shown, cached and logged: without any user:password the URL may carry.
+        self.base_url = redact_url(base_url.rstrip("/"))
         self.simulated = simulated
+        self._wire = OllamaWire(self.base_url, url_secrets(base_url))
+        self._caps = caps
+        self._retry = retry
         self._http = LoopBoundClient(
-            self.base_url,
+            base_url.rstrip("/"),
             timeout_s=timeout_s,
             max_connections=max_connections,
             transport=transport,
-            owner=repr(self),
+            owner=f"OllamaBackend({self.base_url!r})",
         )
 
     def __repr__(self) -> str:
@@ -247,111 +292,25 @@ class OllamaBackend:
     async def chat(
         self, request: ChatRequest, on_tokens: TokenProgress | None = None
     ) -> ChatResult:
-        client = self._http.get()
-        model = request.model
-        reply = OllamaStream()
-        ttft_s: float | None = None
-        logger.debug(
-            "ollama chat: model=%s agent=%s stream=%s", model, request.agent, request.stream
+        return await stream_chat(
+            self._http.get(), self._wire, request, on_tokens, caps=self._caps, retry=self._retry
         )
-        started = time.perf_counter()
-
-        def take(line: str | bytes) -> None:
-            nonlocal ttft_s
-            obj = parse_ndjson_line(line)
-            if obj is not None and reply.feed(obj):
-                if ttft_s is None:
-                    ttft_s = time.perf_counter() - started
-                if on_tokens is not None:
-                    on_tokens(reply.chunks)
-
-        try:
-            async with client.stream(
-                "POST",
-                "/api/chat",
-                json=build_chat_body(request),
-                headers={"X-Quorum-Agent": request.agent},
-            ) as response:
-                if response.status_code != 200:
-                    raise self._status_error(model, response.status_code, await response.aread())
-                if request.stream:
-                    async for line in response.aiter_lines():
-                        take(line)
-                else:
-                    take(await response.aread())
-            return reply.result(ttft_s)
-        except OllamaStreamError as exc:
-            raise BackendError(f"Ollama model '{model}' at {self.base_url}: {exc}") from None
-        except httpx.TimeoutException as exc:
-            raise BackendError(
-                f"Ollama at {self.base_url} timed out ({type(exc).__name__}) on model '{model}'"
-            ) from exc
-        except httpx.ConnectError as exc:
-            raise BackendError(
-                f"cannot reach Ollama at {self.base_url}: {one_line(str(exc)) or 'connect failed'}"
-            ) from exc
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise BackendError(
-                f"Ollama model '{model}' at {self.base_url}: stream ended early "
-                f"({type(exc).__name__}: {one_line(str(exc))})"
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise BackendError(
-                f"request to Ollama at {self.base_url} failed for model '{model}': "
-                f"{type(exc).__name__}: {one_line(str(exc))}"
-            ) from exc
-
-    def _status_error(self, model: str, status: int, body: bytes) -> BackendError:
-        detail = error_detail(body)
-        where = f"Ollama at {self.base_url}"
-        if status == 404:
-            hint = (
-                f"try `ollama pull {model}`"
-                if "model" in detail.lower()
-                else "check that the URL points at an Ollama server"
-            )
-            return BackendError(f"{where}: {detail} (HTTP 404); {hint}")
-        if status == 503:
-            return BackendError(
-                f"{where} is busy ({detail}, HTTP 503): its request queue is full; "
-                "run fewer agents at once or raise OLLAMA_MAX_QUEUE on the server"
-            )
-        return BackendError(f"{where} returned HTTP {status} for model '{model}': {detail}")
 
     async def status(self) -> ServerStatus:
         client = self._http.get()
-        try:
-            version_info = await _get_json(client, "/api/version")
-            tags = await _get_json(client, "/api/tags")
-        except httpx.ConnectError as exc:
-            return ServerStatus(
-                reachable=False,
-                error=f"cannot reach Ollama at {self.base_url}: {one_line(str(exc))}",
-            )
-        except Exception as exc:  # a status probe must never raise; CancelledError still does
-            return ServerStatus(
-                reachable=False,
-                error=f"Ollama at {self.base_url}: {type(exc).__name__}: {one_line(str(exc))}",
-            )
-        version = version_info.get("version")
-        entries = tags.get("models")
-        models = [
-            str(entry["name"])
-            for entry in (entries if isinstance(entries, list) else [])
-            if isinstance(entry, dict) and entry.get("name")
-        ]
-        return ServerStatus(
-            reachable=True, version=str(version) if version else None, models=models
-        )
 
+        async def fetch() -> ServerStatus:
+            version_info = await get_json(client, self._wire, "/api/version", _STATUS_TIMEOUT_S)
+            tags = await get_json(client, self._wire, "/api/tags", _STATUS_TIMEOUT_S)
+            version = version_info.get("version")
+            entries = tags.get("models")
+            models = [
+                str(entry["name"])
+                for entry in (entries if isinstance(entries, list) else [])
+                if isinstance(entry, dict) and entry.get("name")
+            ]
+            return ServerStatus(
+                reachable=True, version=str(version) if version else None, models=models
+            )
 
-async def _get_json(client: httpx.AsyncClient, path: str) -> dict[str, Any]:
-    response = await client.get(path, timeout=_STATUS_TIMEOUT_S)
-    if response.status_code != 200:
-        raise OllamaStreamError(
-            f"HTTP {response.status_code} from {path}: {error_detail(response.content)}"
-        )
-    payload = parse_ndjson_line(response.content)
-    if payload is None:
-        raise OllamaStreamError(f"empty body from {path}")
-    return payload
+        return await probe(self._wire, fetch)

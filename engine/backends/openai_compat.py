@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,21 +19,37 @@ from typing import Any
 import httpx
 
 from engine.backends.base import (
-    BackendError,
     ChatRequest,
     ChatResult,
     ServerStatus,
     TokenProgress,
 )
-from engine.backends.http import LoopBoundClient
+from engine.backends.http import (
+    LoopBoundClient,
+    redact_url,
+    scrub,
+    strip_credentials,
+    url_secrets,
+)
+from engine.backends.streaming import (
+    DEFAULT_CAPS,
+    DEFAULT_RETRY,
+    AnswerCaps,
+    ProtocolError,
+    RetryPolicy,
+    error_message,
+    get_json,
+    one_line,
+    probe,
+    stream_chat,
+)
+from engine.backends.streaming import error_detail as error_detail  # re-exported for callers
 
 logger = logging.getLogger(__name__)
 
 DONE = "[DONE]"
 _MS = 1e-3
 _STATUS_TIMEOUT_S = 2.0
-# A dead host that drops packets would otherwise hold a call for the whole read timeout.
-_DETAIL_CHARS = 300
 
 
 class _Secret:
@@ -68,34 +83,8 @@ def normalize_base_url(base_url: str) -> str:
 # --- Pure protocol handling --------------------------------------------------------------
 
 
-class OpenAIStreamError(Exception):
+class OpenAIStreamError(ProtocolError):
     """The response broke the protocol or reported an error (one line, no context yet)."""
-
-
-def one_line(text: str, limit: int = _DETAIL_CHARS) -> str:
-    """Collapse whitespace and cut to `limit` chars so server text fits one message line."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def error_message(payload: Any) -> str:
-    """The human part of the error shapes these servers use."""
-    if isinstance(payload, dict):
-        for key in ("error", "message", "detail", "msg"):
-            if payload.get(key):
-                return error_message(payload[key])
-        return one_line(json.dumps(payload))
-    if isinstance(payload, list) and payload:  # FastAPI validation errors
-        return error_message(payload[0])
-    return one_line(str(payload))
-
-
-def error_detail(body: bytes) -> str:
-    text = body.decode("utf-8", "replace")
-    try:
-        return error_message(json.loads(text))
-    except ValueError:
-        return one_line(text) or "(empty body)"
 
 
 class SSEDecoder:
@@ -139,6 +128,7 @@ class OpenAIStream:
     usage: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, Any] = field(default_factory=dict)
     last: dict[str, Any] = field(default_factory=dict)
+    sse: SSEDecoder = field(default_factory=lambda: SSEDecoder())
 
     def feed_data(self, data: str) -> str:
         """Take one SSE event's data; return the content it added ('' for none)."""
@@ -147,7 +137,7 @@ class OpenAIStream:
             return ""
         try:
             obj = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise OpenAIStreamError(
                 f"invalid JSON event from server: {one_line(data, 80)!r}"
             ) from None
@@ -177,6 +167,21 @@ class OpenAIStream:
             self.timings = dict(obj["timings"])
         self.last = dict(obj)
         return piece
+
+    def feed_line(self, line: str) -> str:
+        """One line of the event stream; content when it completed an event."""
+        data = self.sse.feed_line(line)
+        return "" if data is None else self.feed_data(data)
+
+    def feed_body(self, text: str) -> str:
+        piece = self.feed_data(text)
+        self.done = True  # a whole JSON body is complete by definition
+        return piece
+
+    def end(self) -> None:
+        tail = self.sse.flush()
+        if tail is not None:
+            self.feed_data(tail)
 
     @property
     def content(self) -> str:
@@ -264,121 +269,37 @@ def build_chat_body(request: ChatRequest) -> dict[str, Any]:
 # --- I/O ---------------------------------------------------------------------------------
 
 
-class OpenAICompatBackend:
-    """Talks to one OpenAI-compatible server; bound to the event loop of its first call."""
+class OpenAIWire:
+    """The OpenAI protocol's half of the streaming skeleton: path, body, decoder, wording."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        api_key: str | None = None,
-        timeout_s: float = 300.0,
-        max_connections: int = 16,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.kind = "openai"
-        self.base_url = normalize_base_url(base_url)
-        self.simulated = False
-        self._api_key = _Secret(api_key) if api_key else None
-        self._http = LoopBoundClient(
-            self.base_url,
-            timeout_s=timeout_s,
-            max_connections=max_connections,
-            transport=transport,
-            owner=repr(self),
-        )
+    path = "chat/completions"
 
-    def __repr__(self) -> str:
-        return f"OpenAICompatBackend(base_url={self.base_url!r}, api_key={self._api_key!r})"
+    def __init__(self, base_url: str, api_key: _Secret | None, secrets: list[str]) -> None:
+        self.label = base_url
+        self._api_key = api_key
+        self._secrets = [s for s in secrets if s]
 
-    async def open(self) -> None:
-        self._http.get()
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        return build_chat_body(request)
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    def _headers(self, agent: str | None = None) -> dict[str, str]:
+    def headers(self, request: ChatRequest | None) -> dict[str, str]:
         # Sent per request rather than stored on the client, so the key sits in one place.
         headers: dict[str, str] = {}
-        if agent is not None:
-            headers["X-Quorum-Agent"] = agent
+        if request is not None:
+            headers["X-Quorum-Agent"] = request.agent
         if self._api_key is not None:
             headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
         return headers
 
-    def _error(self, message: str) -> BackendError:
+    def decoder(self) -> OpenAIStream:
+        return OpenAIStream()
+
+    def scrub(self, message: str) -> str:
         # Servers echo keys back ("Incorrect API key provided: sk-..."); never pass them on.
-        if self._api_key is not None:
-            message = message.replace(self._api_key.reveal(), "***")
-        return BackendError(message)
+        return scrub(message, self._secrets)
 
-    async def chat(
-        self, request: ChatRequest, on_tokens: TokenProgress | None = None
-    ) -> ChatResult:
-        client = self._http.get()
-        model = request.model
-        reply = OpenAIStream()
-        ttft_s: float | None = None
-        logger.debug(
-            "openai chat: model=%s agent=%s stream=%s", model, request.agent, request.stream
-        )
-        started = time.perf_counter()
-
-        def take(data: str) -> None:
-            nonlocal ttft_s
-            if reply.feed_data(data):
-                if ttft_s is None:
-                    ttft_s = time.perf_counter() - started
-                if on_tokens is not None:
-                    on_tokens(reply.chunks)
-
-        # The error is raised after the `try`, so no httpx exception (whose request carries
-        # the Authorization header) ends up chained onto the BackendError.
-        failure: str
-        try:
-            async with client.stream(
-                "POST",
-                "chat/completions",
-                json=build_chat_body(request),
-                headers=self._headers(request.agent),
-            ) as response:
-                if response.status_code != 200:
-                    body = await response.aread()
-                    failure = self._status_message(model, response.status_code, body)
-                elif request.stream:
-                    decoder = SSEDecoder()
-                    async for line in response.aiter_lines():
-                        data = decoder.feed_line(line)
-                        if data is not None:
-                            take(data)
-                    tail = decoder.flush()
-                    if tail is not None:
-                        take(tail)
-                else:
-                    take((await response.aread()).decode("utf-8", "replace"))
-                    reply.done = True  # a whole JSON body is complete by definition
-            if response.status_code == 200:
-                return reply.result(ttft_s, time.perf_counter() - started)
-        except OpenAIStreamError as exc:
-            failure = f"model '{model}' at {self.base_url}: {exc}"
-        except httpx.TimeoutException as exc:
-            failure = f"{self.base_url} timed out ({type(exc).__name__}) on model '{model}'"
-        except httpx.ConnectError as exc:
-            failure = f"cannot reach {self.base_url}: {one_line(str(exc)) or 'connect failed'}"
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            failure = (
-                f"model '{model}' at {self.base_url}: stream ended early "
-                f"({type(exc).__name__}: {one_line(str(exc))})"
-            )
-        except httpx.HTTPError as exc:
-            failure = (
-                f"request to {self.base_url} failed for model '{model}': "
-                f"{type(exc).__name__}: {one_line(str(exc))}"
-            )
-        raise self._error(failure)
-
-    def _status_message(self, model: str, status: int, body: bytes) -> str:
-        where = f"{self.base_url}/chat/completions"
+    def status_message(self, model: str, status: int, body: bytes) -> str:
+        where = f"{self.label}/chat/completions"
         if status in (401, 403):
             # The body is left out: servers quote (part of) the rejected key in it.
             hint = "check the API key" if self._api_key is not None else "no API key is set"
@@ -397,27 +318,68 @@ class OpenAICompatBackend:
             return f"{where} is busy or still loading (HTTP 503) for model '{model}': {detail}"
         return f"{where} returned HTTP {status} for model '{model}': {detail}"
 
+
+class OpenAICompatBackend:
+    """Talks to one OpenAI-compatible server; bound to the event loop of its first call."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 300.0,
+        max_connections: int = 16,
+        transport: httpx.AsyncBaseTransport | None = None,
+        caps: AnswerCaps = DEFAULT_CAPS,
+        retry: RetryPolicy = DEFAULT_RETRY,
+    ) -> None:
+        self.kind = "openai"
+        real_url = normalize_base_url(base_url)
+        # Shown, cached and logged: without any user:password the URL may carry.
+        self.base_url = redact_url(real_url)
+        self.simulated = False
+        self._api_key = _Secret(api_key) if api_key else None
+        self._wire = OpenAIWire(
+            self.base_url, self._api_key, [api_key or "", *url_secrets(real_url)]
+        )
+        self._caps = caps
+        self._retry = retry
+        self._http = LoopBoundClient(
+            # httpx turns URL credentials into a Basic Authorization header, which would
+            # replace the Bearer key; with a key set, the key is what authenticates.
+            strip_credentials(real_url) if api_key else real_url,
+            timeout_s=timeout_s,
+            max_connections=max_connections,
+            transport=transport,
+            owner=f"OpenAICompatBackend({self.base_url!r})",
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatBackend(base_url={self.base_url!r}, api_key={self._api_key!r})"
+
+    async def open(self) -> None:
+        self._http.get()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def chat(
+        self, request: ChatRequest, on_tokens: TokenProgress | None = None
+    ) -> ChatResult:
+        return await stream_chat(
+            self._http.get(), self._wire, request, on_tokens, caps=self._caps, retry=self._retry
+        )
+
     async def status(self) -> ServerStatus:
         client = self._http.get()
-        failure: str
-        try:
-            response = await client.get(
-                "models", headers=self._headers(), timeout=_STATUS_TIMEOUT_S
-            )
-            if response.status_code in (401, 403):
-                failure = f"authentication failed at {self.base_url} (HTTP {response.status_code})"
-            elif response.status_code != 200:
-                failure = f"HTTP {response.status_code} from {self.base_url}/models: {error_detail(response.content)}"
-            else:
-                entries = response.json().get("data")
-                models = [
-                    str(entry["id"])
-                    for entry in (entries if isinstance(entries, list) else [])
-                    if isinstance(entry, dict) and entry.get("id")
-                ]
-                return ServerStatus(reachable=True, models=models)
-        except httpx.ConnectError as exc:
-            failure = f"cannot reach {self.base_url}: {one_line(str(exc))}"
-        except Exception as exc:  # a status probe must never raise; CancelledError still does
-            failure = f"{self.base_url}: {type(exc).__name__}: {one_line(str(exc))}"
-        return ServerStatus(reachable=False, error=str(self._error(failure)))
+
+        async def fetch() -> ServerStatus:
+            entries = (await get_json(client, self._wire, "models", _STATUS_TIMEOUT_S)).get("data")
+            models = [
+                str(entry["id"])
+                for entry in (entries if isinstance(entries, list) else [])
+                if isinstance(entry, dict) and entry.get("id")
+            ]
+            return ServerStatus(reachable=True, models=models)
+
+        return await probe(self._wire, fetch)

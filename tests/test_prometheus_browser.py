@@ -141,7 +141,7 @@ def test_prometheus_source_in_a_real_browser(
     slider = main.get_by_role("slider")
     slider.focus()
     page.keyboard.press("Home")
-    expect(main.get_by_text(re.compile(r"re-read every 5 s"))).to_be_visible()
+    expect(main.get_by_text(re.compile(r"re-read every 1 s"))).to_be_visible()
     changed = main.get_by_text(
         re.compile(r"^(Changed since the last snapshot: |Unchanged since the last snapshot)")
     )
@@ -153,7 +153,7 @@ def test_prometheus_source_in_a_real_browser(
         expect(badge).to_have_text(re.compile(r"\bcached ·"))
     else:
         expect(badge).to_have_text(re.compile(r"\bfresh run ·"))
-    # And again with no click at all: the 5 s timer alone re-reads Prometheus.
+    # And again with no click at all: the 1 s timer alone re-reads Prometheus.
     page.wait_for_selector(
         "[data-testid=stApp][data-test-script-state=notRunning]", state="attached"
     )

@@ -150,7 +150,7 @@ def endpoints_section(path: str | Path | None) -> tuple[EndpointSpec, ...]:
 
 
 def from_urls(
-    kind: EndpointKind, urls: Sequence[str], *, slots: int | None, api_key_env: str | None
+    kind: str, urls: Sequence[str], *, slots: int | None, api_key_env: str | None
 ) -> tuple[EndpointSpec, ...]:
     """`--base-url` given several times: one endpoint per URL, all of `--backend`'s kind."""
     table: list[dict[str, Any]] = []

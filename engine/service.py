@@ -382,13 +382,29 @@ class Engine:
         )
         return out
 
-    def server_status(self) -> ServerStatus:
-        async def ask() -> ServerStatus:
-            backend = self.backend.factory()
-            try:
-                return await backend.status()
-            finally:
-                await backend.aclose()
+    def endpoint_slots(self) -> list[ServerSlots]:
+        """Each endpoint's slots, in the order listed (one entry without endpoints)."""
+        self.server_slots()
+        return list(self._endpoint_slots or [])
 
-        status: ServerStatus = _run_sync(ask())
+    def endpoint_statuses(self) -> list[tuple[str, ServerStatus]]:
+        """(URL without credentials, status) of every endpoint, asked all at once."""
+        members = self.backend.members()
+
+        async def ask_all() -> list[ServerStatus]:
+            return list(await asyncio.gather(*(_status_of(member) for member in members)))
+
+        statuses: list[ServerStatus] = _run_sync(ask_all())
+        return [(public_url(m.url()), s) for m, s in zip(members, statuses, strict=True)]
+
+    def server_status(self) -> ServerStatus:
+        status: ServerStatus = _run_sync(_status_of(self.backend))
         return status
+
+
+async def _status_of(config: BackendConfig) -> ServerStatus:
+    backend = config.factory()
+    try:
+        return await backend.status()
+    finally:
+        await backend.aclose()

@@ -215,3 +215,4 @@ def test_settings_page_shows_each_endpoint_s_health_and_slots(
     assert down["slots"] == "1" and "OLLAMA_NUM_PARALLEL" in down["slots from"]
     assert "cannot reach" in down["error"]
     assert any("spread over 2 endpoints" in c.value and "4 in all" in c.value for c in at.caption)
+    assert any(c.value.startswith("◐ 1 of 2 endpoints reachable") for c in at.sidebar.caption)

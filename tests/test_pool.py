@@ -253,3 +253,18 @@ def test_a_skipped_endpoint_is_never_picked() -> None:
     members = _members((3, 0), (3, 2))
     members[0].skipped = "ConnectError"
     assert pick(members, set()) == 1
+
+
+async def test_the_consolidator_follows_its_warm_ups_to_one_endpoint() -> None:
+    with servers(2) as (first, second):
+        pool = await _pool_over([first.url, second.url])
+        try:
+            # Sent together: the agent takes the first endpoint, the warm-up the second.
+            agent, warmup = await asyncio.gather(
+                pool.chat(_ask("CostOptimizer")), pool.chat(_ask("Consolidator.warmup"))
+            )
+            # Alone, both endpoints are free (a tie, so the first) — but its KV is on the second.
+            final = await pool.chat(_ask("Consolidator"))
+        finally:
+            await pool.aclose()
+    assert (agent.endpoint, warmup.endpoint, final.endpoint) == (first.url, second.url, second.url)

@@ -477,17 +477,22 @@ def _endpoints_section(
         if not endpoints:
             raise ValueError(f"endpoints: no [[endpoints]] table in {roster_file()}")
         model = st.text_input("Model", value=DEFAULT_MODEL, key="endpoints_model")
-        sim = _sim_section() if any(e.kind == "simulated" for e in endpoints) else SimConfig()
+        # The simulated server's settings only matter for the embedded one (no URL).
+        embedded = any(e.kind == "simulated" and e.url is None for e in endpoints)
+        sim = _sim_section() if embedded else SimConfig()
         backend = BackendConfig(
             kind=endpoints[0].kind, model=model.strip(), sim=sim, endpoints=endpoints
         )
     except ValueError as exc:
         st.error(safe.md(exc), icon=":material/error:")
         return choice, None, str(exc), None, None
-    st.caption(
-        safe.md(f"{len(endpoints)} endpoint(s) from {roster_file()}; health and slots on Settings.")
-    )
-    _status_block(backend)
+    statuses = endpoint_statuses(backend)
+    up = sum(1 for _, status in statuses if status.reachable)
+    line = f"{up} of {len(statuses)} endpoints reachable ({roster_file()}); health and slots on Settings."
+    if up:
+        st.caption(safe.md(("● " if up == len(statuses) else "◐ ") + line))
+    else:
+        st.error(safe.md(line), icon=":material/cloud_off:")
     return choice, backend, None, None, None
 
 

@@ -94,9 +94,12 @@ def test_agents_spread_over_two_endpoints_by_free_slots() -> None:
 
 
 def test_an_endpoint_killed_mid_run_every_agent_still_answers() -> None:
-    # Slow enough (scale 0.05) that the first server holds its three agents when stopped.
-    with servers(2, scale=0.05) as (first, second):
-        config = pool_config([first.url, second.url], scale=0.05)
+    # The first server streams one token to each of its agents and then holds them
+    # ("hang"), so it is stopped while it certainly has three answers in flight — on a
+    # loaded CI machine a timing window could close before the stop.
+    hung = {agent: "hang" for agent in SPECIALISTS}
+    with servers(2, faults=hung) as (first, second):
+        config = pool_config([first.url, second.url])
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             running = pool.submit(analyze, config)
             assert first.stats.wait_for_in_flight(3, timeout_s=15), "agents never reached it"
@@ -105,6 +108,7 @@ def test_an_endpoint_killed_mid_run_every_agent_still_answers() -> None:
     assert result.agents_participated == 5, [a.error for a in result.agents]
     assert result.tier == "excellent"
     # The three cut off on the first server were answered again by the second.
+    assert len(served(first)) == 3
     assert served(second) == SPECIALISTS
 
 
@@ -268,3 +272,20 @@ async def test_the_consolidator_follows_its_warm_ups_to_one_endpoint() -> None:
         finally:
             await pool.aclose()
     assert (agent.endpoint, warmup.endpoint, final.endpoint) == (first.url, second.url, second.url)
+
+
+async def test_a_retried_call_counts_its_tokens_on_from_the_first_attempt() -> None:
+    # Progress going back to 1 would make the retried agent look like a straggler.
+    with servers(2, faults={"CostOptimizer": "hang"}) as (first, second):
+        pool = await _pool_over([first.url, second.url])
+        counts: list[int] = []
+        try:
+            call = asyncio.create_task(pool.chat(_ask("CostOptimizer"), counts.append))
+            assert await asyncio.to_thread(first.stats.wait_for_in_flight, 1, 15)
+            first.stop()  # mid-answer: one token was streamed
+            result = await call
+        finally:
+            await pool.aclose()
+    assert result.endpoint == second.url
+    # One token from the first server, then the second's answer counted on from there.
+    assert len(counts) > 2 and counts == list(range(1, len(counts) + 1))

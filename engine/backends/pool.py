@@ -191,6 +191,17 @@ class PoolBackend:
     ) -> ChatResult:
         tried: set[int] = set()
         last_error: BackendError | None = None
+        # Progress counts on across attempts: a retry that restarted from one token would
+        # look, to the straggler check, like an agent that slowed down to a crawl.
+        earlier = 0
+        latest = 0
+
+        def progress(count: int) -> None:
+            nonlocal latest
+            latest = count
+            if on_tokens is not None:
+                on_tokens(earlier + count)
+
         # The Consolidator's warm-ups and its final call go to one endpoint: its KV cache.
         agent = request.agent.removesuffix(WARMUP_SUFFIX)
         while True:
@@ -202,12 +213,13 @@ class PoolBackend:
             failures = _CallFailures()
             token = _current_call.set(failures)
             try:
-                result = await member.backend.chat(self._for(member, request), on_tokens)
+                result = await member.backend.chat(self._for(member, request), progress)
             except BackendError as exc:
                 if not failures.reasons:
                     raise  # about this answer, not the endpoint: another would not help
                 self._skip(member, failures.reasons[0], request.agent)
                 last_error = exc
+                earlier, latest = earlier + latest, 0
                 continue
             finally:
                 _current_call.reset(token)

@@ -76,7 +76,7 @@ class BackendConfig:
     @property
     def simulated(self) -> bool:
         if self.endpoints:
-            return all(member.simulated for member in self.members())
+            return any(member.simulated for member in self.members())
         return self.kind == "simulated"
 
     @property

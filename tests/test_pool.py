@@ -289,3 +289,17 @@ async def test_a_retried_call_counts_its_tokens_on_from_the_first_attempt() -> N
     assert result.endpoint == second.url
     # One token from the first server, then the second's answer counted on from there.
     assert len(counts) > 2 and counts == list(range(1, len(counts) + 1))
+
+
+def test_a_pool_with_any_simulated_endpoint_is_labelled_simulated() -> None:
+    config = BackendConfig(
+        kind="ollama",
+        endpoints=(
+            EndpointSpec("ollama", url="http://gpu1:11434"),
+            EndpointSpec("simulated", url="http://127.0.0.1:11435"),
+        ),
+    )
+    pool = config.factory(6)
+    assert isinstance(pool, PoolBackend) and config.simulated
+    assert (pool.kind, pool.simulated) == ("ollama+simulated", True)
+    assert pool.base_url == "http://gpu1:11434, http://127.0.0.1:11435"

@@ -170,7 +170,8 @@ class PoolBackend:
         kinds = sorted({m.backend.kind for m in self.members})
         self.kind = kinds[0] if len(kinds) == 1 else "+".join(kinds)
         self.base_url = ", ".join(m.name for m in self.members)
-        self.simulated = all(m.backend.simulated for m in self.members)
+        # Labelled simulated if any answer may come from the simulator: never pass it off as real.
+        self.simulated = any(m.backend.simulated for m in self.members)
         self._default_model = default_model
         self._waiters: list[asyncio.Future[None]] = []  # requests waiting for a free slot
         self._affinity: dict[str, int] = {}  # agent → the member that last served it

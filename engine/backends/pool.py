@@ -176,11 +176,6 @@ class PoolBackend:
         self._waiters: list[asyncio.Future[None]] = []  # requests waiting for a free slot
         self._affinity: dict[str, int] = {}  # agent → the member that last served it
 
-    @property
-    def slots(self) -> int | None:
-        counts = [m.slots for m in self.members]
-        return None if any(c is None for c in counts) else sum(c or 0 for c in counts)
-
     async def open(self) -> None:
         await asyncio.gather(*(m.backend.open() for m in self.members))
 
@@ -272,6 +267,8 @@ class PoolBackend:
                 reason,
                 agent,
             )
+        else:  # one warning per endpoint; each further agent it cut off, at -v
+            log.info("%s retried elsewhere: endpoint %s failed (%s)", agent, member.name, reason)
 
     def _for(self, member: PoolMember, request: ChatRequest) -> ChatRequest:
         # Servers name one model differently (Ollama `llama3.1:8b`, vLLM a HF repo id).

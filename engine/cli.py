@@ -15,6 +15,7 @@ from engine import prometheus
 from engine import snapshot as snapshots
 from engine.agents import DEFAULT_MODEL, RosterError, load_roster
 from engine.cache import DEFAULT_TTL_S
+from engine.endpoints import EndpointSpec, endpoints_section, from_urls
 from engine.records import AgentRun, AnalysisResult
 from engine.runner import CONSOLIDATION_STYLES, MODES, RunSettings
 from engine.service import BACKEND_KINDS, BackendConfig, Engine, default_data_dir
@@ -46,8 +47,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     src.add_argument("--live", action="store_true", help="sample this host (the default)")
     _add_prometheus_options(p, src)
     b = p.add_argument_group("backend")
-    b.add_argument("--backend", choices=BACKEND_KINDS, default="simulated")
-    b.add_argument("--base-url", help="server URL (ollama: default $OLLAMA_HOST)")
+    b.add_argument("--backend", choices=BACKEND_KINDS, default=None,
+                   help="default: quorum.toml [[endpoints]] if any, else simulated")  # fmt: skip
+    b.add_argument("--base-url", action="append", default=None, metavar="URL",
+                   help="server URL (ollama: default $OLLAMA_HOST); repeat it for several "
+                   "LLM hosts of --backend's kind (or use [[endpoints]] in quorum.toml)")  # fmt: skip
     b.add_argument("--model", default=DEFAULT_MODEL, help="default model for every agent")
     b.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the API key")
     b.add_argument("--roster", metavar="TOML", help="agent overrides (models, prompts)")
@@ -188,17 +192,20 @@ def build_engine(args: argparse.Namespace) -> tuple[Engine, RunSettings]:
             seed=args.sim_seed,
             faults=_faults(args.sim_fault),
         )
+        slots = (
+            parse_slots_setting(args.server_slots)
+            if args.server_slots is not None
+            else slots_from_config(config_file(args.roster))
+        )
+        endpoints = endpoint_list(args, slots)
         backend = BackendConfig(
-            kind=args.backend,
-            base_url=args.base_url,
+            kind=endpoints[0].kind if endpoints else args.backend or "simulated",
+            base_url=args.base_url[0] if args.base_url and not endpoints else None,
             model=args.model,
             api_key=os.environ.get(args.api_key_env) or None,
             sim=sim,
-            server_slots=(
-                parse_slots_setting(args.server_slots)
-                if args.server_slots is not None
-                else slots_from_config(config_file(args.roster))
-            ),
+            server_slots=slots,
+            endpoints=endpoints,
         )
         settings = RunSettings(
             mode=args.mode,
@@ -222,6 +229,18 @@ def build_engine(args: argparse.Namespace) -> tuple[Engine, RunSettings]:
     return Engine(backend, roster=roster, cache=cache, history=history), settings
 
 
+def endpoint_list(args: argparse.Namespace, slots: int | None) -> tuple[EndpointSpec, ...]:
+    """Several LLM hosts: `--base-url` given more than once, else quorum.toml's
+    [[endpoints]] unless --backend or --base-url says otherwise; () for one server."""
+    urls: list[str] = args.base_url or []
+    if len(urls) > 1:
+        kind = args.backend or "simulated"
+        return from_urls(kind, urls, slots=slots, api_key_env=args.api_key_env)
+    if urls or args.backend is not None:
+        return ()
+    return endpoints_section(config_file(args.roster))
+
+
 def state_config(args: argparse.Namespace) -> StateConfig:
     """Cache settings: the command line, then $QUORUM_CACHE_URL, then quorum.toml."""
     section = cache_section(config_file(args.roster))
@@ -236,6 +255,17 @@ def state_config(args: argparse.Namespace) -> StateConfig:
 
 
 def _check_reachable(engine: Engine) -> None:
+    if engine.backend.pooled:
+        # One endpoint down is a warning (the run skips it); all of them down, an error.
+        statuses = engine.endpoint_statuses()
+        for url, status in statuses:
+            if not status.reachable:
+                print(
+                    f"warning: endpoint {url} unreachable, skipped: {status.error}", file=sys.stderr
+                )
+        if not any(status.reachable for _, status in statuses):
+            raise ConnectionError("no LLM endpoint is reachable")
+        return
     if engine.backend.simulated:
         return
     status = engine.server_status()

@@ -58,6 +58,7 @@ class AgentRun:
     error: str | None = None
     client_queue_s: float | None = None
     cached_tokens: int | None = None  # prompt tokens reused from the server's prefix cache
+    endpoint: str | None = None  # the LLM host that answered (several endpoints only)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

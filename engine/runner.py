@@ -250,6 +250,7 @@ def _copy_timings(run: AgentRun, result: ChatResult) -> None:
     run.prompt_tokens = result.prompt_tokens
     run.output_tokens = result.output_tokens
     run.cached_tokens = result.cached_tokens
+    run.endpoint = result.endpoint
     run.response_chars = len(result.content)
 
 

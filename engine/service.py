@@ -18,11 +18,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
+
 from engine.agents import DEFAULT_MODEL, DEFAULT_ROSTER, Roster
 from engine.backends.base import Backend, ServerStatus
 from engine.backends.ollama import OllamaBackend, ollama_base_url
 from engine.backends.openai_compat import OpenAICompatBackend
+from engine.backends.pool import PoolBackend, PoolMember, watched_transport
 from engine.cache import ResultCache
+from engine.endpoints import EndpointSpec, public_url
 from engine.records import AnalysisResult, CacheInfo
 from engine.runner import ProgressFn, RunSettings, run_analysis
 from engine.simulated import SimConfig, shared_server
@@ -53,13 +57,16 @@ class BackendConfig:
     sim: SimConfig = field(default_factory=SimConfig)
     timeout_s: float = 300.0
     server_slots: int | None = None  # None: auto (ask the server; see engine/slot_probe.py)
+    # Several LLM hosts (engine/endpoints.py); two or more make a pool (engine/backends/pool.py)
+    # and then kind/base_url/server_slots above are not used: each endpoint has its own.
+    endpoints: tuple[EndpointSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in BACKEND_KINDS:
             raise ValueError(
                 f"backend: must be one of {', '.join(BACKEND_KINDS)}, got {self.kind!r}"
             )
-        if self.kind == "openai" and not self.base_url:
+        if self.kind == "openai" and not self.base_url and not self.endpoints:
             raise ValueError("base-url: required for the openai backend (e.g. http://host:8000/v1)")
         if not self.model.strip():
             raise ValueError("model: must not be empty")
@@ -68,9 +75,34 @@ class BackendConfig:
 
     @property
     def simulated(self) -> bool:
+        if self.endpoints:
+            return any(member.simulated for member in self.members())
         return self.kind == "simulated"
 
+    @property
+    def pooled(self) -> bool:
+        return len(self.endpoints) > 1
+
+    def members(self) -> tuple[BackendConfig, ...]:
+        """One single-endpoint config per LLM host (just this one without endpoints)."""
+        if not self.endpoints:
+            return (self,)
+        return tuple(
+            BackendConfig(
+                kind=spec.kind,
+                base_url=spec.url,
+                model=spec.model or self.model,
+                api_key=spec.api_key(),
+                sim=self.sim,
+                timeout_s=self.timeout_s,
+                server_slots=spec.slots,
+            )
+            for spec in self.endpoints
+        )
+
     def url(self) -> str:
+        if self.endpoints:
+            return ", ".join(public_url(member.url()) for member in self.members())
         if self.kind == "simulated":
             return self.base_url or shared_server(self.sim).url
         if self.kind == "ollama":
@@ -79,11 +111,37 @@ class BackendConfig:
 
     def fingerprint(self) -> str:
         """What about the backend changes an answer: never the API key, never a random port."""
+        if self.endpoints:
+            members = ";".join(member.fingerprint() for member in self.members())
+            return f"pool[{members}]|{self.model}"
         where = self.sim.fingerprint() if self.simulated else self.url()
         return f"{self.kind}|{where}|{self.model}"
 
+    async def endpoint_slots(self) -> list[ServerSlots]:
+        """Each endpoint's slots (configured, or asked of every server at once)."""
+        if not self.endpoints:
+            return [await self.slots()]
+        return list(await asyncio.gather(*(member.slots() for member in self.members())))
+
+    def pool_slots(self, parts: list[ServerSlots]) -> ServerSlots:
+        """The pool's slots: the sum of its endpoints' (no limit if one has none)."""
+        if len(parts) == 1:
+            return parts[0]
+        urls = [public_url(member.url()) for member in self.members()]
+        listing = "; ".join(
+            f"{url}: {'no limit' if part.slots is None else part.slots} ({part.source})"
+            for url, part in zip(urls, parts, strict=True)
+        )
+        counts = [part.slots for part in parts]
+        if any(count is None for count in counts):
+            return ServerSlots(None, f"no limit: an endpoint has none · {listing}")
+        total = sum(count or 0 for count in counts)
+        return ServerSlots(total, f"sum of {len(parts)} endpoints · {listing}")
+
     async def slots(self) -> ServerSlots:
         """How many requests to send at once: as configured, else what the server says."""
+        if self.endpoints:
+            return self.pool_slots(await self.endpoint_slots())
         if self.server_slots is not None:
             return ServerSlots(self.server_slots, "configured (--server-slots / quorum.toml)")
         if self.simulated:
@@ -92,15 +150,43 @@ class BackendConfig:
             return ServerSlots(self.sim.num_parallel, "the simulated server's num_parallel")
         return await probe_slots(self.kind, self.url(), api_key=self.api_key)
 
-    def factory(self, max_connections: int = 16) -> Backend:
+    def factory(
+        self,
+        max_connections: int = 16,
+        *,
+        slots: list[ServerSlots] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> Backend:
         """A new backend; call it inside the event loop that will use it. Size the pool to
-        the fan-out: a smaller pool would queue requests inside the client, unseen."""
+        the fan-out: a smaller pool would queue requests inside the client, unseen.
+        With several endpoints: a pool over them, `slots` being each one's (None: unknown)."""
+        if self.endpoints:
+            return self._pool(max_connections, slots)
         url, timeout, pool = self.url(), self.timeout_s, max_connections
         if self.kind == "openai":
             return OpenAICompatBackend(
-                url, api_key=self.api_key, timeout_s=timeout, max_connections=pool
+                url, api_key=self.api_key, timeout_s=timeout, max_connections=pool,
+                transport=transport,
+            )  # fmt: skip
+        return OllamaBackend(
+            url, simulated=self.simulated, timeout_s=timeout, max_connections=pool,
+            transport=transport,
+        )  # fmt: skip
+
+    def _pool(self, max_connections: int, slots: list[ServerSlots] | None) -> Backend:
+        if len(self.endpoints) == 1:  # one endpoint: nothing to spread, nothing to watch
+            return self.members()[0].factory(max_connections)
+        counts = [part.slots for part in slots] if slots else [None] * len(self.endpoints)
+        members = [
+            PoolMember(
+                # Every endpoint may end up serving the whole fan-out (after the others failed).
+                config.factory(max_connections, transport=watched_transport(max_connections)),
+                slots=count,
+                model=spec.model,
             )
-        return OllamaBackend(url, simulated=self.simulated, timeout_s=timeout, max_connections=pool)
+            for config, spec, count in zip(self.members(), self.endpoints, counts, strict=True)
+        ]
+        return PoolBackend(members, default_model=self.model)
 
 
 def _run_sync(coro: Any) -> Any:
@@ -131,11 +217,15 @@ class Engine:
         self._flights: dict[tuple[str, bool], concurrent.futures.Future[AnalysisResult]] = {}
         self._flights_lock = threading.Lock()
         self._slots: ServerSlots | None = None  # asked once per engine
+        self._endpoint_slots: list[ServerSlots] | None = None  # each LLM host's
 
     def server_slots(self) -> ServerSlots:
-        """The server's slots (configured or probed once); the dashboard shows them."""
+        """The server's slots (configured or probed once); the dashboard shows them.
+        With several endpoints: their sum (the source lists each one's)."""
         if self._slots is None:
-            self._slots = _run_sync(self.backend.slots())
+            parts: list[ServerSlots] = _run_sync(self.backend.endpoint_slots())
+            self._endpoint_slots = parts
+            self._slots = self.backend.pool_slots(parts)
         return self._slots
 
     def cache_key(self, snapshot: Snapshot, settings: RunSettings) -> str:
@@ -249,7 +339,9 @@ class Engine:
             run_analysis(
                 snapshot,
                 self.roster,
-                lambda: self.backend.factory(max_connections=len(self.roster.specialists) + 1),
+                lambda: self.backend.factory(
+                    max_connections=len(self.roster.specialists) + 1, slots=self._endpoint_slots
+                ),
                 settings,
                 model=self.backend.model,
                 progress=progress,
@@ -290,13 +382,29 @@ class Engine:
         )
         return out
 
-    def server_status(self) -> ServerStatus:
-        async def ask() -> ServerStatus:
-            backend = self.backend.factory()
-            try:
-                return await backend.status()
-            finally:
-                await backend.aclose()
+    def endpoint_slots(self) -> list[ServerSlots]:
+        """Each endpoint's slots, in the order listed (one entry without endpoints)."""
+        self.server_slots()
+        return list(self._endpoint_slots or [])
 
-        status: ServerStatus = _run_sync(ask())
+    def endpoint_statuses(self) -> list[tuple[str, ServerStatus]]:
+        """(URL without credentials, status) of every endpoint, asked all at once."""
+        members = self.backend.members()
+
+        async def ask_all() -> list[ServerStatus]:
+            return list(await asyncio.gather(*(_status_of(member) for member in members)))
+
+        statuses: list[ServerStatus] = _run_sync(ask_all())
+        return [(public_url(m.url()), s) for m, s in zip(members, statuses, strict=True)]
+
+    def server_status(self) -> ServerStatus:
+        status: ServerStatus = _run_sync(_status_of(self.backend))
         return status
+
+
+async def _status_of(config: BackendConfig) -> ServerStatus:
+    backend = config.factory()
+    try:
+        return await backend.status()
+    finally:
+        await backend.aclose()

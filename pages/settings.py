@@ -1,4 +1,5 @@
-"""Settings: the agent roster, the result cache and where Quorum keeps its files."""
+"""Settings: the agent roster, the result cache, where Quorum keeps its files, and the
+LLM endpoints (each one's health and slots)."""
 
 from __future__ import annotations
 
@@ -111,3 +112,45 @@ st.dataframe(
     ),
     hide_index=True,
 )
+
+st.markdown("#### LLM endpoints")
+if ctx.backend is None:
+    st.info("The backend settings in the sidebar are invalid: no endpoint to show.")
+elif (engine := state.engine_for(ctx)) is not None:
+    hosts = ctx.backend.members()
+    statuses = state.endpoint_statuses(ctx.backend)
+    slots = engine.endpoint_slots()
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "endpoint": url,
+                    "kind": member.kind,
+                    "model": member.model,
+                    "reachable": "yes" if status.reachable else "no",
+                    "version": status.version or "",
+                    "models": ", ".join(status.models[:6])
+                    + (" …" if len(status.models) > 6 else ""),
+                    "slots": "no limit" if part.slots is None else str(part.slots),
+                    "slots from": part.source,
+                    "error": status.error or "",
+                }
+                for member, (url, status), part in zip(hosts, statuses, slots, strict=True)
+            ]
+        ),
+        hide_index=True,
+        key="endpoints_table",
+    )
+    total = engine.server_slots()
+    if len(hosts) > 1:
+        st.caption(
+            f"Agents are spread over {len(hosts)} endpoints by free slots "
+            f"({'no limit' if total.slots is None else total.slots} in all). An endpoint that "
+            "refuses connections, drops them or answers HTTP 5xx is skipped for the rest of "
+            "a run and its agents are retried on another, within their own timeout."
+        )
+    else:
+        st.caption(
+            "One endpoint. For several LLM hosts, list them as [[endpoints]] in quorum.toml "
+            "and choose “Several LLM hosts” in the sidebar (see docs/deployment.md)."
+        )

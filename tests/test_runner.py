@@ -87,7 +87,7 @@ async def test_json_contract_round_trips() -> None:
     agent_keys = {
         "name", "role", "model", "status", "start_s", "end_s", "duration_s", "ttft_s",
         "queue_s", "load_s", "prefill_s", "decode_s", "prompt_tokens", "output_tokens",
-        "response_chars", "error", "client_queue_s", "cached_tokens",
+        "response_chars", "error", "client_queue_s", "cached_tokens", "endpoint",
     }  # fmt: skip
     assert set(data["agents"][0]) == agent_keys
     assert set(data["consolidation"]) == agent_keys | {"method", "summary", "verdict_confidence"}

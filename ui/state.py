@@ -27,6 +27,7 @@ from engine.backends.base import ServerStatus
 from engine.backends.http import redact_url
 from engine.backends.ollama import ollama_base_url
 from engine.cache import DEFAULT_TTL_S
+from engine.endpoints import endpoints_section
 from engine.prometheus import PromReading
 from engine.runner import MODES, RunSettings
 from engine.service import BackendConfig, BackendKind, Engine, default_data_dir
@@ -53,12 +54,13 @@ PROBE_TTL_S = 30  # how long a server-status probe is reused
 DEFAULT_SCENARIO = "cpu-saturation"
 DEFAULT_TIME_SCALE = 0.1
 
-BackendChoice = Literal["auto", "simulated", "ollama", "openai"]
+BackendChoice = Literal["auto", "simulated", "ollama", "openai", "endpoints"]
 BACKEND_CHOICES: dict[BackendChoice, str] = {
     "auto": "Auto (Ollama if reachable, else simulated)",
     "simulated": "Simulated Ollama",
     "ollama": "Ollama",
     "openai": "OpenAI-compatible",
+    "endpoints": "Several LLM hosts (quorum.toml [[endpoints]])",
 }
 SourceKind = Literal["scenario", "live", "upload", "prometheus"]
 SOURCE_LABELS: dict[SourceKind, str] = {
@@ -414,6 +416,8 @@ def _backend_section() -> tuple[
     )
     kind: BackendKind
     detected: str | None = None
+    if choice == "endpoints":
+        return _endpoints_section(choice)
     if choice == "auto":
         url = ollama_base_url()
         found = detect(url)
@@ -496,6 +500,46 @@ def _slots_input(kind: str) -> int | None:
     return parse_slots_setting(raw)
 
 
+def _endpoints_section(
+    choice: BackendChoice,
+) -> tuple[BackendChoice, BackendConfig | None, str | None, str | None, str | None]:
+    """The LLM hosts listed in quorum.toml; each one's health is on the Settings page."""
+    try:
+        endpoints = endpoints_section(roster_file())
+        if not endpoints:
+            raise ValueError(f"endpoints: no [[endpoints]] table in {roster_file()}")
+        model = st.text_input("Model", value=DEFAULT_MODEL, key="endpoints_model")
+        # The simulated server's settings only matter for the embedded one (no URL).
+        embedded = any(e.kind == "simulated" and e.url is None for e in endpoints)
+        sim = _sim_section() if embedded else SimConfig()
+        backend = BackendConfig(
+            kind=endpoints[0].kind, model=model.strip(), sim=sim, endpoints=endpoints
+        )
+    except ValueError as exc:
+        st.error(safe.md(exc), icon=":material/error:")
+        return choice, None, str(exc), None, None
+    statuses = endpoint_statuses(backend)
+    up = sum(1 for _, status in statuses if status.reachable)
+    line = f"{up} of {len(statuses)} endpoints reachable ({roster_file()}); health and slots on Settings."
+    if up:
+        st.caption(safe.md(("● " if up == len(statuses) else "◐ ") + line))
+    else:
+        st.error(safe.md(line), icon=":material/cloud_off:")
+    return choice, backend, None, None, None
+
+
+@st.cache_data(
+    ttl=PROBE_TTL_S, show_spinner=False, max_entries=16, hash_funcs={BackendConfig: _backend_hash}
+)
+def endpoint_statuses(backend: BackendConfig) -> list[tuple[str, ServerStatus]]:
+    """Each LLM host's status, reused for PROBE_TTL_S. Never raises."""
+    try:
+        return Engine(backend).endpoint_statuses()
+    except Exception as exc:  # a status display must not take the page down
+        failed = ServerStatus(reachable=False, error=f"{type(exc).__name__}: {exc}")
+        return [(url, failed) for url in backend.url().split(", ")]
+
+
 def _sim_section() -> SimConfig:
     names = list(PROFILES)
     profile = st.selectbox(
@@ -531,9 +575,8 @@ def _sim_section() -> SimConfig:
 
 def _status_block(backend: BackendConfig) -> None:
     status = probe(backend)
-    where = (
-        redact_url(backend.url()) if backend.kind != "simulated" else "embedded simulated server"
-    )
+    embedded = backend.kind == "simulated" and not backend.endpoints
+    where = "embedded simulated server" if embedded else redact_url(backend.url())
     if status.reachable:
         models = ", ".join(status.models[:8]) + (" …" if len(status.models) > 8 else "")
         st.caption(

@@ -50,6 +50,7 @@ class ChatResult:
     raw_final: dict[str, Any] = field(default_factory=dict)
     finish_reason: str | None = None  # "stop", or "length" when the token cap cut it
     cached_tokens: int | None = None  # prompt tokens reused from the server's prefix cache
+    endpoint: str | None = None  # which endpoint answered (set by the pool of several hosts)
 
 
 @dataclass

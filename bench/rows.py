@@ -12,8 +12,10 @@ from bench import (
     row_memory,
     row_overhead,
     row_plan,
+    row_realserver,
     row_replicas,
     row_speedup,
+    row_stagger,
     row_tail,
 )
 from bench.levels import Level
@@ -29,6 +31,8 @@ ROWS: dict[str, Callable[[Level], Row]] = {
     "P6": row_memory.run,
     "P7": row_plan.run,
     "P8": row_consolidation.run,
+    "P9": row_stagger.run,
     "D1": row_dashboard.run,
     "R1": row_replicas.run,
+    "R2": row_realserver.run,
 }

@@ -220,6 +220,9 @@ class SimStats:
     model_loads: int = 0  # cold loads, reloads after keep-alive included
     prompt_tokens_evaluated: int = 0  # prefilled
     prompt_tokens_cached: int = 0  # reused from a slot's KV cache
+    # (agent, time.monotonic()) as each completion request's body was read: when requests
+    # really arrived, for the bench's cold-start stagger row.
+    arrivals: list[tuple[str, float]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     # Notified whenever the slots' occupancy changes, so a test can wait for a state.
     _changed: threading.Condition = field(
@@ -232,6 +235,7 @@ class SimStats:
                 self,
                 requests_by_path=Counter(self.requests_by_path),
                 chat_by_agent=Counter(self.chat_by_agent),
+                arrivals=list(self.arrivals),
                 lock=threading.Lock(),
                 _changed=threading.Condition(),
             )
@@ -246,6 +250,7 @@ class SimStats:
         with self.lock:
             self.requests_by_path.clear()
             self.chat_by_agent.clear()
+            self.arrivals.clear()
             self.max_in_flight, self.peak_queue, self.model_loads = self.in_flight, 0, 0
             self.prompt_tokens_evaluated = self.prompt_tokens_cached = 0
 
@@ -258,6 +263,7 @@ class SimStats:
                 self.requests_by_path[path] += 1
             if agent is not None:
                 self.chat_by_agent[agent] += 1
+                self.arrivals.append((agent, time.monotonic()))
             self.model_loads += loads
             self.prompt_tokens_evaluated += evaluated
             self.prompt_tokens_cached += cached

@@ -333,3 +333,17 @@ def test_the_pool_is_sized_to_the_fan_out() -> None:
         stats = server.stats.snapshot()
     assert result.agents_participated == 20
     assert stats.max_in_flight > 16  # httpx's default pool would have capped it there
+
+
+def test_one_slot_and_a_hung_agent_it_ends_at_its_timeout_and_the_others_answer() -> None:
+    # The hung agent holds the only slot until its timeout; the others wait in Quorum's
+    # queue (their timeouts start when sent), then all answer.
+    with simulated(slots=1, scale=0.02, faults={"PerformanceAnalyst": "hang"}) as (_, backend):
+        result = analyze(backend, RunSettings(agent_timeout_s=0.6, grace_s=0.04))
+    runs = {a.name: a for a in result.agents}
+    hung = runs["PerformanceAnalyst"]
+    assert hung.status == "timeout" and hung.duration_s == pytest.approx(0.6, abs=0.3)
+    others = [r for n, r in runs.items() if n != "PerformanceAnalyst"]
+    assert all(r.status == "ok" for r in others)
+    assert all((r.client_queue_s or 0.0) >= 0.5 for r in others)  # they waited their turn
+    assert result.tier == "good" and result.agents_participated == 4

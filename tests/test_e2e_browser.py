@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 
 from engine.agents import DEFAULT_ROSTER
+from tests.dashboard_process import Server, dashboard
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, ViewportSize
@@ -34,7 +29,6 @@ REPO = Path(__file__).resolve().parent.parent
 SCREENSHOT_ENV = "QUORUM_SCREENSHOT_DIR"
 DEFAULT_SCREENSHOT_DIR = REPO / "test-artifacts" / "screenshots"
 TIME_SCALE = "0.05"  # a parallel run takes ≈ 1.5 s, the whole comparison ≈ 6 s
-STARTUP_DEADLINE_S = 60.0
 RUN_TIMEOUT_MS = 60_000  # one analysis or comparison, generous for a loaded 2-core machine
 STEP_TIMEOUT_MS = 30_000  # anything else: a page switch, an element appearing
 VIEWPORT: ViewportSize = {"width": 1400, "height": 1000}
@@ -61,88 +55,16 @@ CONTENT_HEIGHT_JS = """() => Math.max(
 TWO_FRAMES_JS = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
 
 
-@dataclass(frozen=True)
-class Server:
-    url: str
-    data_dir: Path
-    stderr: Path
-
-    def log(self) -> str:
-        return self.stderr.read_text(errors="replace")[-4000:]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_healthy(server: Server, proc: subprocess.Popen[bytes]) -> None:
-    """Poll /_stcore/health until it says ok; fail with the server's stderr otherwise."""
-    deadline = time.monotonic() + STARTUP_DEADLINE_S
-    last = "no answer"
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            try:
-                response = client.get(f"{server.url}/_stcore/health")
-                if response.status_code == 200 and response.text.strip() == "ok":
-                    return
-                last = f"HTTP {response.status_code}: {response.text[:200]}"
-            except httpx.TransportError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            try:  # waits on the process (20 ms at most between attempts), not a bare sleep
-                code = proc.wait(timeout=0.02)
-            except subprocess.TimeoutExpired:
-                continue
-            pytest.fail(f"streamlit exited with {code} before it was healthy:\n{server.log()}")
-    pytest.fail(f"streamlit not healthy after {STARTUP_DEADLINE_S:.0f} s ({last}):\n{server.log()}")
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     """The dashboard on a free loopback port: simulated backend, data in `tmp_path`."""
-    port = free_port()
-    srv = Server(f"http://127.0.0.1:{port}", tmp_path / "data", tmp_path / "streamlit.err")
     env = {
-        **os.environ,
-        "QUORUM_DATA_DIR": str(srv.data_dir),
         "QUORUM_BACKEND": "simulated",
         "QUORUM_SIM_TIME_SCALE": TIME_SCALE,
         "OLLAMA_HOST": "127.0.0.1:9",  # nothing listens on the discard port
-        "PYTHONUNBUFFERED": "1",
     }
-    env.pop("OPENAI_API_KEY", None)
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.port",
-        str(port),
-        "--server.headless",
-        "true",
-        "--server.address",
-        "127.0.0.1",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    with (
-        (tmp_path / "streamlit.out").open("wb") as out,
-        srv.stderr.open("wb") as err,
-    ):
-        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err)
-        try:
-            wait_until_healthy(srv, proc)
-            yield srv
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+    with dashboard(tmp_path, env) as srv:
+        yield srv
 
 
 @pytest.fixture

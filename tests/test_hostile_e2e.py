@@ -82,14 +82,15 @@ def hostile_strings(tracker: str) -> dict[str, str]:
 def hostile_answer(agent: str, tracker: str) -> str:
     bad = hostile_strings(tracker)
     answer = agent_answer(agent)
-    items = answer["insights"] if agent == "Consolidator" else answer["findings"]
-    item = items[0]
+    if agent == "Consolidator":  # a compact verdict: ids to rank, and a summary line
+        answer["insights"] = [[bad["script"], "P1"], [bad["js_link"]], ["I1", "S1", "C1", "R1"]]
+        answer["summary"] = bad["control"] + bad["script"] + bad["md_image"]
+        return json.dumps(answer)
+    item = answer["findings"][0]
     item["title"] = f"{bad['script']} {bad['js_link']}"
     item["observation"] = f"{bad['img']} {bad['md_image']} {bad['long']}"
     item["recommendations"] = [bad["js_link"], bad["control"], bad["md_image"]]
     item["metrics"] = ["cpu_util_pct", bad["script"]]
-    if agent == "Consolidator":
-        item["agents"] = [bad["script"], "PerformanceAnalyst"]
     answer["summary"] = bad["control"] + bad["script"]
     return json.dumps(answer)
 

@@ -10,10 +10,7 @@ a health endpoint, or a Prometheus query.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,18 +18,16 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from tests.dashboard_process import Server
+from tests.dashboard_process import dashboard as launch
 from tests.promstack import PromStack, prom_binaries, promstack
 from tests.test_e2e_browser import (
-    REPO,
     RUN_TIMEOUT_MS,
     TIME_SCALE,
-    Server,
     assert_no_errors,
-    free_port,
     page,
     save_screenshot,
     wait_idle,
-    wait_until_healthy,
 )
 
 if TYPE_CHECKING:
@@ -47,35 +42,15 @@ SECRET = "hunter2-e2e"
 @pytest.fixture
 def dashboard(promstack: PromStack, tmp_path: Path) -> Iterator[Server]:
     """The dashboard with the Prometheus URL (user:password inside) pre-filled."""
-    port = free_port()
-    srv = Server(f"http://127.0.0.1:{port}", tmp_path / "data", tmp_path / "streamlit.err")
     env = {
-        **os.environ,
-        "QUORUM_DATA_DIR": str(srv.data_dir),
         "QUORUM_BACKEND": "simulated",
         "QUORUM_SIM_TIME_SCALE": TIME_SCALE,
         "QUORUM_ROSTER": str(tmp_path / "no-quorum.toml"),
         "QUORUM_PROMETHEUS_URL": promstack.url.replace("http://", f"http://ops:{SECRET}@"),
         "OLLAMA_HOST": "127.0.0.1:9",
-        "PYTHONUNBUFFERED": "1",
     }
-    env.pop("OPENAI_API_KEY", None)
-    env.pop("QUORUM_PROMETHEUS_TOKEN", None)
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-               "--server.headless", "true", "--server.address", "127.0.0.1",
-               "--browser.gatherUsageStats", "false"]  # fmt: skip
-    with (tmp_path / "streamlit.out").open("wb") as out, srv.stderr.open("wb") as err:
-        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err)
-        try:
-            wait_until_healthy(srv, proc)
-            yield srv
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+    with launch(tmp_path, env, drop=("QUORUM_PROMETHEUS_TOKEN",)) as srv:
+        yield srv
 
 
 def test_prometheus_source_in_a_real_browser(

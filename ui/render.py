@@ -221,6 +221,9 @@ def result_header(result: AnalysisResult, ttl_s: float | None, *, cache_off: boo
             title="No agent answered: these insights come from the deterministic USE checks",
         )
     st.caption(safe.md(result.collaboration_summary))
+    verdict = result.consolidation.summary if result.consolidation else None
+    if verdict:  # model text: escaped like every other answer
+        st.caption(safe.md(f"Consolidator's verdict: {verdict}", limit=300))
 
 
 def simulated_notice(profile: str | None) -> None:

@@ -641,7 +641,8 @@ async def run_analysis(
         agents_total=len(specs),
         missing_roles=missing if settings.mode != "single" else [],
         execution_time_s=clock.now(),
-        critical_path_s=_critical_path(settings.mode, runs, consolidation, fan.late),
+        critical_path_s=_critical_path(settings.mode, runs, consolidation, fan.late)
+        + _settled_warmup_s(runs, ctx.warmer.records if ctx.warmer is not None else []),
         critical_path_source=_critical_path_source(runs, consolidation, fan.late),
         cache=CacheInfo(hit=False, age_s=None),
         agents=runs,
@@ -683,6 +684,14 @@ def _critical_path(
     waited = [r.work_s for r in runs if r.status != "cancelled" and r.name not in late]
     agents_s = sum(waited) if mode == "sequential" else max(waited, default=0.0)
     return agents_s + (consolidation.work_s if consolidation else 0.0)
+
+
+def _settled_warmup_s(runs: list[AgentRun], warmups: list[AgentRun]) -> float:
+    """A warm-up still prefilling when the last agent answered is finished before the
+    consolidation (it is the consolidation's own prefill): that wait is on the path too."""
+    if not warmups or not runs:
+        return 0.0
+    return max(0.0, max(w.end_s for w in warmups) - max(r.end_s for r in runs))
 
 
 def _critical_path_source(

@@ -6,12 +6,12 @@ Four ways to consolidate the same five answers, each on its own server (same see
 - compact, no prefix reuse: the ≈ 25-token verdict over one line per finding;
 - compact, with the prefix the agents left in their slots (what the runner does today);
 - compact, warmed: after each answer but the last, the consolidation prompt so far is
-  prefilled with a one-token request (`engine.warmup`), as the runner's scheduler is to
-  do when a slot is free (with 6 slots and 5 agents one always is).
+  prefilled with a one-token request (`engine.warmup`), as the runner does when a slot is
+  free (with 6 slots and 5 agents one always is).
 
 The agents are asked here the way the runner asks them (same prompts, schema and token
 caps), so that the warm-ups can follow each answer. A fifth arm runs `Engine.analyze`
-itself (compact, no warm-ups) for the product's own figure. Repeat r of every arm uses
+itself (compact, with the warm-ups the runner sends) for the product's own figure. Repeat r of every arm uses
 seed r. Seconds are projected to time scale 1 (measured ÷ scale).
 """
 
@@ -59,7 +59,7 @@ ARMS = (
     Arm("compact, prefix from the agents' slots", "compact", True, False),
     Arm("compact, warmed after each answer", "compact", True, True),
 )
-RUNNER = "Engine.analyze (compact, no warm-ups)"
+RUNNER = "Engine.analyze (the product: compact, warm-ups from the runner)"
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,10 @@ def run_p2(level: Level) -> Row:
     scale = level.p2_scale
     wait_all = scaled_settings(scale, quorum=5)  # the plan's gather: wait for every agent
     arms: list[Arm] = [
-        ("baseline sequential", sim_config(scale=scale), scaled_settings(scale, mode="sequential")),
+        # The plan's "before": one call after another, the Consolidator rewriting every
+        # answer (the full consolidation), no warm-ups.
+        ("baseline sequential", sim_config(scale=scale),
+         scaled_settings(scale, mode="sequential", consolidation="full", warmup=False)),
         ("baseline parallel, quorum 5", sim_config(scale=scale), wait_all),
         ("baseline parallel, --overlap (quorum 3)", sim_config(scale=scale),
          scaled_settings(scale, overlap=True)),
@@ -115,7 +118,8 @@ def run_p2(level: Level) -> Row:
             "slots": 6,
             "repeats": level.repeats,
             "settings": "scaled defaults (grace 2 s, agent timeout 30 s, × time scale); "
-            "quorum 5 = wait for all, like the plan's gather",
+            "quorum 5 = wait for all, like the plan's gather; sequential = the plan's before "
+            "(full consolidation, no warm-ups)",
         },
     )
     row.checks += [

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.levels import Level
 from bench.llama_server import find_server, start, stop
-from bench.measure import Check, Row, Stats, Target, check
+from bench.measure import Row, Target, check
 from engine.records import AnalysisResult
 from engine.runner import RunSettings
 from engine.service import BackendConfig, Engine
@@ -46,15 +46,11 @@ def run(level: Level) -> Row:
         },
     )
     launcher, model = find_server()
-    skipped = (
-        "not at the smoke level (minutes of CPU inference)"
-        if level.name == "smoke"
-        else "llama.cpp's server is not installed (.ci/run installs it)"
-        if launcher is None or model is None
-        else None
-    )
-    if skipped is not None or launcher is None or model is None:
-        row.checks.append(Check(f"row skipped: {skipped}", Stats.of([0.0]), "", None))
+    if level.name == "smoke":
+        row.not_measured = "not measured at the smoke level (minutes of CPU inference)"
+        return row
+    if launcher is None or model is None:
+        row.not_measured = "not measured: llama.cpp's server is not installed (.ci/run installs it)"
         return row
     server = start(launcher, model, 5, Path(tempfile.mkdtemp(prefix="quorum-bench-llama-")))
     try:

@@ -55,8 +55,10 @@ def test_every_row_has_a_measured_value_a_target_and_a_boolean_met(
         assert isinstance(row["target"], str) and row["target"], row["id"]
         assert not row.get("crashed"), row["not_measured"]
         if row["not_measured"] is not None:
-            # Only the dashboard row may be absent (someone else's work in progress).
-            assert row["id"] == "D1" and row["not_measured"].startswith("not measured")
+            # Rows that need a part the machine may lack (the dashboard, redis-server), or
+            # minutes of real inference (R2, never at the smoke level), may be absent.
+            assert row["id"] in ("D1", "R1", "R2"), row["id"]
+            assert row["not_measured"].startswith("not measured")
             assert row["met"] is False
             continue
         assert isinstance(row["measured"], int | float), row["id"]

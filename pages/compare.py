@@ -1,4 +1,5 @@
-"""Compare: one snapshot, four runs (single, sequential, parallel, parallel from cache)."""
+"""Compare: one snapshot, four runs (single, sequential, parallel, parallel from cache),
+then the consolidation variants (full vs compact, cold vs warm)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,25 @@ import pandas as pd
 import streamlit as st
 
 from engine.snapshot import SnapshotError
-from engine.timeline import comparison, slot_advice
+from engine.timeline import (
+    CONSOLIDATION_VARIANTS,
+    PROJECTED_LABEL,
+    comparison,
+    consolidation_rows,
+    consolidation_runs,
+    projected_s,
+    projection_scale,
+    seconds_text,
+    slot_advice,
+)
 from ui import charts, render, safe, state
 
 ctx = state.context()
 st.title("Compare")
 st.caption(
     "One snapshot, four runs: a single generalist agent, the five specialists one after "
-    "another, the five in parallel, then the parallel run again from the cache."
+    "another, the five in parallel, then the parallel run again from the cache; then three "
+    "fresh parallel runs that consolidate differently (full vs compact, cold vs warm)."
 )
 
 if ctx.backend is None:
@@ -43,8 +55,14 @@ if st.button("Run comparison", type="primary", key="compare_run", icon=":materia
     try:
         snapshot = ctx.source.read()
         if engine is not None:
-            with st.spinner("Running single, sequential, parallel, then cached…", show_time=True):
-                st.session_state["compare_data"] = (setup, engine.compare(snapshot, ctx.settings))
+            with st.spinner(
+                "Running single, sequential, parallel, cached, then the consolidation variants…",
+                show_time=True,
+            ):
+                # The scale is kept with the data: the sidebar may change before the next rerun.
+                scale = projection_scale(backend.simulated, backend.sim.time_scale)
+                data = engine.compare(snapshot, ctx.settings)
+                st.session_state["compare_data"] = (setup, data, scale)
     except SnapshotError as exc:
         st.error(state.snapshot_error_message(exc), title="No snapshot to analyse")
     except (OSError, RuntimeError, ValueError) as exc:
@@ -55,11 +73,31 @@ if stored is None:
     st.info("Press **Run comparison** to time the four runs on the current snapshot.")
     st.stop()
 
-ran_on, data = stored
+ran_on, data, scale = stored
 comp = comparison(data)
 st.caption(safe.md(f"Ran on {ran_on}"))
 if any(r.backend.simulated for r in comp.runs.values()):
     render.simulated_notice(comp.runs["parallel"].simulated_profile)
+variants = consolidation_runs(data)
+if scale is not None:
+    seq, par = comp.runs["sequential"].execution_time_s, comp.runs["parallel"].execution_time_s
+    headline = (
+        f"sequential {projected_s(seq, scale):.0f} s → parallel {projected_s(par, scale):.0f} s"
+    )
+    if "full_cold" in variants and "compact_warm" in variants:
+        full, warm = variants["full_cold"], variants["compact_warm"]
+        headline += (
+            f" · full consolidation {projected_s(full.execution_time_s, scale):.0f} s → "
+            f"compact, warmed {projected_s(warm.execution_time_s, scale):.0f} s"
+        )
+    st.info(
+        safe.md(
+            f"{PROJECTED_LABEL.capitalize()}: {headline}. The simulator ran at time scale "
+            f"{scale:g}, so every measured time is ÷ {scale:g} here: "
+            f"{seq:.2f} s measured is {projected_s(seq, scale):.1f} s projected."
+        ),
+        icon=":material/schedule:",
+    )
 
 tiles = st.columns(4)
 tiles[0].metric(
@@ -73,7 +111,14 @@ tiles[1].metric(
     help="Sequential wall time ÷ the parallel run's critical path (its slowest agent plus "
     "the consolidation, without queueing): what unlimited server slots would give.",
 )
-tiles[2].metric("Parallel wall", f"{comp.runs['parallel'].execution_time_s:.2f} s")
+parallel_wall = comp.runs["parallel"].execution_time_s
+tiles[2].metric(
+    "Parallel wall",
+    f"{parallel_wall:.2f} s",
+    delta=None if scale is None else f"{projected_s(parallel_wall, scale):.1f} s projected",
+    delta_color="off",
+    help=None if scale is None else f"Measured at time scale {scale:g}; {PROJECTED_LABEL}.",
+)
 tiles[3].metric("Cached", f"{comp.runs['cached'].execution_time_s * 1000:.0f} ms")
 
 advice = slot_advice(comp.runs["parallel"])
@@ -89,11 +134,20 @@ elif comp.serialisation.serialised:
     )
 st.caption(safe.md(render.slots_text(comp.runs["parallel"])))
 
+PROJECTED_COLUMN = f"{PROJECTED_LABEL} (s)"
+
+
+def projected(seconds: float) -> dict[str, float]:
+    """The projected column beside a scaled time (nothing when times are real)."""
+    return {} if scale is None else {PROJECTED_COLUMN: round(projected_s(seconds, scale), 1)}
+
+
 table = pd.DataFrame(
     [
         {
             "run": r.run,
             "time (s)": round(r.wall_s, 3),
+            **projected(r.wall_s),
             "critical path (s)": round(r.critical_path_s, 3),
             "confidence": r.confidence,
             "tier": r.tier,
@@ -121,3 +175,80 @@ st.plotly_chart(
 with st.expander("Parallel run: insights and agent timings"):
     render.insight_cards(comp.runs["parallel"].insights)
     render.agent_table(comp.runs["parallel"])
+
+st.markdown("#### Consolidation: full vs compact, cold vs warm")
+if not variants:
+    st.info("This comparison has no consolidation variants (it was run by an older Quorum).")
+    st.stop()
+st.caption(
+    "Three more fresh parallel runs of the same snapshot that differ only in how the "
+    "Consolidator works: it rewrites every insight (full, the plan's way), or ranks and "
+    "groups the agents' finding ids (compact); cold, or with its prompt prefilled in a free "
+    "server slot after each answer (warmed). Evaluated prompt tokens are the ones the server "
+    "really read; cached ones it reused from a slot's KV cache."
+    + (
+        " Each variant ran on a simulated server of its own, with empty slots."
+        if backend.simulated and not backend.endpoints
+        else " A real server keeps its slots' KV cache between runs, so a later variant "
+        "may find more of its prompt cached."
+    )
+)
+
+
+def tokens(count: int | None) -> str:
+    return "–" if count is None else str(count)
+
+
+rows = consolidation_rows(data)
+variant_table = pd.DataFrame(
+    [
+        {
+            "consolidation": row.label,
+            "wall (s)": round(row.wall_s, 3),
+            **{f"wall, {k}": v for k, v in projected(row.wall_s).items()},
+            "after the last agent (s)": round(row.after_last_agent_s, 3),
+            **{
+                f"after the last agent, {k}": v
+                for k, v in projected(row.after_last_agent_s).items()
+            },
+            "prompt tokens evaluated": tokens(row.evaluated_tokens),
+            "prompt tokens cached": tokens(row.cached_tokens),
+            "warm-ups (tokens evaluated)": (
+                f"{row.warmups} ({tokens(row.warmup_evaluated_tokens)})" if row.warmups else "–"
+            ),
+            "method": row.method or "–",
+            "tier": row.tier,
+        }
+        for row in rows
+    ]
+)
+st.dataframe(variant_table, hide_index=True, key="compare_consolidation_table")
+by_key = {row.key: row for row in rows}
+labels = {v.key: v.label for v in CONSOLIDATION_VARIANTS}
+if "full_cold" in by_key and "compact_warm" in by_key:
+    full_row, warm_row = by_key["full_cold"], by_key["compact_warm"]
+    cols = st.columns(2)
+    cols[0].metric(
+        "Consolidation after the last agent",
+        seconds_text(warm_row.after_last_agent_s, scale),
+        delta=f"{warm_row.after_last_agent_s - full_row.after_last_agent_s:+.2f} s vs full",
+        delta_color="inverse",
+        help="Compact, warmed (today's default) against full, no warm-up (the plan's way).",
+    )
+    cols[1].metric(
+        "Parallel wall, compact warmed",
+        seconds_text(warm_row.wall_s, scale),
+        delta=f"{warm_row.wall_s - full_row.wall_s:+.2f} s vs full",
+        delta_color="inverse",
+    )
+for top, bottom, key in (
+    ("full_cold", "compact_warm", "compare_consolidation_full"),
+    ("compact_cold", "compact_warm", "compare_consolidation_warm"),
+):
+    if top in variants and bottom in variants:
+        st.plotly_chart(
+            charts.stacked_waterfalls(
+                variants[top], variants[bottom], titles=(labels[top], labels[bottom])
+            ),
+            key=key,
+        )

@@ -1,13 +1,16 @@
-"""The Compare page: four runs, speedups, the shared-axis waterfalls, the slot slider."""
+"""The Compare page: four runs, speedups, the shared-axis waterfalls, the slot slider, the
+consolidation variants and the projection of scaled simulator times to real time."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from engine.timeline import PROJECTED_LABEL
 from tests.test_app_live import new_app
 from ui import safe
 
@@ -68,3 +71,87 @@ def test_one_slot_is_called_out_as_serialised(
     assert safe.md("(Ollama: OLLAMA_NUM_PARALLEL=5; llama.cpp: --parallel 5)") in warning.value
     assert any(safe.md("Server slots: 1 (the simulated") in c.value for c in at.caption)
     assert any(safe.md("1 slot(s)") in c.value for c in at.caption)
+
+
+def table(at: AppTest, column: str) -> pd.DataFrame:
+    """The one table on the page with `column`."""
+    (found,) = [df.value for df in at.dataframe if column in df.value.columns]
+    assert isinstance(found, pd.DataFrame)
+    return found
+
+
+def texts(at: AppTest) -> list[str]:
+    """Every text the page shows in markdown, captions, info boxes and metrics."""
+    out = [el.value for kind in ("markdown", "caption", "info") for el in at.get(kind)]
+    return out + [f"{m.label} {m.value} {m.proto.delta}" for m in at.metric]
+
+
+def test_the_consolidation_variants_get_a_table_and_waterfalls(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = compare_page(monkeypatch, tmp_path)
+    at.button(key="compare_run").click().run()
+    assert not at.exception
+    assert "#### Consolidation: full vs compact, cold vs warm" in texts(at)
+    variants = table(at, "consolidation")
+    assert list(variants["consolidation"]) == [
+        "full, no warm-up (before)",
+        "compact, no warm-up",
+        "compact, warmed (default)",
+    ]
+    assert list(variants["method"]) == ["llm", "llm", "llm"]
+    evaluated = [int(n) for n in variants["prompt tokens evaluated"]]
+    assert evaluated[0] > evaluated[1] > evaluated[2]  # full > compact cold > compact warmed
+    warmups = list(variants["warm-ups (tokens evaluated)"])
+    assert warmups[:2] == ["–", "–"] and warmups[2] != "–"
+    after = list(variants["after the last agent (s)"])
+    assert after[2] < after[0]  # the warmed compact consolidation adds less than the full one
+    specs = plot_specs(at)
+    for key in ("compare_consolidation_full", "compare_consolidation_warm"):
+        layout = specs[key]["layout"]
+        assert isinstance(layout, dict) and layout["xaxis"]["matches"] == "x2"  # one axis
+    full_titles = [a["text"] for a in specs["compare_consolidation_full"]["layout"]["annotations"]]
+    assert full_titles[:2] == ["full, no warm-up (before)", "compact, warmed (default)"]
+    (after_metric,) = [m for m in at.metric if m.label == "Consolidation after the last agent"]
+    assert after_metric.value.endswith(f"s {PROJECTED_LABEL})")
+    assert after_metric.proto.delta.startswith("-") and "vs full" in after_metric.proto.delta
+
+
+def test_scaled_simulator_times_are_also_projected_to_real_time(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = compare_page(monkeypatch, tmp_path)  # the simulator at time scale 0.01
+    at.button(key="compare_run").click().run()
+    assert not at.exception
+    (headline,) = [i.value for i in at.info if i.value.startswith("Projected to real time")]
+    assert safe.md("Projected to real time (simulated): sequential") in headline
+    assert "→ parallel" in headline and safe.md("→ compact, warmed") in headline
+    assert safe.md("time scale 0.01") in headline
+    runs = table(at, "run")
+    column = f"{PROJECTED_LABEL} (s)"
+    for scaled, real in zip(runs["time (s)"], runs[column], strict=True):
+        assert real == pytest.approx(scaled / 0.01, abs=0.06)
+    variants = table(at, "consolidation")
+    for name in ("wall", "after the last agent"):
+        for scaled, real in zip(
+            variants[f"{name} (s)"], variants[f"{name}, {column}"], strict=True
+        ):
+            assert real == pytest.approx(scaled / 0.01, abs=0.06)
+    wall = next(m for m in at.metric if m.label == "Parallel wall")
+    assert wall.proto.delta.endswith("s projected")
+
+
+def test_real_time_figures_are_not_projected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = compare_page(monkeypatch, tmp_path)
+    at.button(key="compare_run").click().run()
+    ran_on, data, scale = at.session_state["compare_data"]
+    assert scale == 0.01
+    # The same comparison as a real server (or the simulator at time scale 1) would store it.
+    at.session_state["compare_data"] = (ran_on, data, None)
+    at.run()
+    assert not at.exception
+    assert not [t for t in texts(at) if "projected" in t.lower()]
+    assert not [c for df in at.dataframe for c in df.value.columns if "projected" in c]
+    assert table(at, "consolidation")["consolidation"].iloc[0] == "full, no warm-up (before)"

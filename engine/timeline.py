@@ -463,11 +463,3 @@ def projected_s(seconds: float, time_scale: float) -> float:
     if time_scale <= 0:
         raise ValueError(f"time scale: must be > 0, got {time_scale:g}")
     return seconds / time_scale
-
-
-def seconds_text(seconds: float, scale: float | None) -> str:
-    """'0.75 s', and with a projection '0.75 s (15.0 s projected to real time (simulated))'."""
-    text = f"{seconds:.2f} s"
-    if scale is None:
-        return text
-    return f"{text} ({projected_s(seconds, scale):.1f} s {PROJECTED_LABEL})"

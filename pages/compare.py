@@ -15,7 +15,6 @@ from engine.timeline import (
     consolidation_runs,
     projected_s,
     projection_scale,
-    seconds_text,
     slot_advice,
 )
 from ui import charts, render, safe, state
@@ -115,9 +114,10 @@ parallel_wall = comp.runs["parallel"].execution_time_s
 tiles[2].metric(
     "Parallel wall",
     f"{parallel_wall:.2f} s",
-    delta=None if scale is None else f"{projected_s(parallel_wall, scale):.1f} s projected",
+    delta=None if scale is None else f"{projected_s(parallel_wall, scale):.1f} s {PROJECTED_LABEL}",
     delta_color="off",
-    help=None if scale is None else f"Measured at time scale {scale:g}; {PROJECTED_LABEL}.",
+    delta_arrow="off",
+    help=None if scale is None else f"Measured at time scale {scale:g}; ÷ {scale:g} for real time.",
 )
 tiles[3].metric("Cached", f"{comp.runs['cached'].execution_time_s * 1000:.0f} ms")
 
@@ -134,12 +134,24 @@ elif comp.serialisation.serialised:
     )
 st.caption(safe.md(render.slots_text(comp.runs["parallel"])))
 
-PROJECTED_COLUMN = f"{PROJECTED_LABEL} (s)"
+
+def projected(name: str, seconds: float | None) -> dict[str, float | None]:
+    """The "<name>, projected (s)" column beside a scaled time (none when times are real).
+    None: a time that is not simulated (a cache hit's lookup)."""
+    if scale is None:
+        return {}
+    return {
+        f"{name}, projected (s)": None if seconds is None else round(projected_s(seconds, scale), 1)
+    }
 
 
-def projected(seconds: float) -> dict[str, float]:
-    """The projected column beside a scaled time (nothing when times are real)."""
-    return {} if scale is None else {PROJECTED_COLUMN: round(projected_s(seconds, scale), 1)}
+def projection_note() -> None:
+    if scale is not None:
+        st.caption(
+            f"*projected*: {PROJECTED_LABEL}, the measured time ÷ the time scale {scale:g}. "
+            "Overheads that do not scale (Python, HTTP on loopback) are magnified by the "
+            "same factor, so a projection slightly overstates."
+        )
 
 
 table = pd.DataFrame(
@@ -147,8 +159,9 @@ table = pd.DataFrame(
         {
             "run": r.run,
             "time (s)": round(r.wall_s, 3),
-            **projected(r.wall_s),
+            **projected("time", None if r.cache_hit else r.wall_s),
             "critical path (s)": round(r.critical_path_s, 3),
+            **projected("critical path", r.critical_path_s),
             "confidence": r.confidence,
             "tier": r.tier,
             "agents": r.agents,
@@ -157,9 +170,10 @@ table = pd.DataFrame(
         for r in comp.rows
     ]
 )
-left, right = st.columns([3, 2])
+left, right = st.columns([3, 2] if scale is None else [1, 1])
 with left:
     st.dataframe(table, hide_index=True)
+    projection_note()
 with right:
     st.plotly_chart(charts.compare_bars(comp.rows), key="compare_bars")
 
@@ -205,12 +219,9 @@ variant_table = pd.DataFrame(
         {
             "consolidation": row.label,
             "wall (s)": round(row.wall_s, 3),
-            **{f"wall, {k}": v for k, v in projected(row.wall_s).items()},
+            **projected("wall", row.wall_s),
             "after the last agent (s)": round(row.after_last_agent_s, 3),
-            **{
-                f"after the last agent, {k}": v
-                for k, v in projected(row.after_last_agent_s).items()
-            },
+            **projected("after the last agent", row.after_last_agent_s),
             "prompt tokens evaluated": tokens(row.evaluated_tokens),
             "prompt tokens cached": tokens(row.cached_tokens),
             "warm-ups (tokens evaluated)": (
@@ -223,23 +234,52 @@ variant_table = pd.DataFrame(
     ]
 )
 st.dataframe(variant_table, hide_index=True, key="compare_consolidation_table")
+projection_note()
 by_key = {row.key: row for row in rows}
 labels = {v.key: v.label for v in CONSOLIDATION_VARIANTS}
+
+
+def before_after(before: float, after: float) -> tuple[str, str | None]:
+    """'0.70 s → 0.12 s', and its projection to real time when the times are scaled."""
+    value = f"{before:.2f} s → {after:.2f} s"
+    if scale is None:
+        return value, None
+    real = f"{projected_s(before, scale):.1f} s → {projected_s(after, scale):.1f} s"
+    return value, f"{real} {PROJECTED_LABEL}"
+
+
 if "full_cold" in by_key and "compact_warm" in by_key:
     full_row, warm_row = by_key["full_cold"], by_key["compact_warm"]
-    cols = st.columns(2)
-    cols[0].metric(
-        "Consolidation after the last agent",
-        seconds_text(warm_row.after_last_agent_s, scale),
-        delta=f"{warm_row.after_last_agent_s - full_row.after_last_agent_s:+.2f} s vs full",
-        delta_color="inverse",
-        help="Compact, warmed (today's default) against full, no warm-up (the plan's way).",
+    cols = st.columns(3)
+    for col, label, before, after, why in (
+        (
+            cols[0],
+            "After the last agent: full → compact, warmed",
+            full_row.after_last_agent_s,
+            warm_row.after_last_agent_s,
+            "From the last answer the run waited for to the end of the run: what the "
+            "consolidation adds to the agents' phase.",
+        ),
+        (
+            cols[1],
+            "Parallel wall: full → compact, warmed",
+            full_row.wall_s,
+            warm_row.wall_s,
+            "End to end, the agents and the consolidation.",
+        ),
+    ):
+        value, real = before_after(before, after)
+        col.metric(label, value, delta=real, delta_color="off", delta_arrow="off", help=why)
+    cols[2].metric(
+        "Consolidator prompt tokens evaluated",
+        f"{tokens(full_row.evaluated_tokens)} → {tokens(warm_row.evaluated_tokens)}",
+        help="The final consolidation call's prompt tokens the server evaluated (not "
+        "reused from a slot's KV cache): full, no warm-up → compact, warmed.",
     )
-    cols[1].metric(
-        "Parallel wall, compact warmed",
-        seconds_text(warm_row.wall_s, scale),
-        delta=f"{warm_row.wall_s - full_row.wall_s:+.2f} s vs full",
-        delta_color="inverse",
+if scale is not None:
+    st.caption(
+        f"The waterfalls' axes are measured seconds at time scale {scale:g}: "
+        f"× {1 / scale:g} for real time."
     )
 for top, bottom, key in (
     ("full_cold", "compact_warm", "compare_consolidation_full"),

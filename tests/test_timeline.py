@@ -19,7 +19,6 @@ from engine.records import (
 )
 from engine.timeline import (
     CONSOLIDATION_LABEL,
-    PROJECTED_LABEL,
     after_last_agent_s,
     comparison,
     consolidation_rows,
@@ -28,7 +27,6 @@ from engine.timeline import (
     makespan,
     projected_s,
     projection_scale,
-    seconds_text,
     segments,
     serialisation,
     slot_advice,
@@ -388,9 +386,3 @@ def test_only_a_scaled_simulator_is_projected() -> None:
     assert projection_scale(simulated=True, time_scale=0.05) == 0.05
     assert projection_scale(simulated=True, time_scale=1.0) is None  # already real time
     assert projection_scale(simulated=False, time_scale=0.05) is None  # a real server
-
-
-def test_seconds_text_labels_the_projection() -> None:
-    assert seconds_text(0.75, None) == "0.75 s"
-    assert seconds_text(0.75, 0.05) == f"0.75 s (15.0 s {PROJECTED_LABEL})"
-    assert PROJECTED_LABEL == "projected to real time (simulated)"

@@ -170,11 +170,14 @@ table = pd.DataFrame(
         for r in comp.rows
     ]
 )
-left, right = st.columns([3, 2] if scale is None else [1, 1])
-with left:
+if scale is None:
+    left, right = st.columns([3, 2])
+    left.dataframe(table, hide_index=True)
+else:  # the projected columns need the page's width
     st.dataframe(table, hide_index=True)
     projection_note()
-with right:
+    left, right = st.columns([3, 2])
+with right if scale is None else left:
     st.plotly_chart(charts.compare_bars(comp.rows), key="compare_bars")
 
 st.markdown("#### Sequential vs parallel, on one time axis")
@@ -214,17 +217,17 @@ def tokens(count: int | None) -> str:
 
 
 rows = consolidation_rows(data)
-variant_table = pd.DataFrame(
+by_variant = pd.DataFrame(
     [
         {
             "consolidation": row.label,
             "wall (s)": round(row.wall_s, 3),
             **projected("wall", row.wall_s),
-            "after the last agent (s)": round(row.after_last_agent_s, 3),
-            **projected("after the last agent", row.after_last_agent_s),
-            "prompt tokens evaluated": tokens(row.evaluated_tokens),
-            "prompt tokens cached": tokens(row.cached_tokens),
-            "warm-ups (tokens evaluated)": (
+            "after last agent (s)": round(row.after_last_agent_s, 3),
+            **projected("after last agent", row.after_last_agent_s),
+            "prompt evaluated": tokens(row.evaluated_tokens),
+            "prompt cached": tokens(row.cached_tokens),
+            "warm-ups (evaluated)": (
                 f"{row.warmups} ({tokens(row.warmup_evaluated_tokens)})" if row.warmups else "–"
             ),
             "method": row.method or "–",
@@ -233,7 +236,20 @@ variant_table = pd.DataFrame(
         for row in rows
     ]
 )
+# One column per variant, one row per measure: three variants side by side fit the page.
+variant_table = (
+    by_variant.set_index("consolidation")
+    .T.map(
+        lambda v: "–" if v is None or pd.isna(v) else f"{v:g}" if isinstance(v, float) else str(v)
+    )
+    .rename_axis("measure")
+    .reset_index()
+)
 st.dataframe(variant_table, hide_index=True, key="compare_consolidation_table")
+st.caption(
+    "*prompt evaluated / cached*: the final consolidation call's prompt tokens; "
+    "*warm-ups*: how many prefill-only requests were sent, and the tokens they evaluated."
+)
 projection_note()
 by_key = {row.key: row for row in rows}
 labels = {v.key: v.label for v in CONSOLIDATION_VARIANTS}

@@ -192,6 +192,12 @@ class BackendConfig:
         return PoolBackend(members, default_model=self.model)
 
 
+def isolates_variants(backend: BackendConfig) -> bool:
+    """Whether `Engine.compare_consolidation` gives each variant a server of its own: only
+    on the embedded simulator (a server we start); any other keeps its slots' KV cache."""
+    return backend.kind == "simulated" and not backend.base_url and not backend.endpoints
+
+
 def _run_sync(coro: Any) -> Any:
     """`asyncio.run`, also from a thread that already runs a loop (then in a worker thread)."""
     try:
@@ -411,8 +417,7 @@ class Engine:
     def _fresh_backend(self) -> Iterator[BackendConfig]:
         """A simulated server of our own (model loaded, slots empty) for the embedded
         simulator; the configured backend otherwise."""
-        embedded = self.backend.kind == "simulated" and not self.backend.base_url
-        if not embedded or self.backend.endpoints:
+        if not isolates_variants(self.backend):
             yield self.backend
             return
         with SimulatedOllamaServer(self.backend.sim) as server:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from engine.service import isolates_variants
 from engine.snapshot import SnapshotError
 from engine.timeline import (
     CONSOLIDATION_VARIANTS,
@@ -205,7 +206,7 @@ st.caption(
     "really read; cached ones it reused from a slot's KV cache."
     + (
         " Each variant ran on a simulated server of its own, with empty slots."
-        if backend.simulated and not backend.endpoints
+        if isolates_variants(backend)
         else " A real server keeps its slots' KV cache between runs, so a later variant "
         "may find more of its prompt cached."
     )

@@ -422,11 +422,14 @@ class Engine:
             return
         with SimulatedOllamaServer(self.backend.sim) as server:
             # Ollama's documented preload: a chat with no messages loads the model only.
-            httpx.post(
-                f"{server.url}/api/chat",
-                json={"model": self.backend.model, "messages": []},
-                timeout=self.backend.timeout_s,
-            ).raise_for_status()
+            try:
+                httpx.post(
+                    f"{server.url}/api/chat",
+                    json={"model": self.backend.model, "messages": []},
+                    timeout=self.backend.timeout_s,
+                ).raise_for_status()
+            except httpx.HTTPError as exc:
+                raise RuntimeError(f"simulated server: the model preload failed: {exc}") from exc
             yield replace(self.backend, base_url=server.url)
 
     def endpoint_slots(self) -> list[ServerSlots]:

@@ -31,7 +31,13 @@ from engine.state import (
     open_cache,
     open_history,
 )
-from engine.timeline import slot_advice
+from engine.timeline import (
+    PROJECTED_LABEL,
+    consolidation_rows,
+    projected_s,
+    projection_scale,
+    slot_advice,
+)
 
 
 class UsageError(Exception):
@@ -332,7 +338,8 @@ def _slots_text(result: AnalysisResult) -> str:
     return f"{count} ({result.server_slots_source or 'not recorded'})"
 
 
-def format_compare(data: dict[str, Any]) -> str:
+def format_compare(data: dict[str, Any], time_scale: float | None = None) -> str:
+    """The comparison as text; `time_scale` (simulator only, ≠ 1): also projected to real time."""
     lines = [
         f"{'run':<12}{'wall':>10}{'critical path':>15}{'tier':>11}{'confidence':>12}{'agents':>8}"
     ]
@@ -353,9 +360,45 @@ def format_compare(data: dict[str, Any]) -> str:
     )
     lines.append(f"ideal speedup (sequential ÷ parallel critical path): {ideal:.2f}×")
     lines.append(f"server queue time in the parallel run (all agents): {queued:.2f}s")
+    if time_scale:
+        seq_s, par_s = data["sequential"]["execution_time_s"], par["execution_time_s"]
+        lines.append(
+            f"{PROJECTED_LABEL}: sequential {projected_s(seq_s, time_scale):.1f}s → "
+            f"parallel {projected_s(par_s, time_scale):.1f}s (time scale {time_scale:g})"
+        )
+    lines.extend(_format_consolidation_variants(data, time_scale))
     if par["backend"]["simulated"]:
         lines.append("All timings come from the SIMULATED Ollama server.")
     return "\n".join(lines)
+
+
+def _format_consolidation_variants(data: dict[str, Any], time_scale: float | None) -> list[str]:
+    """The consolidation variants' table: after the last agent, wall, consolidator tokens."""
+    rows = consolidation_rows(data)
+    if not rows:
+        return []
+
+    def seconds(value: float) -> str:
+        text = f"{value:.2f}s"
+        return f"{text} ({projected_s(value, time_scale):.1f}s)" if time_scale else text
+
+    def tokens(n: int | None) -> str:
+        return "–" if n is None else str(n)
+
+    lines = ["", "consolidation: full vs compact, cold vs warm (fresh parallel runs)"]
+    if time_scale:
+        lines.append(f"(in brackets: {PROJECTED_LABEL}, time scale {time_scale:g})")
+    lines.append(
+        f"{'variant':<27}{'after last agent':>18}{'wall':>18}"
+        f"{'prompt evaluated':>18}{'cached':>8}  warm-ups (evaluated)"
+    )
+    for row in rows:
+        warm = f"{row.warmups} ({tokens(row.warmup_evaluated_tokens)})" if row.warmups else "–"
+        lines.append(
+            f"{row.label:<27}{seconds(row.after_last_agent_s):>18}{seconds(row.wall_s):>18}"
+            f"{tokens(row.evaluated_tokens):>18}{tokens(row.cached_tokens):>8}  {warm}"
+        )
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -384,7 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_reachable(engine)
         if args.command == "compare":
             data = engine.compare(snap, settings)
-            print(json.dumps(data, indent=2) if args.json else format_compare(data))
+            scale = projection_scale(engine.backend.simulated, engine.backend.sim.time_scale)
+            print(json.dumps(data, indent=2) if args.json else format_compare(data, scale))
             return 0
         result = engine.analyze(snap, settings, refresh=args.refresh)
         print(json.dumps(result.to_dict(), indent=2) if args.json else format_result(result))

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -29,11 +31,12 @@ from engine.cache import ResultCache
 from engine.endpoints import EndpointSpec, public_url
 from engine.records import AnalysisResult, CacheInfo
 from engine.runner import ProgressFn, RunSettings, run_analysis
-from engine.simulated import SimConfig, shared_server
+from engine.simulated import SimConfig, SimulatedOllamaServer, shared_server
 from engine.slot_probe import probe_slots
 from engine.slots import ServerSlots
 from engine.snapshot import Snapshot
 from engine.state import HistoryStore, ResultStore, ttl_for
+from engine.timeline import CONSOLIDATION_VARIANTS
 
 BackendKind = Literal["simulated", "ollama", "openai"]
 BACKEND_KINDS: tuple[BackendKind, ...] = ("simulated", "ollama", "openai")
@@ -187,6 +190,12 @@ class BackendConfig:
             for config, spec, count in zip(self.members(), self.endpoints, counts, strict=True)
         ]
         return PoolBackend(members, default_model=self.model)
+
+
+def isolates_variants(backend: BackendConfig) -> bool:
+    """Whether `Engine.compare_consolidation` gives each variant a server of its own: only
+    on the embedded simulator (a server we start); any other keeps its slots' KV cache."""
+    return backend.kind == "simulated" and not backend.base_url and not backend.endpoints
 
 
 def _run_sync(coro: Any) -> Any:
@@ -353,7 +362,8 @@ class Engine:
 
     def compare(self, snapshot: Snapshot, settings: RunSettings) -> dict[str, Any]:
         """The plan's comparison: single, sequential, parallel (all fresh), then parallel
-        again from the cache. Without a configured cache a throw-away one is used."""
+        again from the cache; then the consolidation variants (`compare_consolidation`),
+        under their own keys. Without a configured cache a throw-away one is used."""
         cache = self.cache
         scratch: ResultStore | None = None
         if cache is None:
@@ -372,6 +382,7 @@ class Engine:
                 ),
             }
             runs["cached"] = engine.analyze(snapshot, replace(settings, mode="parallel"))
+            runs.update(self.compare_consolidation(snapshot, settings, cache=cache))
         finally:
             if scratch is not None:
                 scratch.close()
@@ -381,6 +392,45 @@ class Engine:
             round(runs["sequential"].execution_time_s / parallel_s, 3) if parallel_s else None
         )
         return out
+
+    def compare_consolidation(
+        self, snapshot: Snapshot, settings: RunSettings, *, cache: ResultStore | None = None
+    ) -> dict[str, AnalysisResult]:
+        """Fresh parallel runs of `snapshot`, one per `CONSOLIDATION_VARIANTS` entry: full
+        consolidation without warm-ups (the plan's way), compact cold, compact warmed.
+
+        On the embedded simulated server each variant gets a server of its own with the
+        model loaded and empty slots, so that no variant reuses a prefix another one left
+        in a slot. A real server's slots keep their KV between runs (nothing here can
+        empty them), so there a later variant may find more of its prompt cached."""
+        runs: dict[str, AnalysisResult] = {}
+        for variant in CONSOLIDATION_VARIANTS:
+            run_settings = replace(
+                settings, mode="parallel", consolidation=variant.style, warmup=variant.warmup
+            )
+            with self._fresh_backend() as backend:
+                engine = Engine(backend, roster=self.roster, cache=cache, history=self.history)
+                runs[variant.key] = engine.analyze(snapshot, run_settings, refresh=True)
+        return runs
+
+    @contextlib.contextmanager
+    def _fresh_backend(self) -> Iterator[BackendConfig]:
+        """A simulated server of our own (model loaded, slots empty) for the embedded
+        simulator; the configured backend otherwise."""
+        if not isolates_variants(self.backend):
+            yield self.backend
+            return
+        with SimulatedOllamaServer(self.backend.sim) as server:
+            # Ollama's documented preload: a chat with no messages loads the model only.
+            try:
+                httpx.post(
+                    f"{server.url}/api/chat",
+                    json={"model": self.backend.model, "messages": []},
+                    timeout=self.backend.timeout_s,
+                ).raise_for_status()
+            except httpx.HTTPError as exc:
+                raise RuntimeError(f"simulated server: the model preload failed: {exc}") from exc
+            yield replace(self.backend, base_url=server.url)
 
     def endpoint_slots(self) -> list[ServerSlots]:
         """Each endpoint's slots, in the order listed (one entry without endpoints)."""

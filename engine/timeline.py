@@ -354,3 +354,112 @@ def slot_advice(result: AnalysisResult) -> SlotAdvice | None:
     # Scale the estimate by what the run really took over its own estimate: overheads stay.
     estimated = wide * (span / now) if now > 0 else wide
     return SlotAdvice(slots, result.server_slots_source, len(result.agents), span, estimated)
+
+
+# --- consolidation variants: full vs compact, cold vs warm (issue 8) ----------------------
+
+
+@dataclass(frozen=True)
+class ConsolidationVariant:
+    """One way to consolidate, run fresh and in parallel by `Engine.compare`."""
+
+    key: str  # its key in `compare --json`
+    label: str
+    style: Literal["compact", "full"]  # RunSettings.consolidation
+    warmup: bool  # RunSettings.warmup
+
+
+CONSOLIDATION_VARIANTS: tuple[ConsolidationVariant, ...] = (
+    ConsolidationVariant("full_cold", "full, no warm-up (before)", "full", warmup=False),
+    ConsolidationVariant("compact_cold", "compact, no warm-up", "compact", warmup=False),
+    ConsolidationVariant("compact_warm", "compact, warmed (default)", "compact", warmup=True),
+)
+
+
+def after_last_agent_s(result: AnalysisResult) -> float:
+    """How long the run went on after the last agent it waited for answered: what the
+    consolidation adds to the agents' phase (0 when it has no agents)."""
+    answered = [a.end_s for a in waited_for(result)]
+    if not answered:
+        return 0.0
+    end = result.consolidation.end_s if result.consolidation is not None else 0.0
+    return max(0.0, max(end, result.execution_time_s) - max(answered))
+
+
+def evaluated_tokens(run: AgentRun, backend_kind: str) -> int | None:
+    """Prompt tokens the server really evaluated for `run`. Ollama (and the simulated
+    server) report only those; OpenAI-compatible servers report the whole prompt, from
+    which the cached prefix is subtracted (docs/contract.md)."""
+    if run.prompt_tokens is None:
+        return None
+    if backend_kind == "openai" and run.cached_tokens is not None:
+        return max(0, run.prompt_tokens - run.cached_tokens)
+    return run.prompt_tokens
+
+
+@dataclass(frozen=True)
+class ConsolidationRow:
+    key: str
+    label: str
+    wall_s: float
+    after_last_agent_s: float
+    evaluated_tokens: int | None  # the final consolidation call's
+    cached_tokens: int | None
+    warmups: int  # warm-up requests sent
+    warmup_evaluated_tokens: int | None  # summed over the warm-ups (None: none reported)
+    method: str | None  # "llm" or "fallback"
+    tier: str
+
+
+def consolidation_runs(data: Mapping[str, Any]) -> dict[str, AnalysisResult]:
+    """The consolidation variants present in `Engine.compare`'s dict, in table order."""
+    return {
+        v.key: AnalysisResult.from_dict(data[v.key])
+        for v in CONSOLIDATION_VARIANTS
+        if v.key in data
+    }
+
+
+def consolidation_rows(data: Mapping[str, Any]) -> tuple[ConsolidationRow, ...]:
+    labels = {v.key: v.label for v in CONSOLIDATION_VARIANTS}
+    rows = []
+    for key, r in consolidation_runs(data).items():
+        cons = r.consolidation
+        warm = [
+            n for n in (evaluated_tokens(w, r.backend.kind) for w in r.warmups) if n is not None
+        ]
+        rows.append(
+            ConsolidationRow(
+                key=key,
+                label=labels[key],
+                wall_s=r.execution_time_s,
+                after_last_agent_s=after_last_agent_s(r),
+                evaluated_tokens=evaluated_tokens(cons, r.backend.kind) if cons else None,
+                cached_tokens=cons.cached_tokens if cons else None,
+                warmups=len(r.warmups),
+                warmup_evaluated_tokens=sum(warm) if warm else None,
+                method=cons.method if cons else None,
+                tier=r.tier,
+            )
+        )
+    return tuple(rows)
+
+
+# --- projection to real time (the simulator's time scale) ---------------------------------
+
+PROJECTED_LABEL = "projected to real time (simulated)"
+
+
+def projection_scale(simulated: bool, time_scale: float) -> float | None:
+    """The time scale to project by, or None when the times are already real: a real
+    server, or the simulator at scale 1."""
+    if not simulated or time_scale <= 0 or time_scale == 1:
+        return None
+    return time_scale
+
+
+def projected_s(seconds: float, time_scale: float) -> float:
+    """A simulated duration at `time_scale` as the profile's real seconds (÷ the scale)."""
+    if time_scale <= 0:
+        raise ValueError(f"time scale: must be > 0, got {time_scale:g}")
+    return seconds / time_scale

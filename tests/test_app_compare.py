@@ -1,13 +1,16 @@
-"""The Compare page: four runs, speedups, the shared-axis waterfalls, the slot slider."""
+"""The Compare page: four runs, speedups, the shared-axis waterfalls, the slot slider, the
+consolidation variants and the projection of scaled simulator times to real time."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from engine.timeline import PROJECTED_LABEL
 from tests.test_app_live import new_app
 from ui import safe
 
@@ -68,3 +71,117 @@ def test_one_slot_is_called_out_as_serialised(
     assert safe.md("(Ollama: OLLAMA_NUM_PARALLEL=5; llama.cpp: --parallel 5)") in warning.value
     assert any(safe.md("Server slots: 1 (the simulated") in c.value for c in at.caption)
     assert any(safe.md("1 slot(s)") in c.value for c in at.caption)
+
+
+def table(at: AppTest, column: str) -> pd.DataFrame:
+    """The one table on the page with `column`."""
+    (found,) = [df.value for df in at.dataframe if column in df.value.columns]
+    assert isinstance(found, pd.DataFrame)
+    return found
+
+
+VARIANTS = ["full, no warm-up (before)", "compact, no warm-up", "compact, warmed (default)"]
+
+
+def measures(at: AppTest) -> dict[str, list[str]]:
+    """The consolidation table (a column per variant, a row per measure) as measure → the
+    three variants' values, in VARIANTS order."""
+    found = table(at, "measure")
+    assert list(found.columns) == ["measure", *VARIANTS]
+    return {str(row["measure"]): [row[v] for v in VARIANTS] for row in found.to_dict("records")}
+
+
+def texts(at: AppTest) -> list[str]:
+    """Every text the page shows in markdown, captions, info boxes and metrics."""
+    out = [
+        str(getattr(el, "value", ""))
+        for kind in ("markdown", "caption", "info")
+        for el in at.get(kind)
+    ]
+    return out + [f"{m.label} {m.value} {m.proto.delta}" for m in at.metric]
+
+
+def test_the_consolidation_variants_get_a_table_and_waterfalls(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = compare_page(monkeypatch, tmp_path)
+    at.button(key="compare_run").click().run()
+    assert not at.exception
+    assert "#### Consolidation: full vs compact, cold vs warm" in texts(at)
+    variants = measures(at)
+    assert list(variants["method"]) == ["llm", "llm", "llm"]
+    evaluated = [int(n) for n in variants["prompt evaluated"]]
+    # The full prompt carries the whole answers. (That warm-ups cut the compact one further
+    # is tests/test_cli.py's: here, at time scale 0.01, the answers may all land at once.)
+    assert evaluated[0] > evaluated[1] and evaluated[0] > evaluated[2]
+    assert list(variants["warm-ups (evaluated)"])[:2] == ["–", "–"]
+    after = [float(s) for s in variants["after last agent (s)"]]
+    assert after[1] < after[0] and after[2] < after[0]  # compact adds less than full
+    specs = plot_specs(at)
+    for key in ("compare_consolidation_full", "compare_consolidation_warm"):
+        layout = specs[key]["layout"]
+        assert isinstance(layout, dict) and layout["xaxis"]["matches"] == "x2"  # one axis
+    full_layout = specs["compare_consolidation_full"]["layout"]
+    assert isinstance(full_layout, dict)
+    full_titles = [a["text"] for a in full_layout["annotations"]]
+    assert full_titles[:2] == ["full, no warm-up (before)", "compact, warmed (default)"]
+    label = "After the last agent: full → compact, warmed"
+    (after_metric,) = [m for m in at.metric if m.label == label]
+    before, _, now = after_metric.value.partition(" → ")
+    assert float(before.removesuffix(" s")) == pytest.approx(after[0], abs=0.006)
+    assert float(now.removesuffix(" s")) == pytest.approx(after[2], abs=0.006)
+    (tokens_metric,) = [m for m in at.metric if m.label == "Consolidator prompt tokens evaluated"]
+    assert tokens_metric.value == f"{evaluated[0]} → {evaluated[2]}"
+
+
+def test_scaled_simulator_times_are_also_projected_to_real_time(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = compare_page(monkeypatch, tmp_path)  # the simulator at time scale 0.01
+    at.button(key="compare_run").click().run()
+    assert not at.exception
+    (headline,) = [i.value for i in at.info if i.value.startswith("Projected to real time")]
+    assert safe.md("Projected to real time (simulated): sequential") in headline
+    assert "→ parallel" in headline and safe.md("→ compact, warmed") in headline
+    assert safe.md("time scale 0.01") in headline
+    runs = {str(r["run"]): r for r in table(at, "run").to_dict("records")}
+    for name in ("time", "critical path"):
+        for run in ("single", "sequential", "parallel"):
+            scaled, real = runs[run][f"{name} (s)"], runs[run][f"{name}, projected (s)"]
+            assert real == pytest.approx(scaled / 0.01, abs=0.11)
+    assert pd.isna(runs["cached"]["time, projected (s)"])  # a cache lookup is real time
+    variants = measures(at)
+    for name in ("wall", "after last agent"):
+        pairs = zip(variants[f"{name} (s)"], variants[f"{name}, projected (s)"], strict=True)
+        for scaled, real in pairs:
+            assert float(real) == pytest.approx(float(scaled) / 0.01, abs=0.11)
+    notes = [c.value for c in at.caption if c.value.startswith("*projected*")]
+    assert len(notes) == 2 and all(PROJECTED_LABEL in n for n in notes)
+    wall = next(m for m in at.metric if m.label == "Parallel wall")
+    assert wall.proto.delta.endswith(f"s {PROJECTED_LABEL}")
+    walls = next(m for m in at.metric if m.label == "Parallel wall: full → compact, warmed")
+    before, now = walls.value.split(" → ")
+    real_before, real_now = walls.proto.delta.removesuffix(f" {PROJECTED_LABEL}").split(" → ")
+    assert float(real_before.removesuffix(" s")) == pytest.approx(
+        float(before.removesuffix(" s")) / 0.01, abs=0.6
+    )
+    assert float(real_now.removesuffix(" s")) == pytest.approx(
+        float(now.removesuffix(" s")) / 0.01, abs=0.6
+    )
+
+
+def test_real_time_figures_are_not_projected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = compare_page(monkeypatch, tmp_path)
+    at.button(key="compare_run").click().run()
+    ran_on, data, scale = at.session_state["compare_data"]
+    assert scale == 0.01
+    # The same comparison as a real server (or the simulator at time scale 1) would store it.
+    at.session_state["compare_data"] = (ran_on, data, None)
+    at.run()
+    assert not at.exception
+    assert not [t for t in texts(at) if "projected" in t.lower()]
+    assert not [c for df in at.dataframe for c in df.value.columns if "projected" in c]
+    rows = measures(at)
+    assert not [m for m in rows if "projected" in m] and "wall (s)" in rows

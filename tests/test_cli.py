@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from engine.cli import format_compare, main
 
 FAST = ["--sim-time-scale", "0.01", "--sim-profile", "gpu"]
 
@@ -42,7 +43,8 @@ def test_analyze_table_is_labelled_simulated(capsys: pytest.CaptureFixture[str])
 def test_compare_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compare", "--scenario", "memory-leak", "--json", "--no-cache", *FAST]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"single", "sequential", "parallel", "cached", "speedup"}
+    variants = {"full_cold", "compact_cold", "compact_warm"}  # the consolidation variants
+    assert set(data) == {"single", "sequential", "parallel", "cached", "speedup", *variants}
     assert data["single"]["tier"] == "single" and data["sequential"]["mode"] == "sequential"
     assert data["cached"]["cache"]["hit"] is True
     assert data["speedup"] == pytest.approx(
@@ -54,6 +56,56 @@ def test_compare_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compare", "--scenario", "healthy", *FAST]) == 0
     out = capsys.readouterr().out
     assert "speedup (sequential ÷ parallel)" in out and "SIMULATED" in out
+
+
+def test_compare_json_runs_the_consolidation_variants_fresh(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The baseline profile: its answers arrive tens of ms apart at this scale, so there is
+    # time for warm-ups between them (on `gpu` at 0.01 all five land within a few ms).
+    baseline = ["--sim-profile", "baseline", "--sim-time-scale", "0.02"]
+    assert main(["compare", "--scenario", "cpu-saturation", "--json", *baseline]) == 0
+    data = json.loads(capsys.readouterr().out)
+    full, cold, warm = data["full_cold"], data["compact_cold"], data["compact_warm"]
+    for run in (full, cold, warm):
+        assert run["mode"] == "parallel" and run["cache"]["hit"] is False
+        assert run["consolidation"]["method"] == "llm" and run["agents_participated"] == 5
+    assert full["consolidation"]["summary"] is None  # the full consolidation writes no verdict
+    assert cold["consolidation"]["summary"] and warm["consolidation"]["summary"]
+    assert not full["warmups"] and not cold["warmups"] and warm["warmups"]
+    # The compact prompt is shorter, and warm-ups leave little of it to evaluate.
+    evaluated = [r["consolidation"]["prompt_tokens"] for r in (full, cold, warm)]
+    assert evaluated[0] > evaluated[1] > evaluated[2]
+    assert warm["consolidation"]["cached_tokens"] > cold["consolidation"]["cached_tokens"]
+
+
+def test_compare_table_shows_the_consolidation_variants_projected(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["compare", "--scenario", "cpu-saturation", *FAST]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert "consolidation: full vs compact, cold vs warm (fresh parallel runs)" in lines
+    assert "(in brackets: projected to real time (simulated), time scale 0.01)" in lines
+    header = next(line for line in lines if line.startswith("variant"))
+    assert "after last agent" in header and "prompt evaluated" in header
+    for label in ("full, no warm-up (before)", "compact, no warm-up", "compact, warmed"):
+        (row,) = [line for line in lines if line.startswith(label)]
+        # e.g. "0.02s (2.0s)": the projection is the measured time ÷ 0.01
+        pairs = re.findall(r"(\d+\.\d+)s \((\d+\.\d+)s\)", row)
+        assert len(pairs) == 2
+        for scaled, real in pairs:
+            assert float(real) == pytest.approx(float(scaled) / 0.01, abs=0.55)
+    assert any(line.startswith("projected to real time (simulated): sequential") for line in lines)
+
+
+def test_compare_table_at_real_time_has_no_projection(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["compare", "--scenario", "healthy", "--json", *FAST]) == 0
+    data = json.loads(capsys.readouterr().out)
+    out = format_compare(data)  # what a real server's (or time scale 1) comparison prints
+    assert "projected" not in out and "compact, warmed (default)" in out
 
 
 def test_fault_injection_from_the_cli(capsys: pytest.CaptureFixture[str]) -> None:

@@ -171,8 +171,10 @@ def test_dashboard_in_a_real_browser(page: Page, server: Server) -> None:
     value = speedup.get_by_test_id("stMetricValue")
     expect(value).to_have_text(re.compile(r"^\d+\.\d\d×$"), timeout=RUN_TIMEOUT_MS)
     charts = main.get_by_test_id("stPlotlyChart")
-    expect(charts).to_have_count(2)
+    expect(charts).to_have_count(4)  # bars, sequential/parallel, the consolidation pairs
     expect(charts.nth(1)).to_contain_text("Parallel: all agents at once")
+    expect(charts.nth(2)).to_contain_text("full, no warm-up (before)")
+    expect(main.get_by_text("Projected to real time (simulated): sequential")).to_be_visible()
     expect(simulated).to_be_visible()
     page.wait_for_selector(IDLE, state="attached")
     assert float(value.inner_text().rstrip("×")) > 1.0, "parallel was not faster"

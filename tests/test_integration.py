@@ -347,3 +347,24 @@ def test_one_slot_and_a_hung_agent_it_ends_at_its_timeout_and_the_others_answer(
     assert all(r.status == "ok" for r in others)
     assert all((r.client_queue_s or 0.0) >= 0.5 for r in others)  # they waited their turn
     assert result.tier == "good" and result.agents_participated == 4
+
+
+def test_consolidation_variants_each_get_a_fresh_embedded_server() -> None:
+    from engine.service import isolates_variants
+    from engine.simulated import shared_server
+
+    config = SimConfig(profile="gpu", time_scale=0.01)
+    embedded = BackendConfig(kind="simulated", sim=config)
+    assert isolates_variants(embedded)
+    shared = shared_server(config).url
+    runs = Engine(embedded).compare_consolidation(scenario("cpu-saturation"), RunSettings())
+    assert list(runs) == ["full_cold", "compact_cold", "compact_warm"]
+    urls = [r.backend.url for r in runs.values()]
+    assert len(set(urls)) == 3 and shared not in urls  # a server of its own, each
+    # Empty slots: no agent finds its prompt cached. On one shared server every variant
+    # after the first would find the previous variant's agent prompts in the slots.
+    for name, run in runs.items():
+        assert [a.cached_tokens for a in run.agents] == [0] * 5, name
+    with simulated() as (_, external):
+        assert not isolates_variants(external)  # a server we did not start keeps its KV
+    assert not isolates_variants(BackendConfig(kind="ollama"))

@@ -19,9 +19,14 @@ from engine.records import (
 )
 from engine.timeline import (
     CONSOLIDATION_LABEL,
+    after_last_agent_s,
     comparison,
+    consolidation_rows,
     critical_agent,
+    evaluated_tokens,
     makespan,
+    projected_s,
+    projection_scale,
     segments,
     serialisation,
     slot_advice,
@@ -323,3 +328,61 @@ def test_no_advice_when_there_are_enough_slots_or_nobody_waited() -> None:
     quick = make_result()  # nobody waited
     quick.server_slots = 1
     assert slot_advice(quick) is None
+
+
+# --- consolidation variants and the projection to real time --------------------------------
+
+
+def test_after_the_last_agent_counts_from_the_last_answer_the_run_waited_for() -> None:
+    # B (ok) ends at 3.0; D, a cancelled straggler, at 3.5; the run ends at 4.5.
+    assert after_last_agent_s(make_result()) == pytest.approx(1.5)
+    assert after_last_agent_s(make_result(wall=6.0)) == pytest.approx(3.0)
+    nobody = make_result(agents=[agent("A", 0.0, 1.0, status="cancelled")])
+    assert after_last_agent_s(nobody) == 0.0
+
+
+def test_evaluated_tokens_subtract_the_cache_only_from_a_whole_prompt_count() -> None:
+    run = agent("Consolidator", 0.0, 1.0)
+    run.prompt_tokens, run.cached_tokens = 700, 600
+    assert evaluated_tokens(run, "openai") == 100  # usage.prompt_tokens: the whole prompt
+    assert evaluated_tokens(run, "simulated") == 700  # prompt_eval_count: evaluated only
+    assert evaluated_tokens(run, "ollama") == 700
+    run.cached_tokens = None
+    assert evaluated_tokens(run, "openai") == 700
+    run.prompt_tokens = None
+    assert evaluated_tokens(run, "openai") is None
+
+
+def test_consolidation_rows_read_the_variants_in_table_order() -> None:
+    full = make_result(consolidation_s=4.0)
+    assert full.consolidation is not None
+    full.consolidation.prompt_tokens, full.consolidation.cached_tokens = 1343, 271
+    warm = make_result(consolidation_s=0.5)
+    assert warm.consolidation is not None
+    warm.consolidation.prompt_tokens, warm.consolidation.cached_tokens = 92, 620
+    warmup = agent("Consolidator.warmup", 2.0, 0.4)
+    warmup.prompt_tokens = 349
+    warm.warmups = [warmup]
+    data = {"compact_warm": warm.to_dict(), "full_cold": full.to_dict(), "speedup": 2.0}
+    rows = consolidation_rows(data)
+    assert [r.key for r in rows] == ["full_cold", "compact_warm"]  # compact_cold absent
+    assert rows[0].label == "full, no warm-up (before)" and rows[0].warmups == 0
+    assert rows[0].after_last_agent_s == pytest.approx(4.5)
+    assert (rows[0].evaluated_tokens, rows[0].cached_tokens) == (1343, 271)
+    assert (rows[1].warmups, rows[1].warmup_evaluated_tokens) == (1, 349)
+    assert rows[1].after_last_agent_s == pytest.approx(1.0) and rows[1].method == "llm"
+    assert consolidation_rows({"single": full.to_dict()}) == ()
+
+
+def test_projection_to_real_time_divides_by_the_time_scale() -> None:
+    assert projected_s(0.75, 0.05) == pytest.approx(15.0)
+    assert projected_s(3.7, 0.05) == pytest.approx(74.0)
+    assert projected_s(2.0, 2.0) == pytest.approx(1.0)  # a slowed-down simulator too
+    with pytest.raises(ValueError, match="time scale: must be > 0"):
+        projected_s(1.0, 0.0)
+
+
+def test_only_a_scaled_simulator_is_projected() -> None:
+    assert projection_scale(simulated=True, time_scale=0.05) == 0.05
+    assert projection_scale(simulated=True, time_scale=1.0) is None  # already real time
+    assert projection_scale(simulated=False, time_scale=0.05) is None  # a real server

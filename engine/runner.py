@@ -392,22 +392,9 @@ async def _fan_out_parallel(
                 collect(done)
                 if done:
                     warm_consolidator()
-                if clock.now() < grace_ends:
-                    continue
-                norms = Norms.of(o.run for o in outcomes.values())
-                for task in pending:
-                    name = tasks[task]
-                    why = verdict(
-                        ctx.seen.get(name, Progress(queued_s=0.0)),
-                        clock.now(),
-                        grace_s=settings.grace_s,
-                        deadline_s=deadline,
-                        norms=norms,
-                    )
-                    if why is not None and name not in dropped:
-                        dropped[name] = why
-                        log.info("agent %s dropped: %s", name, why)
-                        task.cancel()
+                if clock.now() >= grace_ends:
+                    norms = Norms.of(o.run for o in outcomes.values())
+                    _drop_off_course(pending, tasks, dropped, ctx, settings, deadline, norms)
     finally:
         # Whatever happened (deadline, no quorum by the deadline, our own cancellation),
         # no task outlives the fan-out: each cancelled agent returns its own record.
@@ -419,6 +406,31 @@ async def _fan_out_parallel(
             await asyncio.wait(pending)
             collect(pending)
     return fan
+
+
+def _drop_off_course(
+    pending: set[asyncio.Task[_Outcome]],
+    tasks: Mapping[asyncio.Task[_Outcome], str],
+    dropped: dict[str, str],
+    ctx: _Run,
+    settings: RunSettings,
+    deadline: float | None,
+    norms: Norms,
+) -> None:
+    """Cancel the stragglers that are hung or cannot make the deadline, noting why
+    (`engine/stragglers.py` decides); the others are kept."""
+    for task in pending:
+        name = tasks[task]
+        if name in dropped:
+            continue
+        seen = ctx.seen.get(name, Progress(queued_s=0.0))  # not even queued yet
+        why = verdict(
+            seen, ctx.clock.now(), grace_s=settings.grace_s, deadline_s=deadline, norms=norms
+        )
+        if why is not None:
+            dropped[name] = why
+            log.info("agent %s dropped: %s", name, why)
+            task.cancel()
 
 
 def _arrived(outcomes: Iterable[_Outcome]) -> list[tuple[str, str, Mapping[str, Any]]]:

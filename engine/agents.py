@@ -11,13 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engine import use_method
+from engine import config, use_method
 
 DEFAULT_MODEL = "llama3.1:8b"
 
@@ -240,12 +239,12 @@ def load_roster(path: str | Path | None) -> Roster:
     """
     if path is None:
         return DEFAULT_ROSTER
+    if not Path(path).is_file():
+        raise RosterError(f"{path}: cannot read (No such file or directory)")
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RosterError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RosterError(f"{path}: invalid TOML ({exc})") from None
+        data = config.read(path)
+    except config.ConfigError as exc:
+        raise RosterError(str(exc)) from None
     return apply_overrides(DEFAULT_ROSTER, data.get("agents", {}), source=str(path))
 
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from engine import config
 from engine.slots import parse_slots_setting
 
 EndpointKind = Literal["ollama", "openai", "simulated"]
@@ -138,12 +138,7 @@ def parse_endpoints(entries: Any) -> tuple[EndpointSpec, ...]:
 
 def endpoints_section(path: str | Path | None) -> tuple[EndpointSpec, ...]:
     """The `[[endpoints]]` of quorum.toml; () when the file or the array is absent."""
-    if path is None or not Path(path).is_file():
-        return ()
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read [[endpoints]] ({exc})") from None
+    data = config.read(path)
     if "endpoints" not in data:
         return ()
     return parse_endpoints(data["endpoints"])

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
+from engine import config
 from engine.prom_queries import DEFAULT_MOUNTPOINT, DEFAULT_SERVICE_QUERIES, SERVICE_FIELDS
 from engine.snapshot import SnapshotError
 
@@ -87,11 +88,9 @@ def load_settings(path: str | Path | None) -> PromSettings:
     if path is None or not Path(path).is_file():
         return PromSettings()
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SnapshotError("prometheus", f"{path}: cannot read ({exc.strerror or exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SnapshotError("prometheus", f"{path}: invalid TOML ({exc})") from None
+        data = config.read(path)
+    except config.ConfigError as exc:
+        raise SnapshotError("prometheus", str(exc)) from None
     return PromSettings.from_dict(data.get("prometheus", {}), source=str(path))
 
 

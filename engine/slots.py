@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-import tomllib
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from engine import config
 
 
 @dataclass(frozen=True)
@@ -67,15 +68,7 @@ def parse_slots_setting(value: str | int | None) -> int | None:
 def slots_from_config(path: str | Path | None) -> int | None:
     """`[server] slots` of quorum.toml: None for `auto` or when absent; ValueError naming
     the field when it is wrong."""
-    if path is None or not Path(path).is_file():
-        return None
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read [server] ({exc})") from None
-    table = data.get("server", {})
-    if not isinstance(table, dict):
-        raise ValueError(f"{path}: [server] must be a table")
+    table = config.table(path, "server")
     unknown = sorted(set(table) - {"slots"})
     if unknown:
         raise ValueError(f"{path}: server.{unknown[0]}: unknown setting (known: slots)")

@@ -15,7 +15,6 @@ logged, shown or stored.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
+from engine import config
 from engine.records import AnalysisResult
 
 DEFAULT_TTL_S = 300.0
@@ -189,15 +189,7 @@ def cache_section(path: str | Path | None) -> dict[str, Any]:
     """The `[cache]` table of quorum.toml (url, ttl, degraded_ttl, lease); {} if absent.
 
     Raises ValueError naming the field for a wrong type."""
-    if path is None or not Path(path).is_file():
-        return {}
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read [cache] ({exc})") from None
-    table = data.get("cache", {})
-    if not isinstance(table, Mapping):
-        raise ValueError(f"{path}: [cache] must be a table")
+    table = config.table(path, "cache")
     out: dict[str, Any] = {}
     for name, kind in (("url", str), ("ttl", float), ("degraded_ttl", float), ("lease", float)):
         if name not in table:

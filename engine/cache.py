@@ -35,6 +35,14 @@ DEFAULT_SIZE_LIMIT = 256 * 2**20
 _LOCK_STRIPES = 64  # bounded number of lock files; unrelated keys rarely share one
 
 
+def check_ttls(ttl_s: float, degraded_ttl_s: float) -> None:
+    """Field-level errors for the two TTLs every result store takes."""
+    if ttl_s <= 0:
+        raise ValueError(f"ttl: must be > 0 seconds, got {ttl_s:g}")
+    if degraded_ttl_s <= 0:
+        raise ValueError(f"degraded-ttl: must be > 0 seconds, got {degraded_ttl_s:g}")
+
+
 class ResultCache:
     def __init__(
         self,
@@ -44,10 +52,7 @@ class ResultCache:
         degraded_ttl_s: float = DEFAULT_DEGRADED_TTL_S,
         size_limit: int = DEFAULT_SIZE_LIMIT,
     ) -> None:
-        if ttl_s <= 0:
-            raise ValueError(f"ttl: must be > 0 seconds, got {ttl_s:g}")
-        if degraded_ttl_s <= 0:
-            raise ValueError(f"degraded-ttl: must be > 0 seconds, got {degraded_ttl_s:g}")
+        check_ttls(ttl_s, degraded_ttl_s)
         self.directory = Path(directory)
         self.ttl_s = ttl_s
         self.degraded_ttl_s = degraded_ttl_s

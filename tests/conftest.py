@@ -1,7 +1,9 @@
 """Shared test plumbing: find the browser for the e2e test, and say loudly when it is missing.
 
 A skipped browser test is easy to miss in a line of dots, so a skip is recorded here and
-repeated as a banner at the very end of the session.
+repeated as a banner at the very end of the session. Where the components must be there
+(`.ci/run` installs every one and sets QUORUM_REQUIRE_COMPONENTS=1), a missing one fails
+the test instead: CI cannot turn green by skipping what it was meant to run.
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ import pytest
 
 DEBIAN_CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ENV = "QUORUM_CHROMIUM"  # overrides the executable (a wrong path tests the skip)
+REQUIRE_ENV = "QUORUM_REQUIRE_COMPONENTS"  # "1": a missing real component is a failure
 _SKIPS = pytest.StashKey[list[str]]()
+
+
+def components_required() -> bool:
+    return os.environ.get(REQUIRE_ENV) == "1"
 
 
 def find_chromium() -> tuple[str | None, str]:
@@ -42,6 +49,8 @@ def chromium_executable(request: pytest.FixtureRequest) -> str:
         path, why = None, "the playwright Python package is not installed (requirements-dev.txt)"
     if path is None:
         reason = f"{why} — install it with 'apt-get install chromium' (see README)"
+        if components_required():
+            pytest.fail(f"BROWSER TEST CANNOT RUN (${REQUIRE_ENV}=1): {reason}", pytrace=False)
         request.config.stash.setdefault(_SKIPS, []).append(reason)
         pytest.skip(f"BROWSER TEST SKIPPED: {reason}")
     return path
@@ -51,7 +60,10 @@ _LOUD_SKIPS = pytest.StashKey[list[str]]()  # other real components (prometheus,
 
 
 def skip_loudly(request: pytest.FixtureRequest, message: str) -> None:
-    """Skip, and repeat `message` as a banner at the end of the session."""
+    """Skip, and repeat `message` as a banner at the end of the session; fail instead where
+    the components are required (CI)."""
+    if components_required():
+        pytest.fail(f"{message} (${REQUIRE_ENV}=1: a required component is missing)", pytrace=False)
     request.config.stash.setdefault(_LOUD_SKIPS, []).append(message)
     pytest.skip(message)
 

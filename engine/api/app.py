@@ -10,6 +10,7 @@ others (or the cache) are waiting for.
 
 import asyncio
 import contextlib
+import json
 import re
 import threading
 from collections import Counter
@@ -27,7 +28,9 @@ from starlette.concurrency import run_in_threadpool
 from engine import history as histories
 from engine import snapshot as snapshots
 from engine.api import sources
+from engine.api.alerts import AlertPayloadError, parse_payload
 from engine.api.auth import BearerAuth
+from engine.api.desk import AlertDesk
 from engine.api.metrics import ApiMetrics
 from engine.api.settings import ApiSettings, scrub
 from engine.endpoints import public_url
@@ -109,10 +112,27 @@ def create_app(
         engine, settings, defaults or RunSettings(), source or sources.SnapshotSource(),
         metrics or ApiMetrics(),
     )  # fmt: skip
+    desk = AlertDesk(
+        settings, state.metrics,
+        read_snapshot=lambda instance, job: sources.read_prometheus(
+            settings.prometheus, instance, job),
+        analyze=lambda snapshot: state.analyze(snapshot, state.defaults),
+        link=state.link,
+    )  # fmt: skip
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await desk.start()
+        try:
+            yield
+        finally:
+            await desk.stop()
+
     app = FastAPI(
         title="Quorum",
         summary="Five LLM agents analyse a system-metrics snapshot in parallel",
         max_body_size=settings.max_body_bytes,
+        lifespan=lifespan,
     )
     app.state.quorum = state
     if settings.token:
@@ -122,6 +142,7 @@ def create_app(
     _analysis_routes(app, state)
     _history_routes(app, state)
     _ops_routes(app, state)
+    _alert_routes(app, desk)
     return app
 
 
@@ -306,3 +327,22 @@ def _health(state: ApiState) -> JSONResponse:
     if reachable and ((cache and cache.degraded) or (history and history.degraded)):
         body["status"] = "degraded"
     return JSONResponse(body, 200 if reachable else 503)
+
+
+def _alert_routes(app: FastAPI, desk: AlertDesk) -> None:
+    @app.post("/api/alertmanager", status_code=202)
+    async def alertmanager(request: Request) -> JSONResponse:
+        """Alertmanager's webhook (payload version 4). Answers at once (202 with what was
+        queued, deduplicated, resolved); each new firing alert is analysed in the
+        background from Prometheus and sent to the notifiers. 503 when the queue is full
+        (Alertmanager then retries)."""
+        try:
+            data = json.loads(await request.body())
+        except (ValueError, RecursionError):
+            raise HTTPException(422, "payload: not valid JSON") from None
+        try:
+            batch = parse_payload(data)
+        except AlertPayloadError as exc:
+            raise HTTPException(422, str(exc)) from None
+        counts = desk.accept(batch)
+        return JSONResponse(counts, 503 if counts["dropped"] else 202)

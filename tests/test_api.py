@@ -255,3 +255,15 @@ def test_metrics_are_observed_from_the_results_served(api: ApiServer) -> None:
     assert metric(api, "quorum_tokens_total", direction="out", model=model) == tokens_out
     saved = result["consolidation"]["cached_tokens"] if result["warmups"] else 0
     assert metric(api, "quorum_warmup_tokens_saved_total") == (saved or 0)
+
+
+def test_live_requests_within_the_ttl_share_one_sample_and_hit_the_cache(
+    api: ApiServer,
+) -> None:
+    with httpx.Client(base_url=api.url, timeout=60) as client:
+        first = client.get("/api/insights", params={"source": "live"}).json()
+        again = client.get("/api/insights", params={"source": "live"}).json()
+        resampled = client.get("/api/insights", params={"source": "live", "refresh": True})
+    assert first["snapshot_key"] == again["snapshot_key"]
+    assert not first["cache"]["hit"] and again["cache"]["hit"]
+    assert resampled.status_code == 200 and not resampled.json()["cache"]["hit"]

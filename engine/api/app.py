@@ -77,6 +77,7 @@ class ApiState:
     source: sources.SnapshotSource
     metrics: ApiMetrics
     flights: InFlight = field(default_factory=InFlight)
+    live: sources.LiveSampler = field(default_factory=sources.LiveSampler)
     # Streams whose client left: their analyses run on (others may wait for them).
     background: set[asyncio.Future[Any]] = field(default_factory=set)
 
@@ -111,6 +112,7 @@ def create_app(
     state = ApiState(
         engine, settings, defaults or RunSettings(), source or sources.SnapshotSource(),
         metrics or ApiMetrics(),
+        live=sources.LiveSampler(engine.cache.ttl_s if engine.cache else sources.LIVE_MAX_AGE_S),
     )  # fmt: skip
     desk = AlertDesk(
         settings, state.metrics,
@@ -191,9 +193,12 @@ def _request_snapshot(state: ApiState) -> Callable[..., Any]:
         source: str | None = Query(None, description="live or prometheus"),
         instance: str = Query("", description="with source=prometheus: the node_exporter"),
         job: str = Query("", description="with source=prometheus: the target's job"),
+        refresh: bool = False,
     ) -> Snapshot:
         chosen = sources.choose(state.source, scenario, source, instance, job)
-        return await run_in_threadpool(sources.load, chosen, state.settings.prometheus)
+        return await run_in_threadpool(
+            lambda: sources.load(chosen, state.settings.prometheus, state.live, fresh=refresh)
+        )
 
     return request_snapshot
 

@@ -7,6 +7,8 @@ The server's own default (what `serve` was started with: `--scenario`, `--snapsh
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -15,6 +17,8 @@ from engine import snapshot as snapshots
 
 SourceKind = Literal["scenario", "file", "live", "prometheus"]
 SOURCES = ("live", "prometheus")  # what `?source=` accepts (a scenario has `?scenario=`)
+# Without a cache, how long requests share one sample of this host (see LiveSampler).
+LIVE_MAX_AGE_S = 10.0
 
 
 class SourceError(Exception):
@@ -59,9 +63,15 @@ def choose(
     return default
 
 
-def load(source: SnapshotSource, access: PrometheusAccess) -> snapshots.Snapshot:
+def load(
+    source: SnapshotSource,
+    access: PrometheusAccess,
+    live: LiveSampler,
+    *,
+    fresh: bool = False,
+) -> snapshots.Snapshot:
     """Read the snapshot (blocking: a live sample takes half a second, Prometheus a few
-    queries); SourceError says why not."""
+    queries); `fresh`: sample this host again. SourceError says why not."""
     try:
         if source.kind == "scenario":
             return snapshots.scenario(source.name)
@@ -69,7 +79,7 @@ def load(source: SnapshotSource, access: PrometheusAccess) -> snapshots.Snapshot
             return snapshots.load_file(source.name)
         if source.kind == "prometheus":
             return read_prometheus(access, source.instance, source.job)
-        return snapshots.live()
+        return live.latest(fresh=fresh)
     except snapshots.SnapshotError as exc:
         raise SourceError(422, f"snapshot {exc}") from None
     except prometheus.PrometheusError as exc:
@@ -83,3 +93,25 @@ def read_prometheus(access: PrometheusAccess, instance: str, job: str) -> snapsh
     settings = prometheus.load_settings(access.config)
     endpoint = prometheus.Endpoint.parse(access.url, token=access.token)
     return prometheus.read_snapshot(endpoint, settings, instance=instance, job=job).snapshot
+
+
+class LiveSampler:
+    """This host's snapshot, sampled at most once per `max_age_s` (one sampler at a time).
+
+    Two samples of a host a few seconds apart rarely quantise to the same cache key, so
+    a live request would never hit the cache; and a sample takes half a second (CPU
+    utilisation over an interval). Requests within `max_age_s` (the server sets the
+    cache TTL) share one sample: a repeat of the plan's `curl /api/insights/autogen`
+    is then a cache hit in milliseconds. `refresh=true` takes a new sample."""
+
+    def __init__(self, max_age_s: float = LIVE_MAX_AGE_S) -> None:
+        self.max_age_s = max_age_s
+        self._lock = threading.Lock()
+        self._last: tuple[float, snapshots.Snapshot] | None = None
+
+    def latest(self, *, fresh: bool = False) -> snapshots.Snapshot:
+        with self._lock:
+            now = time.monotonic()
+            if fresh or self._last is None or now - self._last[0] >= self.max_age_s:
+                self._last = (now, snapshots.live())
+            return self._last[1]

@@ -11,6 +11,7 @@ Slack message and one webhook message. Prometheus also scrapes Quorum's /metrics
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -36,6 +37,7 @@ pytestmark = pytest.mark.prometheus
 ALERTMANAGER = "prometheus-alertmanager"
 TOKEN = "alert-test-token"
 DASHBOARD = "http://dashboard.test:8501"
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -222,3 +224,19 @@ def test_one_firing_alert_is_one_analysis_and_one_slack_message(
         "histogram_quantile(0.95, sum by (le, agent) (quorum_agent_duration_seconds_bucket))"
     )
     assert p95 and all(float(s["value"][1]) > 0 for s in p95)
+
+    # Every query of the Grafana dashboard in docs/ is valid PromQL over these series.
+    for title, expr in grafana_queries():
+        samples = stack.query(expr)  # an invalid query is an HTTP 400: raise_for_status
+        if "Agent duration" in title or "Fresh runs" in title or "Agent outcomes" in title:
+            assert samples, title
+
+
+def grafana_queries() -> list[tuple[str, str]]:
+    dashboard = json.loads((REPO / "docs" / "grafana-quorum.json").read_text())
+    out = []
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"].replace("$__rate_interval", "1m")
+            out.append((panel["title"], expr.replace("$job", ".*").replace("$model", ".*")))
+    return out

@@ -6,11 +6,16 @@ The backend is the simulated Ollama server at a small time scale (SIMULATED timi
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from httpx_sse import connect_sse
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,8 +25,10 @@ from engine.cli import main
 from engine.records import AnalysisResult
 from engine.snapshot import SCENARIOS
 from tests.apiserver import ApiServer, simulated_app
+from tests.promstack import free_port
 
 TOKEN = "s3cret-token-for-the-test"
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -267,3 +274,37 @@ def test_live_requests_within_the_ttl_share_one_sample_and_hit_the_cache(
     assert first["snapshot_key"] == again["snapshot_key"]
     assert not first["cache"]["hit"] and again["cache"]["hit"]
     assert resampled.status_code == 200 and not resampled.json()["cache"]["hit"]
+
+
+def test_the_serve_command_binds_loopback_and_serves_the_plans_url(data_dir: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "serve", "--port", str(port), "--scenario", "healthy",
+         "--sim-time-scale", "0.02", "--mode", "parallel"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "serve did not answer within 60 s"
+            with contextlib.suppress(subprocess.TimeoutExpired):  # wait on the process
+                proc.wait(timeout=0.1)
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        listening = {c.laddr for c in psutil.Process(proc.pid).net_connections("tcp")
+                     if c.status == psutil.CONN_LISTEN}  # fmt: skip
+        # The API and the embedded simulated LLM server: loopback only, both.
+        assert ("127.0.0.1", port) in {(addr.ip, addr.port) for addr in listening}
+        assert {addr.ip for addr in listening} == {"127.0.0.1"}
+        data = httpx.get(f"{url}/api/insights/autogen", timeout=60).json()
+        assert data["mode"] == "parallel" and data["backend"]["simulated"]
+        assert data["snapshot_key"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert main(["serve", "--workers", "0"]) == 2

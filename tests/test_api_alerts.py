@@ -22,6 +22,9 @@ from engine.runner import RunSettings
 from engine.snapshot import scenario
 from tests.apiserver import ApiServer, simulated_app, simulated_engine
 from tests.loopback import LoopbackServer, Route
+from tests.redisfixture import redis_server, redis_url
+
+__all__ = ["redis_server", "redis_url"]  # fixtures, used by name
 
 DEADLINE_S = 30.0
 
@@ -157,3 +160,44 @@ def test_a_notifier_error_never_names_its_url(caplog: pytest.LogCaptureFixture) 
     assert asyncio.run(send()) is False
     assert caplog.records and "SECRETPART" not in caplog.text
     assert "SECRETPART" not in repr(Notifier("slack", secret_url))
+
+
+def test_replicas_sharing_redis_share_the_dedupe_window(redis_url: str, tmp_path: Path) -> None:
+    from engine.api.app import create_app
+    from engine.history import History
+    from engine.redis_state import RedisResultCache
+    from engine.service import Engine
+
+    def replica(name: str) -> ApiServer:
+        engine = simulated_engine(tmp_path / name)
+        shared = Engine(engine.backend, cache=RedisResultCache(redis_url),
+                        history=History(tmp_path / name / "history.jsonl"))  # fmt: skip
+        return ApiServer(create_app(shared, ApiSettings()))
+
+    body = payload(alert(instance="h:9100", fingerprint="shared-1"))
+    with replica("a") as first, replica("b") as second:
+        one = httpx.post(f"{first.url}/api/alertmanager", json=body, timeout=10).json()
+        other = httpx.post(f"{second.url}/api/alertmanager", json=body, timeout=10).json()
+        resolved = payload(alert("resolved", instance="h:9100", fingerprint="shared-1"))
+        httpx.post(f"{first.url}/api/alertmanager", json=resolved, timeout=10)
+        again = httpx.post(f"{second.url}/api/alertmanager", json=body, timeout=10).json()
+    assert one["queued"] == 1 and other["deduplicated"] == 1 and other["queued"] == 0
+    assert again["queued"] == 1  # resolved on one replica: the window ended for all
+
+
+def test_secrets_come_from_the_environment_or_secrets_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.api.settings import from_environment
+
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('api_token = "from-file"\nslack_webhook_url = "https://hooks.test/x"\n')
+    for name in ("QUORUM_API_TOKEN", "QUORUM_SLACK_WEBHOOK_URL", "QUORUM_WEBHOOK_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = from_environment(secrets)
+    assert settings.token == "from-file" and settings.slack_webhook_url == "https://hooks.test/x"
+    assert settings.webhook_url is None
+    monkeypatch.setenv("QUORUM_API_TOKEN", "from-env")
+    settings = from_environment(secrets)
+    assert settings.token == "from-env"
+    assert "from-env" not in repr(settings) and "hooks.test" not in repr(settings)

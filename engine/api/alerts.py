@@ -7,16 +7,21 @@ engine/api/desk.py, in the background: Alertmanager gets its answer at once.
 Alertmanager sends a group again on every `group_interval` change and `repeat_interval`;
 an alert (group key + fingerprint) analysed within the dedupe window is not analysed
 again. A resolved alert is counted and logged, never analysed, and ends its window so
-that the next time it fires it is analysed afresh.
+that the next time it fires it is analysed afresh. With the Redis cache the window is
+shared by every replica (`RedisClaims`): Alertmanager may post to any of them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from engine.redis_state import RedisLink
 
 AlertStatus = Literal["firing", "resolved"]
 MAX_ALERTS = 1000  # per payload; Alertmanager's max_alerts in webhook_configs is 0 (all)
@@ -101,13 +106,46 @@ def parse_payload(data: Any) -> AlertBatch:
     return AlertBatch(group_key, tuple(_alert(a, f"alerts[{i}]") for i, a in enumerate(alerts)))
 
 
-class Deduper:
-    """Alerts analysed within the last `window_s` seconds (thread-safe)."""
+class Claims(Protocol):
+    """A dedupe window shared by replicas: `claim` is True for the first claimant of a
+    key within `ttl_s`, False for the others, None when the store cannot be asked."""
 
-    def __init__(self, window_s: float) -> None:
+    def claim(self, key: str, ttl_s: float) -> bool | None: ...
+
+    def release(self, key: str) -> None: ...
+
+
+class RedisClaims:
+    """`Claims` in Redis: SET NX with an expiry, one key per alert."""
+
+    def __init__(self, link: RedisLink, prefix: str = "quorum:") -> None:
+        self.link = link
+        self.prefix = f"{prefix}alert:"
+
+    def claim(self, key: str, ttl_s: float) -> bool | None:
+        ttl_ms = max(1, int(ttl_s * 1000))
+        got = self.link.call(
+            "claim an alert", lambda r: r.set(self.prefix + key, 1, nx=True, px=ttl_ms)
+        )
+        return None if got is None and self.link.degraded else bool(got)
+
+    def release(self, key: str) -> None:
+        self.link.call("release an alert", lambda r: r.delete(self.prefix + key))
+
+
+class Deduper:
+    """Alerts analysed within the last `window_s` seconds (thread-safe); with `shared`,
+    also by any replica (a store that cannot be asked leaves the decision local)."""
+
+    def __init__(self, window_s: float, shared: Claims | None = None) -> None:
         self.window_s = window_s
+        self.shared = shared
         self._seen: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _shared_key(key: tuple[str, str]) -> str:
+        return hashlib.sha256("\x00".join(key).encode()).hexdigest()[:32]
 
     def first(self, group_key: str, alert: Alert, now: float | None = None) -> bool:
         """True (and remembered) when this alert was not analysed within the window."""
@@ -118,9 +156,19 @@ class Deduper:
                 del self._seen[old]
             if key in self._seen:
                 return False
+            shared = self.shared
+            if (
+                shared
+                and self.window_s > 0
+                and shared.claim(self._shared_key(key), self.window_s) is False
+            ):
+                return False
             self._seen[key] = now
             return True
 
     def forget(self, group_key: str, alert: Alert) -> None:
+        key = (group_key, alert.identity())
         with self._lock:
-            self._seen.pop((group_key, alert.identity()), None)
+            self._seen.pop(key, None)
+        if self.shared is not None:
+            self.shared.release(self._shared_key(key))

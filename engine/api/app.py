@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from engine import history as histories
 from engine import snapshot as snapshots
 from engine.api import sources
-from engine.api.alerts import AlertPayloadError, parse_payload
+from engine.api.alerts import AlertPayloadError, Claims, RedisClaims, parse_payload
 from engine.api.auth import BearerAuth
 from engine.api.desk import AlertDesk
 from engine.api.metrics import ApiMetrics
@@ -120,6 +120,7 @@ def create_app(
             settings.prometheus, instance, job),
         analyze=lambda snapshot: state.analyze(snapshot, state.defaults),
         link=state.link,
+        shared=_shared_claims(engine),
     )  # fmt: skip
 
     @contextlib.asynccontextmanager
@@ -146,6 +147,14 @@ def create_app(
     _ops_routes(app, state)
     _alert_routes(app, desk)
     return app
+
+
+def _shared_claims(engine: Engine) -> Claims | None:
+    """The alert dedupe window in Redis when the cache is there (shared by replicas)."""
+    from engine.redis_state import RedisResultCache
+
+    cache = engine.cache
+    return RedisClaims(cache.link, cache.prefix) if isinstance(cache, RedisResultCache) else None
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import httpx
 from starlette.concurrency import run_in_threadpool
 
-from engine.api.alerts import Alert, AlertBatch, Deduper
+from engine.api.alerts import Alert, AlertBatch, Claims, Deduper
 from engine.api.metrics import ApiMetrics
 from engine.api.notify import Notifier, deliver, notifiers, slack_message, webhook_message
 from engine.api.settings import ApiSettings, scrub
@@ -47,6 +47,7 @@ class AlertDesk:
         read_snapshot: Callable[[str, str], Snapshot],
         analyze: Callable[[Snapshot], AnalysisResult],
         link: Callable[[str], str],
+        shared: Claims | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings
@@ -55,7 +56,7 @@ class AlertDesk:
         self._analyze = analyze
         self._link = link
         self._transport = transport
-        self.deduper = Deduper(settings.alert_dedupe_s)
+        self.deduper = Deduper(settings.alert_dedupe_s, shared)
         self._queue: asyncio.Queue[AlertJob] | None = None
         self._client: httpx.AsyncClient | None = None
         self._worker: asyncio.Task[None] | None = None

@@ -100,12 +100,14 @@ def run(argv: list[str], args: argparse.Namespace) -> int:
         return 2
     options = {"host": args.host, "port": args.port, "log_level": "info" if args.verbose
                else "warning", "timeout_graceful_shutdown": 5}  # fmt: skip
+    app = build_app(argv)  # bad options fail here, once, not in every worker
     if args.workers > 1:
+        del app
         os.environ[ARGV_ENV] = json.dumps(argv)
         uvicorn.run(
             "engine.api.serve:app_from_environment", factory=True, workers=args.workers,
             **options,
         )  # fmt: skip
         return 0
-    uvicorn.run(build_app(argv), **options)
+    uvicorn.run(app, **options)
     return 0

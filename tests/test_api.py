@@ -234,6 +234,8 @@ def test_the_token_guards_every_route_but_healthz(data_dir: Path) -> None:
             wrong = client.get(path, headers={"Authorization": f"Bearer {TOKEN}x"})
             assert wrong.status_code == 401, path
         assert client.get("/healthz").status_code == 200
+        for path in ("/api/analyze", "/api/alertmanager"):
+            assert client.post(path, json={}).status_code == 401, path
         ok = client.get("/api/insights", headers=bearer)
         assert ok.status_code == 200
         texts = [ok.text, str(ok.headers), client.get("/metrics", headers=bearer).text,

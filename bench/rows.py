@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench import (
+    row_api,
     row_cache,
     row_concurrency,
     row_consolidation,
@@ -35,4 +36,5 @@ ROWS: dict[str, Callable[[Level], Row]] = {
     "D1": row_dashboard.run,
     "R1": row_replicas.run,
     "R2": row_realserver.run,
+    "A1": row_api.run,
 }

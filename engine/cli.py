@@ -1,4 +1,4 @@
-"""`python -m engine`: analyze, compare, snapshot, serve-simulated."""
+"""`python -m engine`: analyze, compare, serve (the HTTP API), snapshot, serve-simulated."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 from engine import prometheus
 from engine import snapshot as snapshots
 from engine.agents import DEFAULT_MODEL, RosterError, load_roster
+from engine.api.serve import add_serve_options
 from engine.cache import DEFAULT_TTL_S
 from engine.endpoints import EndpointSpec, endpoints_section, from_urls
 from engine.records import AgentRun, AnalysisResult
@@ -128,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run_options(sub.add_parser("analyze", help="analyse one snapshot"))
     _add_run_options(sub.add_parser("compare", help="single vs sequential vs parallel vs cached"))
+    api = sub.add_parser("serve", help="the HTTP API (docs/api.md)")
+    _add_run_options(api)
+    add_serve_options(api)
     snap = sub.add_parser("snapshot", help="print a snapshot as JSON")
     src = snap.add_mutually_exclusive_group()
     src.add_argument("--scenario", choices=sorted(snapshots.SCENARIOS))
@@ -422,6 +426,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "snapshot":
             print(json.dumps(load_snapshot(args).to_dict(), indent=2))
             return 0
+        if args.command == "serve":
+            from engine.api.serve import run
+
+            raw = list(sys.argv[1:] if argv is None else argv)
+            return run(raw[raw.index("serve") + 1 :], args)
         snap = load_snapshot(args)
         engine, settings = build_engine(args)
         _check_reachable(engine)

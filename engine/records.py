@@ -185,6 +185,9 @@ class AnalysisResult:
     server_slots: int | None = None  # requests Quorum sent at once; None: no limit
     server_slots_source: str = ""  # where that number came from, in words
     warmups: list[AgentRun] = field(default_factory=list)  # consolidator prefix warm-ups
+    # This call's id in the history (`GET /api/runs/{id}`, the dashboard's `?run=ID`);
+    # every `Engine.analyze` call gets a new one, cache hits included. "": not recorded.
+    run_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -156,6 +156,10 @@ class PromStack:
     prom_port: int = field(default_factory=free_port)
     exporter_port: int = field(default_factory=free_port)
     service: Service = field(default_factory=Service)
+    # More YAML for prometheus.yml: scrape_configs entries, then top-level sections
+    # (rule_files, alerting) — for a test that adds its own targets and rules.
+    extra_scrapes: str = ""
+    extra_config: str = ""
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -184,6 +188,8 @@ class PromStack:
             f"  - job_name: node\n    static_configs:\n      - targets: ['{self.node_instance}']\n"
             f"  - job_name: service\n    static_configs:\n"
             f"      - targets: ['127.0.0.1:{self.service.port}']\n"
+            + self.extra_scrapes
+            + self.extra_config
         )
         self._spawn(
             "prometheus",

@@ -33,6 +33,7 @@ from engine.state import (
 )
 from engine.timeline import (
     PROJECTED_LABEL,
+    comparison,
     consolidation_rows,
     projected_s,
     projection_scale,
@@ -353,12 +354,8 @@ def format_compare(data: dict[str, Any], time_scale: float | None = None) -> str
     queued = sum((a["queue_s"] or 0.0) for a in par["agents"])
     lines.append("")
     lines.append(f"speedup (sequential ÷ parallel): {data['speedup']}×")
-    ideal = (
-        data["sequential"]["execution_time_s"] / par["critical_path_s"]
-        if par["critical_path_s"]
-        else 0
-    )
-    lines.append(f"ideal speedup (sequential ÷ parallel critical path): {ideal:.2f}×")
+    ideal = comparison(data).ideal_speedup or 0.0
+    lines.append(f"ideal speedup (sequential ÷ parallel with a slot per agent): {ideal:.2f}×")
     lines.append(f"server queue time in the parallel run (all agents): {queued:.2f}s")
     if time_scale:
         seq_s, par_s = data["sequential"]["execution_time_s"], par["execution_time_s"]

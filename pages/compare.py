@@ -108,8 +108,8 @@ tiles[0].metric(
 tiles[1].metric(
     "Ideal speedup",
     "–" if comp.ideal_speedup is None else f"{comp.ideal_speedup:.2f}×",
-    help="Sequential wall time ÷ the parallel run's critical path (its slowest agent plus "
-    "the consolidation, without queueing): what unlimited server slots would give.",
+    help="Sequential wall time ÷ the parallel run's slowest agent plus its consolidation, "
+    "without queueing: what a server slot for every agent would give.",
 )
 parallel_wall = comp.runs["parallel"].execution_time_s
 tiles[2].metric(

@@ -15,6 +15,7 @@ import hashlib
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -290,6 +291,7 @@ class Engine:
                     # The leader was interrupted (its UI session stopped, Ctrl-C): that is
                     # not our error; take the lead ourselves on the next turn.
                     continue
+        result.run_id = uuid.uuid4().hex[:12]  # every served result, hits too, is one run
         if self.history is not None:
             self.history.append(result)
         return result
@@ -358,6 +360,10 @@ class Engine:
                 slots=slots,
             )
         )
+        result.simulated_time_scale = (
+            self.backend.sim.time_scale if self.backend.simulated else None
+        )
+        result.host, result.source = snapshot.host, snapshot.source
         return result
 
     def compare(self, snapshot: Snapshot, settings: RunSettings) -> dict[str, Any]:

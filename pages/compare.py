@@ -136,14 +136,17 @@ elif comp.serialisation.serialised:
 st.caption(safe.md(render.slots_text(comp.runs["parallel"])))
 
 
-def projected(name: str, seconds: float | None) -> dict[str, float | None]:
+def projected(name: str, seconds: float | None) -> dict[str, str]:
     """The "<name>, projected (s)" column beside a scaled time (none when times are real).
-    None: a time that is not simulated (a cache hit's lookup)."""
+    None: a time that is not simulated (a cache hit's lookup), shown as "—" with why."""
     if scale is None:
         return {}
-    return {
-        f"{name}, projected (s)": None if seconds is None else round(projected_s(seconds, scale), 1)
-    }
+    cell = (
+        "— (a cache lookup: not simulated)"
+        if seconds is None
+        else f"{projected_s(seconds, scale):.1f}"
+    )
+    return {f"{name}, projected (s)": cell}
 
 
 def projection_note() -> None:

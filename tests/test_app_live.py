@@ -107,7 +107,9 @@ def test_a_run_shows_tiles_tier_insights_progress_and_the_simulated_label(
     # live progress was drawn, one line per agent, in an st.status
     (status,) = at.status
     assert status.label.startswith("Analysis finished")
-    lines = [t.value for t in at.text]
+    # the simulator's time is labelled with what it stands for at real speed
+    assert "at real speed; simulator at 0.01×)" in status.label
+    lines = [line for t in at.text for line in t.value.split("\n")]
     assert any(line.startswith("PerformanceAnalyst: ok") for line in lines)
     assert any(line.startswith("Consolidator: ok") for line in lines)
     assert any(render.SIMULATED_LABEL in i.value for i in at.info)
@@ -316,7 +318,12 @@ def test_progress_draws_one_line_per_agent_in_a_status_box() -> None:
         from engine.runner import ProgressEvent
         from ui import render
 
-        progress = render.LiveProgress(st.container(), min_redraw_s=0.0)
+        progress = render.LiveProgress(
+            st.container(), agents=["A", "B", "C"], consolidator="Consolidator", min_redraw_s=0.0
+        )
+        progress(ProgressEvent("A", "queued", 0.0))
+        progress(ProgressEvent("B", "queued", 0.0))
+        progress(ProgressEvent("C", "queued", 0.0))
         progress(ProgressEvent("A", "started", 0.0))
         progress(ProgressEvent("B", "started", 0.01))
         progress(ProgressEvent("A", "tokens", 0.5, tokens=42))
@@ -324,8 +331,50 @@ def test_progress_draws_one_line_per_agent_in_a_status_box() -> None:
 
     at = AppTest.from_function(script, default_timeout=TIMEOUT_S).run()
     (status,) = at.status
-    assert status.label == "Analysing… 1 done, 1 running"
-    assert [t.value for t in at.text] == [
+    # "queued" is not "done"; the consolidation is counted apart from the agents
+    assert status.label == (
+        "Analysing… agents 1/3 done, 1 running, 1 waiting for a slot · "
+        "consolidation after the agents"
+    )
+    (text,) = at.text  # one element: nothing of an earlier run can linger beside it
+    assert text.value.split("\n") == [
         "A: ok · 42 tokens · ended at 0.90 s",
-        "B: started at 0.01 s",
+        "B: running since 0.01 s · 0 tokens",
+        "C: waiting for a free server slot",
+        "Consolidator: next",
     ]
+
+
+def test_run_progress_counts_each_run_apart_and_labels_simulated_time() -> None:
+    first = render.RunProgress(["A", "B"], "Consolidator", scale=0.1)
+    for name in ("A", "B", "Consolidator"):
+        first.apply(ProgressEvent(name, "started", 0.0))
+        first.apply(ProgressEvent(name, "finished", 1.88, status="ok"))
+    assert first.counts()["done"] == 2  # the consolidation is not an agent
+    assert first.label() == "agents 2/2 done, 0 running · consolidation done"
+    assert first.line(first.steps["A"]).endswith(
+        "ended at 1.88 s (≈ 18.8 s at real speed; simulator at 0.1×)"
+    )
+    second = render.RunProgress(["A", "B"], "Consolidator")
+    assert second.counts() == {"next": 2, "queued": 0, "running": 0, "done": 0}
+
+
+def test_a_fall_reads_as_a_fall_on_the_tile() -> None:
+    def script() -> None:
+        import streamlit as st
+
+        from engine.snapshot import FIELD_BY_NAME
+        from ui import render
+
+        spec = FIELD_BY_NAME["cpu_util_pct"]
+        st.metric("down", "28 %", delta=render.format_delta(spec, 28.0, 46.0))
+        st.metric("up", "46 %", delta=render.format_delta(spec, 46.0, 28.0))
+
+    at = AppTest.from_function(script, default_timeout=TIMEOUT_S).run()
+    down, up = at.metric
+    # Streamlit takes the arrow's direction from the delta text's sign
+    assert (down.proto.direction, up.proto.direction) == (
+        down.proto.MetricDirection.DOWN,
+        up.proto.MetricDirection.UP,
+    )
+    assert (down.delta, up.delta) == ("-18 %", "+18 %")

@@ -195,3 +195,35 @@ def test_legend_keys_are_plain_colours_not_a_bar_s_outline() -> None:
     keys = [t for t in fig.data if isinstance(t.meta, dict) and "segment_key" in t.meta]
     assert {t.meta["segment_key"] for t in keys} == {t.meta["segment"] for t in segment_traces(fig)}
     assert all(t.marker.line.width == 0 and t.showlegend for t in keys)
+
+
+def test_the_legend_has_a_band_of_its_own_above_a_one_row_waterfall() -> None:
+    single = make_result(mode="single", agents=[agent("Generalist", 0.0, 1.0)])
+    single = replace(single, consolidation=None)
+    fig = charts.waterfall(single)
+    rows = charts.legend_rows(fig)
+    assert rows >= 1
+    # the legend is anchored to the top of the figure, inside a top margin sized for it,
+    # so the plot area (where the bar is) starts below it
+    assert fig.layout.legend.yref == "container" and fig.layout.legend.y == 1.0
+    assert fig.layout.margin.t >= 30 + charts.LEGEND_ROW_PX * rows
+
+
+def test_simulated_times_are_drawn_in_projected_seconds() -> None:
+    result = make_result()
+    assert result.consolidation is not None
+    fig = charts.waterfall(result, scale=0.1)
+    bars = [t for t in fig.data if isinstance(t.meta, dict) and t.meta.get("segment")]
+    widest = max(b + x for t in bars for b, x in zip(t.base, t.x, strict=True))
+    assert widest == pytest.approx(
+        10 * max(r.end_s for r in [*result.agents, result.consolidation])
+    )
+    assert fig.layout.xaxis.title.text == "seconds at real speed (projected; simulator at 0.1×)"
+
+
+def test_compare_bars_legend_colours_are_the_bars_colours() -> None:
+    rows = comparison({"sequential": make_result(mode="sequential").to_dict(),
+                       "parallel": make_result().to_dict()}).rows  # fmt: skip
+    fig = charts.compare_bars(rows)
+    for trace in fig.data:
+        assert isinstance(trace.marker.color, str), f"{trace.name}: one colour, as its legend key"

@@ -9,14 +9,14 @@ label and hover string that can carry text from outside the code goes through
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from engine.records import AnalysisResult
+from engine.records import AgentRun, AnalysisResult
 from engine.timeline import (
     CONSOLIDATION_LABEL,
     SEGMENT_KINDS,
@@ -63,6 +63,8 @@ CRITICAL_BORDER = "#111827"
 CRITICAL_WIDTH = 3.5
 NORMAL_WIDTH = 1.0
 QUORUM_COLOUR = "#16a34a"
+WALL_COLOUR = "#2563eb"
+RunT = TypeVar("RunT", bound=AgentRun)
 CRITICAL_LEGEND = "critical path (thick outline)"
 
 _HOVER = (
@@ -293,14 +295,32 @@ def _legend_key(
     )
 
 
+# The legend gets a band of its own above the plot, sized to its entries, so it never
+# covers a bar (a one-row waterfall had its only bar under a two-line legend).
+LEGEND_ROW_PX = 24
+LEGEND_ROW_CHARS = 90  # characters of legend labels that fit one row at ~700 px
+
+
+def legend_rows(fig: Any) -> int:
+    """Rows a horizontal legend of `fig`'s entries needs (an estimate from label length)."""
+    names = [str(t.name) for t in fig.data if t.showlegend]
+    if not names:
+        return 0
+    chars = sum(len(n) + 6 for n in names)  # + the key swatch and the gap
+    return max(1, -(-chars // LEGEND_ROW_CHARS))
+
+
 def _layout(fig: Any, *, height: int, span_s: float, title: str | None) -> None:
+    band = LEGEND_ROW_PX * legend_rows(fig)
+    top = (60 if title else 30) + band
     fig.update_layout(
         barmode="overlay",
         bargap=0.3,
-        height=height,
-        margin={"l": 10, "r": 20, "t": 60 if title else 40, "b": 40},
+        height=height + band,
+        margin={"l": 10, "r": 20, "t": top, "b": 40, "autoexpand": True},
         title={"text": safe.plotly(title)} if title else None,
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        # In the container's coordinates: the band at the top, whatever the plot's height.
+        legend={"orientation": "h", "yref": "container", "yanchor": "top", "y": 1.0, "x": 0},
         hoverlabel={"align": "left"},
     )
     fig.update_xaxes(
@@ -312,12 +332,48 @@ def _layout(fig: Any, *, height: int, span_s: float, title: str | None) -> None:
     )
 
 
-def waterfall(result: AnalysisResult, *, title: str | None = None) -> Any:
-    """One run: a row per agent plus the consolidation, on a linear seconds axis."""
+def _scaled(run: RunT, factor: float) -> RunT:
+    timed = ("start_s", "end_s", "duration_s", "ttft_s", "queue_s", "load_s", "prefill_s",
+             "decode_s", "client_queue_s")  # fmt: skip
+    changes = {
+        name: getattr(run, name) * factor for name in timed if getattr(run, name) is not None
+    }
+    return replace(run, **changes)
+
+
+def projected_result(result: AnalysisResult, scale: float | None) -> AnalysisResult:
+    """`result` with every time ÷ the simulator's time scale, for axes in real seconds
+    (unchanged when the times are real: scale None)."""
+    if scale is None:
+        return result
+    k = 1 / scale
+    cons = result.consolidation
+    return replace(
+        result,
+        execution_time_s=result.execution_time_s * k,
+        critical_path_s=result.critical_path_s * k,
+        quorum_reached_s=None if result.quorum_reached_s is None else result.quorum_reached_s * k,
+        agents=[_scaled(a, k) for a in result.agents],
+        warmups=[_scaled(w, k) for w in result.warmups],
+        consolidation=None if cons is None else _scaled(cons, k),
+    )
+
+
+def axis_title(scale: float | None) -> str:
+    if scale is None:
+        return "seconds since the run started"
+    return f"seconds at real speed (projected; simulator at {scale:g}×)"
+
+
+def waterfall(
+    result: AnalysisResult, *, title: str | None = None, scale: float | None = None
+) -> Any:
+    """One run: a row per agent plus the consolidation, on a linear seconds axis (real
+    seconds, projected, when `scale` is the simulator's time scale)."""
     fig = go.Figure()
-    tl = add_waterfall(fig, result)
+    tl = add_waterfall(fig, projected_result(result, scale))
     _layout(fig, height=120 + 40 * len(tl.rows), span_s=tl.span_s, title=title)
-    fig.update_xaxes(title_text="seconds since the run started")
+    fig.update_xaxes(title_text=axis_title(scale))
     return fig
 
 
@@ -326,8 +382,12 @@ def stacked_waterfalls(
     bottom: AnalysisResult,
     *,
     titles: tuple[str, str] = ("Sequential", "Parallel"),
+    scale: float | None = None,
+    span_s: float | None = None,
 ) -> Any:
-    """Two runs one above the other on one shared time axis, so their lengths compare."""
+    """Two runs one above the other on one shared time axis, so their lengths compare.
+    `span_s` fixes the axis (in the axis' seconds), e.g. while the runs are still drawing."""
+    top, bottom = projected_result(top, scale), projected_result(bottom, scale)
     rows_top = len(timeline(top).rows) or 1
     rows_bottom = len(timeline(bottom).rows) or 1
     fig = make_subplots(
@@ -341,9 +401,9 @@ def stacked_waterfalls(
     seen: set[str] = set()
     tl_top = add_waterfall(fig, top, row=1, col=1, legend_seen=seen)
     tl_bottom = add_waterfall(fig, bottom, row=2, col=1, legend_seen=seen)
-    span = max(tl_top.span_s, tl_bottom.span_s)
-    _layout(fig, height=200 + 38 * (rows_top + rows_bottom), span_s=span, title=None)
-    fig.update_xaxes(title_text="seconds since the run started", row=2, col=1)
+    span = span_s if span_s is not None else max(tl_top.span_s, tl_bottom.span_s)
+    _layout(fig, height=150 + 30 * (rows_top + rows_bottom), span_s=span, title=None)
+    fig.update_xaxes(title_text=axis_title(scale), row=2, col=1)
     return fig
 
 
@@ -356,8 +416,9 @@ def compare_bars(rows: Sequence[CompareRow]) -> Any:
             x=names,
             y=[r.wall_s for r in rows],
             name="wall time",
-            marker={"color": [TIER_COLOURS.get(r.tier, "#64748b") for r in rows]},
-            text=[f"{r.wall_s:.2f} s" for r in rows],
+            # One colour per legend entry: the tier is written on the bar, not coloured.
+            marker={"color": WALL_COLOUR},
+            text=[f"{r.wall_s:.2f} s · {r.tier}" for r in rows],
             textposition="outside",
             textfont={"size": 12},
             cliponaxis=False,

@@ -16,7 +16,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
@@ -29,6 +29,7 @@ from engine.backends.ollama import ollama_base_url
 from engine.cache import DEFAULT_TTL_S
 from engine.endpoints import endpoints_section
 from engine.prometheus import PromReading
+from engine.records import AnalysisResult
 from engine.runner import MODES, RunSettings
 from engine.service import BackendConfig, BackendKind, Engine, default_data_dir
 from engine.simulated import PROFILES, SimConfig
@@ -44,6 +45,7 @@ from engine.state import (
     open_cache,
     open_history,
 )
+from engine.timeline import projection_scale
 from ui import prometheus as prom_ui
 from ui import safe
 
@@ -699,3 +701,61 @@ def previous_snapshot(
         previous = before if last.timestamp == snap.timestamp else last
     st.session_state[_PREVIOUS_KEY] = (label, snap, previous)
     return previous
+
+
+# --- Live: auto-refresh that never outruns the analysis, and its progress steps ---------------
+
+REFRESH_OPTIONS_S: tuple[int, ...] = (5, 10, 15, 30, 60, 120, 300)
+# The page must be readable between runs: a refresh at least this many times the last run.
+REFRESH_OVER_RUN = 2.0
+_LAST_RUN_KEY = "live_last_run_s"
+_ARMED_KEY = "live_interval_armed"
+
+
+def last_run_s() -> float | None:
+    value = st.session_state.get(_LAST_RUN_KEY)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def stretch_interval(chosen_s: int, last_run: float | None) -> tuple[int, str | None]:
+    """The interval to use and, when it had to be longer than chosen, why (pure)."""
+    if last_run is None or chosen_s >= REFRESH_OVER_RUN * last_run:
+        return chosen_s, None
+    need = REFRESH_OVER_RUN * last_run
+    longer = [s for s in REFRESH_OPTIONS_S if s >= need]
+    interval = longer[0] if longer else int(need) + 1
+    return interval, (
+        f"Refresh every {chosen_s} s is shorter than twice the last analysis "
+        f"({last_run:.1f} s of wall time): stretched to {interval} s, so the page is not "
+        "greyed out while it analyses most of the time."
+    )
+
+
+def refresh_interval(chosen_s: int, last_run: float | None) -> tuple[int, str | None]:
+    """`stretch_interval`, remembered as the interval the page's timer was armed with."""
+    interval, why = stretch_interval(chosen_s, last_run)
+    st.session_state[_ARMED_KEY] = interval
+    return interval, why
+
+
+def note_run(result: AnalysisResult, chosen_s: int) -> bool:
+    """Remember a fresh run's wall time; True when the armed interval no longer fits it."""
+    if result.cache.hit:
+        return False
+    st.session_state[_LAST_RUN_KEY] = result.execution_time_s
+    interval, _ = stretch_interval(chosen_s, result.execution_time_s)
+    armed = st.session_state.get(_ARMED_KEY, interval)
+    return bool(interval != armed)
+
+
+def progress_steps(ctx: Context, engine: Engine) -> dict[str, Any]:
+    """What a run's progress box lists before its events arrive: its agents (the
+    generalist alone in single mode), the consolidator, and the simulator's time scale."""
+    roster = engine.roster
+    single = ctx.settings.mode == "single"
+    agents = [roster.generalist.name] if single else [s.name for s in roster.specialists]
+    return {
+        "agents": agents,
+        "consolidator": None if single else roster.consolidator.name,
+        "scale": projection_scale(engine.backend.simulated, engine.backend.sim.time_scale),
+    }

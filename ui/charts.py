@@ -8,7 +8,7 @@ label and hover string that can carry text from outside the code goes through
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
@@ -384,6 +384,7 @@ def stacked_waterfalls(
     titles: tuple[str, str] = ("Sequential", "Parallel"),
     scale: float | None = None,
     span_s: float | None = None,
+    row_px: int = 30,
 ) -> Any:
     """Two runs one above the other on one shared time axis, so their lengths compare.
     `span_s` fixes the axis (in the axis' seconds), e.g. while the runs are still drawing."""
@@ -402,7 +403,7 @@ def stacked_waterfalls(
     tl_top = add_waterfall(fig, top, row=1, col=1, legend_seen=seen)
     tl_bottom = add_waterfall(fig, bottom, row=2, col=1, legend_seen=seen)
     span = span_s if span_s is not None else max(tl_top.span_s, tl_bottom.span_s)
-    _layout(fig, height=150 + 30 * (rows_top + rows_bottom), span_s=span, title=None)
+    _layout(fig, height=150 + row_px * (rows_top + rows_bottom), span_s=span, title=None)
     fig.update_xaxes(title_text=axis_title(scale), row=2, col=1)
     return fig
 
@@ -495,4 +496,61 @@ def history_trend(results: Sequence[AnalysisResult]) -> Any:
         yaxis={"title": {"text": "wall time (s)"}, "rangemode": "tozero", "type": "linear"},
         legend={"orientation": "h", "y": 1.1, "title": {"text": "tier"}},
     )
+    return fig
+
+
+RACE_COLOURS: dict[str, str] = {
+    "waiting": SEGMENT_COLOURS["wait"],
+    "running": "#93c5fd",
+    "answered": SEGMENT_COLOURS["decode"],
+    "failed": STATUS_STYLES["error"].border,
+}
+RACE_LABELS: dict[str, str] = {
+    "waiting": "waiting in Quorum for a free server slot",
+    "running": "running (answer streaming)",
+    "answered": "answered",
+    "failed": "failed, timed out or cancelled",
+}
+
+
+def race(bars: Mapping[str, Sequence[Any]], *, span_s: float, scale: float | None) -> Any:
+    """The comparison while it runs: each run's calls so far (`ui.compare_live.Bar`:
+    run, label, start_s, end_s, state), one subplot per run on one fixed time axis."""
+    runs = list(bars)
+    labels = {run: list(dict.fromkeys(b.label for b in bars[run])) for run in runs}
+    fig = make_subplots(
+        rows=len(runs),
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.14,
+        row_heights=[max(1, len(labels[r])) for r in runs],
+        subplot_titles=[safe.plotly(r.capitalize()) for r in runs],
+    )
+    for i, run in enumerate(runs, start=1):
+        for state, colour in RACE_COLOURS.items():
+            chosen = [b for b in bars[run] if b.state == state]
+            fig.add_trace(
+                go.Bar(
+                    orientation="h",
+                    x=[b.end_s - b.start_s for b in chosen],
+                    base=[b.start_s for b in chosen],
+                    y=[safe.plotly(b.label, limit=60) for b in chosen],
+                    name=RACE_LABELS[state],
+                    legendgroup=state,
+                    showlegend=i == 1,
+                    marker={"color": colour, "line": {"width": 0}},
+                    customdata=[[b.end_s] for b in chosen],
+                    hovertemplate="%{y}: %{base:.1f}–%{customdata[0]:.1f} s<extra></extra>",
+                    meta={"race_run": run, "state": state},
+                ),
+                row=i,
+                col=1,
+            )
+        order = [safe.plotly(label, limit=60) for label in labels[run]]
+        fig.update_yaxes(
+            autorange="reversed", categoryorder="array", categoryarray=order, row=i, col=1
+        )
+    rows = sum(max(1, len(v)) for v in labels.values())
+    _layout(fig, height=150 + 24 * rows, span_s=span_s, title=None)
+    fig.update_xaxes(title_text=axis_title(scale), row=len(runs), col=1)
     return fig

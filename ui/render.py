@@ -348,6 +348,7 @@ class Step:
     name: str
     state: StepState = "next"
     tokens: int = 0
+    queued_s: float | None = None
     started_s: float | None = None
     ended_s: float | None = None
     status: str | None = None
@@ -372,7 +373,7 @@ class RunProgress:
         if event.agent not in self.agents and event.agent != self.consolidator:
             self.agents.append(event.agent)  # a roster the caller did not list
         if event.kind == "queued":
-            step.state = "queued"
+            step.state, step.queued_s = "queued", event.elapsed_s
         elif event.kind == "started":
             step.state, step.started_s = "running", event.elapsed_s
         elif event.kind == "tokens":

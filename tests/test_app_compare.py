@@ -56,7 +56,7 @@ def test_a_comparison_shows_before_after_tiles_and_shared_axis_waterfalls(
     assert list(table["cache hit"]) == [False, False, False, True]
     assert set(table["tier"]) <= {"single", "excellent"}
     # the plan's "before": sequential with the full consolidation
-    ran_on, data, scale = at.session_state["compare_data"]
+    data = at.session_state["compare_data"][1]
     assert data["sequential"]["mode"] == "sequential"
     assert data["sequential"]["consolidation"]["summary"] is None  # full: no verdict line
     specs = plot_specs(at)
@@ -188,7 +188,7 @@ def test_real_time_figures_are_not_projected(
 ) -> None:
     at = compare_page(monkeypatch, tmp_path)
     at.button(key="compare_run").click().run()
-    ran_on, data, scale = at.session_state["compare_data"]
+    data = at.session_state["compare_data"][1]
     assert scale == 0.01
     # The same comparison as a real server (or the simulator at time scale 1) would store it.
     at.session_state["compare_data"] = (ran_on, data, None)

@@ -188,7 +188,7 @@ def test_real_time_figures_are_not_projected(
 ) -> None:
     at = compare_page(monkeypatch, tmp_path)
     at.button(key="compare_run").click().run()
-    data = at.session_state["compare_data"][1]
+    ran_on, data, scale = at.session_state["compare_data"]
     assert scale == 0.01
     # The same comparison as a real server (or the simulator at time scale 1) would store it.
     at.session_state["compare_data"] = (ran_on, data, None)

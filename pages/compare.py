@@ -47,7 +47,7 @@ with st.container(horizontal=True, vertical_alignment="center"):
     )
     st.caption(
         safe.md(f"{setup}. Before: sequential + full consolidation (the plan's 70 s). ")
-        + "After: parallel + compact consolidation. Server slots: the sidebar's."
+        + " After: parallel + compact consolidation. Server slots: the sidebar's."
     )
 
 if st.session_state.pop("compare_cancelled", False):
@@ -69,7 +69,8 @@ def run_comparison() -> None:
         slots=backend.sim.num_parallel if backend.simulated else None,
         scale=scale,
     )
-    with st.container(border=True, key="compare_live"):
+    live = st.empty()  # the live view goes once the results are drawn in its place
+    with live.container(border=True, key="compare_live"):
         st.button(
             "Cancel",
             key="compare_cancel",
@@ -81,6 +82,7 @@ def run_comparison() -> None:
         view.steps_slot.text("Starting the first run (single generalist)…")
         data = engine.compare(snapshot, ctx.settings, progress=view.event, finished=view.finished)
     st.session_state["compare_data"] = (setup, data, scale)
+    live.empty()
 
 
 if run:

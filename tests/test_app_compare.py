@@ -63,10 +63,10 @@ def test_a_comparison_shows_before_after_tiles_and_shared_axis_waterfalls(
     assert {"compare_bars", "compare_waterfalls"} <= set(specs)
     layout = specs["compare_waterfalls"]["layout"]
     assert isinstance(layout, dict) and layout["xaxis"]["matches"] == "x2"
-    # the live race was drawn while it ran, and its step list ended with every run done
-    assert [k for k in specs if k.startswith("compare_race_")]
-    (steps,) = [t.value for t in at.text if "before: sequential" in t.value]
-    assert steps.count("✓ done") == 7
+    # the live view (step list, race chart; tests/test_e2e_story.py watches it grow) is
+    # gone once the results are drawn: they start at the top of the page
+    assert not [k for k in specs if k.startswith("compare_race_")]
+    assert not [t for t in at.text if "before: sequential" in t.value]
     # one sentence on what bounded the result
     assert any(m.value.startswith("Bounded by its critical path") for m in at.markdown)
     assert not at.warning  # six slots: the server ran the agents in parallel

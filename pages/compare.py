@@ -91,7 +91,7 @@ if run:
     except SnapshotError as exc:
         st.error(state.snapshot_error_message(exc), title="No snapshot to analyse")
     except (OSError, RuntimeError, ValueError) as exc:
-        st.error(safe.md(exc), title="The comparison could not run")
+        st.error(safe.md(safe.ui_words(exc)), title="The comparison could not run")
 
 stored = st.session_state.get("compare_data")
 if stored is None:
@@ -167,7 +167,7 @@ st.plotly_chart(
     ),
     key="compare_waterfalls",
 )
-st.markdown(safe.md(bound_sentence(par)), help=render.slots_text(par))
+st.markdown(safe.md(safe.ui_words(bound_sentence(par))), help=render.slots_text(par))
 
 
 def projected(name: str, seconds: float | None) -> dict[str, str]:

@@ -27,6 +27,7 @@ with controls:
         format_func=lambda s: f"{s} s",
         key="live_interval",
         disabled=paused,
+        bind="query-params",
     )
 interval, stretched = state.refresh_interval(int(chosen), state.last_run_s())
 st.caption(
@@ -57,7 +58,7 @@ def live_panel() -> None:
     try:
         result = engine.analyze(snapshot, ctx.settings, refresh=refresh, progress=progress)
     except (OSError, RuntimeError, ValueError) as exc:
-        st.error(safe.md(exc), title="The analysis could not run")
+        st.error(safe.md(safe.ui_words(exc)), title="The analysis could not run")
     finally:
         progress.close(result)
     if result is not None:

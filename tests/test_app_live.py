@@ -220,7 +220,7 @@ def test_the_openai_key_is_used_but_never_shown(
     at.run()
     assert not at.exception
     assert any(c.value == "API key: set (from OPENAI_API_KEY)" for c in at.sidebar.caption)
-    assert any("base" in w.value and "url" in w.value for w in at.main.warning)  # no URL yet
+    assert any(safe.md("Server URL: required") in w.value for w in at.main.warning)  # no URL yet
     at.sidebar.text_input(key="openai_url").input("http://127.0.0.1:9/v1").run()
     assert not at.exception
     assert any("fallback 60" in b for b in badges(at))  # nobody answered, nothing crashed
@@ -378,3 +378,16 @@ def test_a_fall_reads_as_a_fall_on_the_tile() -> None:
         up.proto.MetricDirection.UP,
     )
     assert (down.delta, up.delta) == ("-18 %", "+18 %")
+
+
+def test_engine_settings_sit_in_a_collapsed_advanced_expander_marked_when_changed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = new_app(monkeypatch, tmp_path).run()
+    (advanced,) = [e for e in at.sidebar.expander if e.label.startswith("Advanced")]
+    assert advanced.label == "Advanced"
+    assert advanced.proto.expanded is False
+    at.sidebar.number_input(key="run_timeout").set_value(12.0).run()
+    (advanced,) = [e for e in at.sidebar.expander if e.label.startswith("Advanced")]
+    assert advanced.label == "Advanced · 1 changed"
+    assert any("Per-agent timeout (s)" in c.value for c in advanced.caption)

@@ -161,7 +161,8 @@ def timing_caption(result: AnalysisResult) -> str:
 def slots_text(result: AnalysisResult) -> str:
     """How many requests Quorum sent at once, and where that number came from."""
     count = "no limit" if result.server_slots is None else str(result.server_slots)
-    return f"Server slots: {count} ({result.server_slots_source or 'not recorded'})"
+    source = safe.ui_words(result.server_slots_source or "not recorded")
+    return f"Server slots: {count} ({source})"
 
 
 def slots_notice(result: AnalysisResult) -> None:
@@ -169,7 +170,7 @@ def slots_notice(result: AnalysisResult) -> None:
     st.caption(safe.md(slots_text(result)))
     advice = slot_advice(result)
     if advice is not None:
-        st.info(safe.md(advice.sentence()), icon=":material/hourglass_top:")
+        st.info(safe.md(safe.ui_words(advice.sentence())), icon=":material/hourglass_top:")
 
 
 def metric_text(name: str, snapshot: Snapshot | None) -> str:

@@ -58,11 +58,11 @@ DEFAULT_TIME_SCALE = 0.1
 
 BackendChoice = Literal["auto", "simulated", "ollama", "openai", "endpoints"]
 BACKEND_CHOICES: dict[BackendChoice, str] = {
-    "auto": "Auto (Ollama if reachable, else simulated)",
+    "auto": "Auto: Ollama, else simulated",
     "simulated": "Simulated Ollama",
     "ollama": "Ollama",
     "openai": "OpenAI-compatible",
-    "endpoints": "Several LLM hosts (quorum.toml [[endpoints]])",
+    "endpoints": "Several LLM hosts",
 }
 SourceKind = Literal["scenario", "live", "upload", "prometheus"]
 SOURCE_LABELS: dict[SourceKind, str] = {
@@ -373,10 +373,19 @@ def render_sidebar() -> Context:
         choice, backend, backend_error, detected, key_source = _backend_section()
         st.markdown("### Snapshot")
         source, source_error = _snapshot_section()
-        st.markdown("### Engine")
-        settings, cache_enabled, ttl_s = _engine_section()
+        st.markdown("### Analysis")
+        mode = st.segmented_control(
+            "Mode", list(MODES), default="parallel", required=True, key="run_mode",
+            bind="query-params",
+        )  # fmt: skip
         numbers, url, state_error = state_settings(roster_file())
-        degraded_ttl_s = _degraded_ttl_section(numbers)
+        changed = advanced_changes(numbers)
+        label = "Advanced" + (f" · {len(changed)} changed" if changed else "")
+        with st.expander(label, expanded=False, key="advanced", icon=":material/tune:"):
+            settings, cache_enabled, ttl_s = _engine_section(mode or "parallel")
+            degraded_ttl_s = _degraded_ttl_section(numbers)
+            if changed:
+                st.caption("Changed from the defaults: " + ", ".join(changed) + ".")
         if state_error:
             st.error(safe.md(state_error), title="quorum.toml [cache] ignored: cache on disk")
     roster_path = roster_file()
@@ -415,6 +424,8 @@ def _backend_section() -> tuple[
         index=choices.index(default_choice()),
         format_func=lambda c: BACKEND_CHOICES[c],
         key="backend_choice",
+        help="Auto: Ollama when one answers at OLLAMA_HOST, else the embedded simulated "
+        "Ollama. Several LLM hosts: quorum.toml's [[endpoints]] tables.",
     )
     kind: BackendKind
     detected: str | None = None
@@ -478,8 +489,8 @@ def _backend_section() -> tuple[
                 server_slots=_slots_input("openai"),
             )
     except ValueError as exc:
-        st.error(safe.md(exc), icon=":material/error:")
-        return choice, None, str(exc), detected, key_source
+        st.error(safe.md(safe.ui_words(exc)), icon=":material/error:")
+        return choice, None, safe.ui_words(exc), detected, key_source
     _status_block(backend)
     return choice, backend, None, detected, key_source
 
@@ -602,12 +613,17 @@ def _snapshot_section() -> tuple[SnapshotSource, str | None]:
         format_func=lambda k: SOURCE_LABELS[k],
         required=True,
         key="source_kind",
+        bind="query-params",
     )
     kind = kind or "scenario"
     if kind == "scenario":
         names = list(snapshots.SCENARIOS)
         name = st.selectbox(
-            "Scenario", names, index=names.index(DEFAULT_SCENARIO), key="scenario_name"
+            "Scenario",
+            names,
+            index=names.index(DEFAULT_SCENARIO),
+            key="scenario_name",
+            bind="query-params",
         )
         return SnapshotSource("scenario", scenario=name), None
     if kind == "live":
@@ -637,10 +653,34 @@ def _snapshot_section() -> tuple[SnapshotSource, str | None]:
     return SnapshotSource("upload", upload=snap, upload_name=uploaded.name), None
 
 
-def _engine_section() -> tuple[RunSettings, bool, float]:
-    mode = st.segmented_control(
-        "Mode", list(MODES), default="parallel", required=True, key="run_mode"
-    )
+# The Advanced expander's settings: widget key → (label, default).
+ADVANCED_DEFAULTS: dict[str, tuple[str, float | bool]] = {
+    "run_quorum": ("Quorum (agents)", 3),
+    "run_grace": ("Grace after quorum (s)", 2.0),
+    "run_timeout": ("Per-agent timeout (s)", 30.0),
+    "run_overlap": ("Overlap consolidation", False),
+    "cache_on": ("Result cache", True),
+    "cache_ttl": ("Cache TTL (s)", DEFAULT_TTL_S),
+}
+
+
+def advanced_changes(numbers: dict[str, float]) -> list[str]:
+    """Labels of the Advanced settings that differ from their defaults (as last set)."""
+    defaults = {
+        **ADVANCED_DEFAULTS,
+        "cache_degraded_ttl": (
+            "Degraded result TTL (s)",
+            numbers.get("degraded_ttl", DEFAULT_DEGRADED_TTL_S),
+        ),
+    }
+    return [
+        label
+        for key, (label, default) in defaults.items()
+        if key in st.session_state and st.session_state[key] != default
+    ]
+
+
+def _engine_section(mode: str) -> tuple[RunSettings, bool, float]:
     quorum = st.slider("Quorum (agents)", 1, 5, value=3, key="run_quorum")
     grace = st.number_input(
         "Grace after quorum (s)", 0.0, 120.0, value=2.0, step=0.5, key="run_grace"
@@ -659,7 +699,7 @@ def _engine_section() -> tuple[RunSettings, bool, float]:
         "Cache TTL (s)", 1.0, 86400.0, value=DEFAULT_TTL_S, step=30.0, key="cache_ttl"
     )
     settings = RunSettings(
-        mode=mode or "parallel",
+        mode=mode if mode in MODES else "parallel",
         quorum=int(quorum),
         grace_s=float(grace),
         agent_timeout_s=float(timeout),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -198,7 +199,7 @@ def test_a_good_upload_is_analysed(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     good = {**SCENARIOS["memory-leak"], "host": "db-1"}
     uploader(at).set_value(("db.json", json.dumps(good).encode(), "application/json")).run()
     assert not at.exception and not at.error
-    assert any("Memory utilisation is high" in m.value for m in at.markdown)
+    assert any("Memory leak: memory growth, swapping and OOM kills" in m.value for m in at.markdown)
 
 
 def test_an_unreachable_ollama_is_reported_not_raised(
@@ -391,3 +392,14 @@ def test_engine_settings_sit_in_a_collapsed_advanced_expander_marked_when_change
     (advanced,) = [e for e in at.sidebar.expander if e.label.startswith("Advanced")]
     assert advanced.label == "Advanced · 1 changed"
     assert any("Per-agent timeout (s)" in c.value for c in advanced.caption)
+
+
+def test_a_quiet_host_gets_one_all_clear_card(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = new_app(monkeypatch, tmp_path).run()
+    at.sidebar.selectbox(key="scenario_name").set_value("healthy").run()
+    assert not at.exception
+    cards = [m.value for m in at.markdown if "All clear (" in m.value]
+    assert len(cards) == 1 and re.search(r"All clear \(\d+ checks\)", cards[0])
+    assert not [m.value for m in at.markdown if "issue found" in m.value]

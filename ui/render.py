@@ -16,6 +16,7 @@ from typing import Any, Literal
 import pandas as pd
 import streamlit as st
 
+from engine import use_method
 from engine.records import AgentRun, AnalysisResult, Insight
 from engine.runner import ProgressEvent
 from engine.snapshot import FIELD_BY_NAME, FIELDS, FieldSpec, Snapshot
@@ -259,10 +260,42 @@ def simulated_notice(profile: str | None) -> None:
     st.info(SIMULATED_LABEL + suffix, icon=":material/science:")
 
 
+def checks_count(clear: Sequence[Insight], snapshot: Snapshot | None) -> int:
+    """How many USE-method checks passed: the known metrics the rules read, when the
+    snapshot is at hand, else the metrics the all-clear insights name."""
+    if snapshot is not None:
+        return sum(
+            1
+            for m in use_method.role_metrics(use_method.ALL_ROLES)
+            if snapshot.metric(m) is not None
+        )
+    return len({m for i in clear for m in i.metrics})
+
+
+def all_clear_card(clear: Sequence[Insight], snapshot: Snapshot | None) -> None:
+    """One card for every perspective that found nothing, instead of one card each."""
+    perspectives = [
+        i.title.removeprefix(use_method.ALL_CLEAR_PREFIX).removesuffix(use_method.ALL_CLEAR_SUFFIX)
+        for i in clear
+    ]
+    agents = sorted({a for i in clear for a in i.agents})
+    with st.container(border=True, key="all_clear"):
+        st.markdown(f":green-badge[OK] **All clear ({checks_count(clear, snapshot)} checks)**")
+        st.caption(
+            safe.md("No issue in: " + ", ".join(perspectives))
+            + "  \n"
+            + safe.md("Agents: " + (", ".join(agents) or "USE-method rules only"))
+        )
+
+
 def insight_cards(insights: Sequence[Insight], snapshot: Snapshot | None = None) -> None:
     if not insights:
         st.info("No insights: every USE-method check is within its thresholds.")
         return
+    clear = [i for i in insights if use_method.is_all_clear(i)]
+    insights = [i for i in insights if not use_method.is_all_clear(i)]
+    if clear:
+        all_clear_card(clear, snapshot)
     for insight in insights:
         with st.container(border=True):
             with st.container(horizontal=True, vertical_alignment="center"):
@@ -504,10 +537,16 @@ def age_text(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
-def verdict_text(result: AnalysisResult) -> str:
+def verdict_text(result: AnalysisResult, snapshot: Snapshot | None = None) -> str:
     """The one line a glance needs: the Consolidator's summary, else what answered."""
-    if result.consolidation is not None and result.consolidation.summary:
-        return result.consolidation.summary
+    clear = [i for i in result.insights if use_method.is_all_clear(i)]
+    summary = result.consolidation.summary if result.consolidation is not None else None
+    if clear and (not summary or any(summary == i.title for i in clear)):
+        rest = len(result.insights) - len(clear)
+        more = f"; {rest} other finding{'s' if rest != 1 else ''}" if rest else ""
+        return f"All clear ({checks_count(clear, snapshot)} checks){more}"
+    if summary:
+        return summary
     if not result.insights:
         return "Every USE-method check is within its thresholds."
     return result.collaboration_summary
@@ -531,13 +570,14 @@ def status_strip(result: AnalysisResult, snapshot: Snapshot | None = None) -> No
             )
             if result.backend.simulated:
                 st.badge("simulated", color="violet", icon=":material/science:")
-        st.markdown(f"**{safe.md(verdict_text(result), limit=300)}**")
-        for insight in result.insights[:3]:
+        st.markdown(f"**{safe.md(verdict_text(result, snapshot), limit=300)}**")
+        issues = [i for i in result.insights if not use_method.is_all_clear(i)]
+        for insight in issues[:3]:
             colour = SEVERITY_BADGE.get(insight.severity, "gray")
             metrics = ", ".join(metric_text(m, snapshot) for m in insight.metrics[:2])
             st.markdown(
                 f":{colour}-badge[{insight.severity}] {safe.md(insight.title, limit=160)}"
                 + (f" — {safe.md(metrics, limit=160)}" if metrics else "")
             )
-        if len(result.insights) > 3:
-            st.caption(f"{len(result.insights) - 3} more insights below.")
+        if len(issues) > 3:
+            st.caption(f"{len(issues) - 3} more insights below.")

@@ -726,3 +726,13 @@ def shared_grounding_lines(values: Values) -> list[str]:
         f"{f.title} [{', '.join(roles_of.get((f.title, f.metrics), ['all']))}]"
         for f in found
     ]
+
+
+def metric_severity(metric: str, value: float | None) -> Severity | None:
+    """How bad one field's value is by the rule that reads it (None: no rule fires, or
+    the value is unknown): the wall view's tile colour."""
+    if value is None:
+        return None
+    rule = next((r for r in RULES if r.metric == metric), None)
+    hit = rule.severity(value) if rule is not None else None
+    return hit[0] if hit is not None else None

@@ -176,17 +176,30 @@ def test_compare_bars_show_wall_time_per_run() -> None:
     assert list(wall.y) == [5.0, 12.0, 4.0, 0.002]
 
 
-def test_history_trend_colours_by_tier_and_marks_cache_hits() -> None:
-    fresh = make_result(wall=4.0)
+def test_history_trend_draws_a_line_per_mode_and_time_scale_and_hits_apart() -> None:
+    fresh = replace(make_result(wall=4.0), simulated_time_scale=0.1)
     cached: AnalysisResult = replace(
         make_result(wall=0.01), cache=CacheInfo(hit=True, age_s=3.0), created_at=1_700_000_060.0
     )
-    other = replace(make_result(wall=6.0), tier="excellent", created_at=1_700_000_120.0)
-    fig = charts.history_trend([other, cached, fresh])
-    tiers = {t.name: t for t in fig.data if t.name}
-    assert set(tiers) == {"good", "excellent"}
-    assert list(tiers["good"].marker.symbol) == ["circle", "diamond-open"]
-    assert list(tiers["good"].y) == [4.0, 0.01]  # oldest first
+    other = replace(
+        make_result(wall=6.0), tier="excellent", created_at=1_700_000_120.0,
+        simulated_time_scale=0.1,
+    )  # fmt: skip
+    real_speed = replace(
+        make_result(wall=60.0), simulated_time_scale=1.0, created_at=1_700_000_180.0
+    )
+    seq = replace(make_result(mode="sequential", wall=9.0), simulated_time_scale=0.1)
+    fig = charts.history_trend([other, cached, fresh, real_speed, seq])
+    lines = {t.name: t for t in fig.data}
+    assert set(lines) == {
+        "parallel · simulated × 0.1",
+        "parallel · simulated × 1",
+        "sequential · simulated × 0.1",
+        "cache hit (lookup)",
+    }
+    assert list(lines["parallel · simulated × 0.1"].y) == [4.0, 6.0]  # oldest first, no hit
+    assert list(lines["cache hit (lookup)"].y) == [0.01]
+    assert lines["cache hit (lookup)"].mode == "markers"  # never joined to a line
 
 
 def test_legend_keys_are_plain_colours_not_a_bar_s_outline() -> None:

@@ -449,52 +449,58 @@ def compare_bars(rows: Sequence[CompareRow]) -> Any:
     return fig
 
 
+def trend_series(result: AnalysisResult) -> str:
+    """The line a run belongs to: its mode and what its seconds are (a real server's, or
+    the simulator's at one time scale). Runs at different scales are not comparable."""
+    if not result.backend.simulated:
+        return f"{result.mode} · real server"
+    scale = result.simulated_time_scale
+    return f"{result.mode} · simulated × {'—' if scale is None else f'{scale:g}'}"
+
+
 def history_trend(results: Sequence[AnalysisResult]) -> Any:
-    """Wall time of every run over time; colour is the tier, an open diamond a cache hit."""
+    """Wall time of every fresh run over time, one line per mode and time scale; cache
+    hits are open diamonds on their own (a lookup, not a run)."""
     ordered = sorted(results, key=lambda r: r.created_at)
     fig = go.Figure()
-    if ordered:
-        fig.add_trace(
-            go.Scatter(
-                x=[datetime.fromtimestamp(r.created_at) for r in ordered],
-                y=[r.execution_time_s for r in ordered],
-                mode="lines",
-                line={"color": "rgba(100,116,139,0.35)", "width": 1},
-                hoverinfo="skip",
-                showlegend=False,
-            )
-        )
-    for tier, colour in TIER_COLOURS.items():
-        points = [r for r in ordered if r.tier == tier]
-        if not points:
-            continue
+    series: dict[str, list[AnalysisResult]] = {}
+    for r in ordered:
+        if not r.cache.hit:
+            series.setdefault(trend_series(r), []).append(r)
+    for name, points in series.items():
         fig.add_trace(
             go.Scatter(
                 x=[datetime.fromtimestamp(r.created_at) for r in points],
                 y=[r.execution_time_s for r in points],
-                mode="markers",
-                name=tier,
-                marker={
-                    "color": colour,
-                    "size": 9,
-                    "symbol": ["diamond-open" if r.cache.hit else "circle" for r in points],
-                    "line": {"width": 2, "color": colour},
-                },
-                customdata=[
-                    [r.mode, r.snapshot_key, "cache hit" if r.cache.hit else "fresh run"]
-                    for r in points
-                ],
+                mode="lines+markers",
+                name=safe.plotly(name),
+                marker={"size": 8, "color": [TIER_COLOURS.get(r.tier, "#64748b") for r in points]},
+                customdata=[[r.tier, r.host or "—"] for r in points],
                 hovertemplate=(
-                    "%{x|%H:%M:%S}: %{y:.3f} s<br>%{customdata[0]} · %{customdata[2]}"
-                    "<br>snapshot %{customdata[1]}<extra>" + tier + "</extra>"
+                    "%{x|%H:%M:%S}: %{y:.3f} s<br>tier %{customdata[0]} · host "
+                    "%{customdata[1]}<extra>" + safe.plotly(name) + "</extra>"
                 ),
+                meta={"series": name},
+            )
+        )
+    hits = [r for r in ordered if r.cache.hit]
+    if hits:
+        fig.add_trace(
+            go.Scatter(
+                x=[datetime.fromtimestamp(r.created_at) for r in hits],
+                y=[r.execution_time_s for r in hits],
+                mode="markers",
+                name="cache hit (lookup)",
+                marker={"symbol": "diamond-open", "size": 9, "color": "#64748b"},
+                hovertemplate="%{x|%H:%M:%S}: %{y:.3f} s cache hit<extra></extra>",
+                meta={"series": "cache hits"},
             )
         )
     fig.update_layout(
-        height=320,
-        margin={"l": 10, "r": 10, "t": 30, "b": 30},
+        height=340,
+        margin={"l": 10, "r": 10, "t": 30 + LEGEND_ROW_PX * legend_rows(fig), "b": 30},
         yaxis={"title": {"text": "wall time (s)"}, "rangemode": "tozero", "type": "linear"},
-        legend={"orientation": "h", "y": 1.1, "title": {"text": "tier"}},
+        legend={"orientation": "h", "yref": "container", "yanchor": "top", "y": 1.0, "x": 0},
     )
     return fig
 

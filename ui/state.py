@@ -799,3 +799,13 @@ def progress_steps(ctx: Context, engine: Engine) -> dict[str, Any]:
         "consolidator": None if single else roster.consolidator.name,
         "scale": projection_scale(engine.backend.simulated, engine.backend.sim.time_scale),
     }
+
+
+def dashboard_url() -> str | None:
+    """This dashboard's address as the browser sees it, for run links (`?run=<id>`)."""
+    url = st.context.url
+    if not url:
+        return None
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0]
+    return f"{scheme}://{host}" if scheme and host else None

@@ -46,8 +46,8 @@ with st.container(horizontal=True, vertical_alignment="center"):
         "Run comparison", type="primary", key="compare_run", icon=":material/play_arrow:"
     )
     st.caption(
-        safe.md(f"{setup}. Before: sequential + full consolidation (the plan's 70 s). ")
-        + " After: parallel + compact consolidation. Server slots: the sidebar's."
+        "Before: sequential + full consolidation (the plan's). After: parallel + compact.",
+        help=safe.md(f"{setup}. Server slots: the sidebar's."),
     )
 
 if st.session_state.pop("compare_cancelled", False):
@@ -163,7 +163,7 @@ st.plotly_chart(
         par,
         titles=("Before: sequential, full consolidation", "After: parallel, compact"),
         scale=scale,
-        row_px=20,
+        row_px=16,
     ),
     key="compare_waterfalls",
 )

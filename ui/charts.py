@@ -403,7 +403,7 @@ def stacked_waterfalls(
     tl_top = add_waterfall(fig, top, row=1, col=1, legend_seen=seen)
     tl_bottom = add_waterfall(fig, bottom, row=2, col=1, legend_seen=seen)
     span = span_s if span_s is not None else max(tl_top.span_s, tl_bottom.span_s)
-    _layout(fig, height=150 + row_px * (rows_top + rows_bottom), span_s=span, title=None)
+    _layout(fig, height=130 + row_px * (rows_top + rows_bottom), span_s=span, title=None)
     fig.update_xaxes(title_text=axis_title(scale), row=2, col=1)
     return fig
 
@@ -519,11 +519,21 @@ RACE_LABELS: dict[str, str] = {
 }
 
 
-def race(bars: Mapping[str, Sequence[Any]], *, span_s: float, scale: float | None) -> Any:
+def race(
+    bars: Mapping[str, Sequence[Any]],
+    *,
+    span_s: float,
+    scale: float | None,
+    rows: Mapping[str, Sequence[str]] | None = None,
+) -> Any:
     """The comparison while it runs: each run's calls so far (`ui.compare_live.Bar`:
-    run, label, start_s, end_s, state), one subplot per run on one fixed time axis."""
+    run, label, start_s, end_s, state), one subplot per run on one fixed time axis;
+    `rows` lists each run's calls before they have a bar."""
     runs = list(bars)
-    labels = {run: list(dict.fromkeys(b.label for b in bars[run])) for run in runs}
+    labels = {
+        run: list(dict.fromkeys([*(rows or {}).get(run, ()), *(b.label for b in bars[run])]))
+        for run in runs
+    }
     fig = make_subplots(
         rows=len(runs),
         cols=1,
@@ -553,10 +563,12 @@ def race(bars: Mapping[str, Sequence[Any]], *, span_s: float, scale: float | Non
                 col=1,
             )
         order = [safe.plotly(label, limit=60) for label in labels[run]]
+        # Categories with a fixed range: every row shows before its bar exists.
         fig.update_yaxes(
-            autorange="reversed", categoryorder="array", categoryarray=order, row=i, col=1
-        )
-    rows = sum(max(1, len(v)) for v in labels.values())
-    _layout(fig, height=150 + 24 * rows, span_s=span_s, title=None)
+            type="category", categoryorder="array", categoryarray=order,
+            range=[len(order) - 0.5, -0.5], row=i, col=1,
+        )  # fmt: skip
+    count = sum(max(1, len(v)) for v in labels.values())
+    _layout(fig, height=150 + 24 * count, span_s=span_s, title=None)
     fig.update_xaxes(title_text=axis_title(scale), row=len(runs), col=1)
     return fig

@@ -80,7 +80,8 @@ class CompareRace:
             return None
         call = single.execution_time_s
         if run == "sequential":
-            return call * (len(self.agents) + 1)
+            own = self._sequential_so_far()
+            return own if own is not None else call * (len(self.agents) + 1)
         if run == "cached":
             return 0.0
         parallel = self.results.get("parallel")
@@ -88,6 +89,25 @@ class CompareRace:
             return parallel.execution_time_s
         rounds = math.ceil(len(self.agents) / (self.slots or len(self.agents)))
         return call * (rounds + 0.3)
+
+    def _sequential_so_far(self) -> float | None:
+        """The sequential run's estimate from its own answered agents: their mean call
+        for each call still to come (the full consolidation counted as one)."""
+        progress = self.runs.get("sequential")
+        if progress is None:
+            return None
+        done = [
+            s for n in progress.agents if (s := progress.steps[n]).state == "done"
+            and s.started_s is not None and s.ended_s is not None
+        ]  # fmt: skip
+        if not done:
+            return None
+        mean = sum((s.ended_s or 0.0) - (s.started_s or 0.0) for s in done) / len(done)
+        left = len(progress.agents) - len(done) + 1
+        return (
+            max(self.now_s.get("sequential", 0.0), max(s.ended_s or 0.0 for s in done))
+            + mean * left
+        )
 
     def step_lines(self, now: float) -> list[str]:
         current = self.current()
@@ -181,5 +201,6 @@ class CompareLiveView:
         self.steps_slot.text("\n".join(lines))
         bars = {run: self.race.bars(run) for run in RACE_RUNS}
         if any(bars.values()):
-            fig = charts.race(bars, span_s=self.race.span_s(), scale=self.race.scale)
+            rows = {run: [*self.race.agents, self.race.consolidator] for run in RACE_RUNS}
+            fig = charts.race(bars, span_s=self.race.span_s(), scale=self.race.scale, rows=rows)
             self.chart_slot.plotly_chart(fig, key=f"compare_race_{self.draws}")

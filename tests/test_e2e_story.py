@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from engine.snapshot import SCENARIOS
 from tests.dashboard_process import dashboard
 from tests.test_e2e_browser import (
     CHROMIUM_ARGS,
@@ -171,14 +172,22 @@ def test_live_labels_its_scale_reads_a_fall_as_a_fall_and_keeps_settings_advance
         assert bottom(strip) <= FOLD_PX, "the status strip is not on the first screen"
         shot(page, "live.png")
 
-        # cpu-saturation (CPU 98 %) → healthy: the CPU tile falls, and says so.
-        sidebar.get_by_test_id("stSelectbox").filter(has_text="Scenario").click()
-        page.get_by_role("option", name="healthy", exact=True).click()
-        cpu = main.get_by_test_id("stMetric").filter(has_text="U · CPU utilisation")
-        delta = cpu.get_by_test_id("stMetricDelta")
-        expect(delta).to_contain_text(re.compile(r"^-\d+ %$"), timeout=RUN_TIMEOUT_MS)
+        # The same upload read twice, CPU 46 % then 28 %: the CPU tile falls, and says so.
+        sidebar.get_by_text("Upload JSON", exact=True).click()
+        dropzone = sidebar.get_by_test_id("stFileUploaderDropzoneInput")
+        for cpu_pct, stamp in ((46, 1_796_400_000.0), (28, 1_796_400_060.0)):
+            snap = {**SCENARIOS["healthy"], "cpu_util_pct": cpu_pct, "timestamp": stamp}
+            path = tmp_path / f"read-{cpu_pct}" / "host.json"  # one name: one source
+            path.parent.mkdir()
+            path.write_text(json.dumps(snap, indent=cpu_pct % 7))
+            dropzone.set_input_files(str(path))
+            tile = main.get_by_test_id("stMetric").filter(has_text="U · CPU utilisation")
+            expect(tile.get_by_test_id("stMetricValue")).to_have_text(f"{cpu_pct} %")
+            page.wait_for_selector(IDLE, state="attached", timeout=RUN_TIMEOUT_MS)
+        delta = tile.get_by_test_id("stMetricDelta")
+        expect(delta).to_contain_text("18 %")
         expect(delta.locator("[data-testid=stMetricDeltaIcon-Down]")).to_have_count(1)
-        assert "scenario_name=healthy" in page.url  # the view is in the URL
+        assert "source_kind=Upload+JSON" in page.url  # the view's settings are in the URL
 
         # Engine settings: a collapsed "Advanced" expander, marked once one is changed.
         advanced = sidebar.get_by_test_id("stExpander").filter(has_text="Advanced")

@@ -23,6 +23,17 @@ if not results:
     st.info("No runs yet: open **Live insights** or **Compare** to run an analysis.")
     st.stop()
 
+# A run link (`?run=<id>`, from an export, the API or a chat message): that run first.
+linked = next((r for r in results if r.run_id and r.run_id == st.query_params.get("run")), None)
+if linked is not None:
+    with st.container(border=True, key="linked_run"):
+        st.markdown(f"#### Run {safe.md(linked.run_id)}")
+        st.caption(
+            safe.md(f"{linked.host or '—'} · {linked.source or '—'} · {linked.mode}")
+            + f" · {datetime.fromtimestamp(linked.created_at):%Y-%m-%d %H:%M:%S}"
+        )
+        render.result_details(linked, ttl_s=None, key="history_linked")
+
 
 def when(created_at: float) -> str:
     return datetime.fromtimestamp(created_at).strftime("%Y-%m-%d %H:%M:%S")

@@ -220,7 +220,11 @@ def test_a_run_link_opens_in_a_fresh_browser(browser: Browser, tmp_path: Path) -
         page.goto(f"{server.url}/?run={run_id}")
         wait_idle(page, "History", timeout_ms=RUN_TIMEOUT_MS)
         main = page.get_by_test_id("stMain")
-        expect(main.get_by_text(f"run {run_id}: {server.url}/?run={run_id}")).to_be_visible()
+        linked = main.locator(".st-key-linked_run")  # the run first, above the table
+        expect(linked.get_by_text(f"Run {run_id}")).to_be_visible()
+        assert bottom(linked.get_by_test_id("stPlotlyChart")) <= FOLD_PX + 400
+        # the run the link names is the one selected below, with its link to share again
+        expect(main.get_by_text(f"run {run_id}:")).to_contain_text(f"?run={run_id}")
         expect(main.get_by_test_id("stPlotlyChart").last).to_be_visible()
         shot(page, "run-link.png")
 

@@ -501,6 +501,7 @@ def history_trend(results: Sequence[AnalysisResult]) -> Any:
         margin={"l": 10, "r": 10, "t": 30 + LEGEND_ROW_PX * legend_rows(fig), "b": 30},
         yaxis={"title": {"text": "wall time (s)"}, "rangemode": "tozero", "type": "linear"},
         legend={"orientation": "h", "yref": "container", "yanchor": "top", "y": 1.0, "x": 0},
+        showlegend=True,  # even for one series: its name says what the line is
     )
     return fig
 

@@ -279,7 +279,7 @@ def all_clear_card(clear: Sequence[Insight], snapshot: Snapshot | None) -> None:
         for i in clear
     ]
     agents = sorted({a for i in clear for a in i.agents})
-    with st.container(border=True, key="all_clear"):
+    with st.container(border=True):
         st.markdown(f":green-badge[OK] **All clear ({checks_count(clear, snapshot)} checks)**")
         st.caption(
             safe.md("No issue in: " + ", ".join(perspectives))

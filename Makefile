@@ -39,3 +39,4 @@ clean:
 .PHONY: screenshots
 screenshots: $(VENV)/.dev
 	QUORUM_SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q -m e2e tests/test_e2e_browser.py
+	QUORUM_SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q -m e2e tests/test_e2e_story.py -k wall_view

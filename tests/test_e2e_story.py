@@ -148,7 +148,7 @@ def test_compare_draws_live_then_fits_the_first_screen(browser: Browser, tmp_pat
         for tile in ("Wall: before → after", "Speedup", "Cached"):
             assert bottom(tiles.filter(has_text=tile)) <= FOLD_PX, f"tile {tile} below the fold"
         assert bottom(waterfalls) <= FOLD_PX, f"waterfalls end at {bottom(waterfalls):.0f} px"
-        shot(page, "compare.png")
+        shot(page, "compare-fold.png")
         assert_no_errors(page, errors)
 
 
@@ -170,7 +170,7 @@ def test_live_labels_its_scale_reads_a_fall_as_a_fall_and_keeps_settings_advance
         strip = main.locator(".st-key-status_strip")
         expect(strip).to_contain_text("excellent 95")
         assert bottom(strip) <= FOLD_PX, "the status strip is not on the first screen"
-        shot(page, "live.png")
+        shot(page, "live-fold.png")
 
         # The same upload read twice, CPU 46 % then 28 %: the CPU tile falls, and says so.
         sidebar.get_by_text("Upload JSON", exact=True).click()
@@ -253,3 +253,24 @@ def test_the_wall_view_at_1920x1080(browser: Browser, tmp_path: Path) -> None:
         assert bottom(last_value) <= 1080, "the tiles do not fit the screen"
         shot(page, "wall.png")
         assert_no_errors(page, errors)
+
+
+def test_a_running_comparison_can_be_cancelled(browser: Browser, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    with start(tmp_path, "0.1") as server:
+        page = new_page(browser, 1440, FOLD_PX)
+        main = page.get_by_test_id("stMain")
+        page.goto(f"{server.url}/compare")
+        wait_idle(page, "Compare", timeout_ms=RUN_TIMEOUT_MS)
+        main.get_by_role("button", name="Run comparison").click()
+        expect(main.get_by_text(re.compile(r"▶ running · before: sequential"))).to_be_visible(
+            timeout=RUN_TIMEOUT_MS
+        )
+        main.get_by_role("button", name="Cancel").click()
+        expect(main.get_by_text(re.compile(r"^Comparison cancelled"))).to_be_visible()
+        page.wait_for_selector(IDLE, state="attached", timeout=RUN_TIMEOUT_MS)
+        expect(main.get_by_test_id("stMetric")).to_have_count(0)  # nothing half-done shown
+        runs = (server.data_dir / "history.jsonl").read_text().splitlines()
+        modes = [json.loads(line)["mode"] for line in runs]
+        assert "parallel" not in modes, modes  # it stopped during the sequential run

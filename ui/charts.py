@@ -474,7 +474,8 @@ def history_trend(results: Sequence[AnalysisResult]) -> Any:
                 y=[r.execution_time_s for r in points],
                 mode="lines+markers",
                 name=safe.plotly(name),
-                marker={"size": 8, "color": [TIER_COLOURS.get(r.tier, "#64748b") for r in points]},
+                # One colour per series, line and markers alike, as its legend key shows.
+                marker={"size": 8},
                 customdata=[[r.tier, r.host or "—"] for r in points],
                 hovertemplate=(
                     "%{x|%H:%M:%S}: %{y:.3f} s<br>tier %{customdata[0]} · host "

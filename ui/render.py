@@ -294,8 +294,6 @@ def insight_cards(insights: Sequence[Insight], snapshot: Snapshot | None = None)
         return
     clear = [i for i in insights if use_method.is_all_clear(i)]
     insights = [i for i in insights if not use_method.is_all_clear(i)]
-    if clear:
-        all_clear_card(clear, snapshot)
     for insight in insights:
         with st.container(border=True):
             with st.container(horizontal=True, vertical_alignment="center"):
@@ -308,6 +306,8 @@ def insight_cards(insights: Sequence[Insight], snapshot: Snapshot | None = None)
             agents = ", ".join(insight.agents) or "USE-method rules only"
             metrics = "; ".join(metric_text(m, snapshot) for m in insight.metrics) or "–"
             st.caption(f"Agents: {safe.md(agents)}  \nRests on: {safe.md(metrics)}")
+    if clear:  # after the problems: what was checked and found fine
+        all_clear_card(clear, snapshot)
 
 
 def agent_table(result: AnalysisResult) -> None:

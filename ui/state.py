@@ -745,9 +745,10 @@ def previous_snapshot(
 
 # --- Live: auto-refresh that never outruns the analysis, and its progress steps ---------------
 
-REFRESH_OPTIONS_S: tuple[int, ...] = (5, 10, 15, 30, 60, 120, 300)
-# The page must be readable between runs: a refresh at least this many times the last run.
-REFRESH_OVER_RUN = 2.0
+REFRESH_OPTIONS_S: tuple[int, ...] = (1, 2, 5, 10, 15, 30, 60, 120, 300)
+# The page must be readable between runs: an interval shorter than the last run becomes
+# the first option at least this many times that run (so it is idle a third of the time).
+REFRESH_OVER_RUN = 1.5
 _LAST_RUN_KEY = "live_last_run_s"
 _ARMED_KEY = "live_interval_armed"
 
@@ -759,13 +760,13 @@ def last_run_s() -> float | None:
 
 def stretch_interval(chosen_s: int, last_run: float | None) -> tuple[int, str | None]:
     """The interval to use and, when it had to be longer than chosen, why (pure)."""
-    if last_run is None or chosen_s >= REFRESH_OVER_RUN * last_run:
+    if last_run is None or chosen_s >= last_run:
         return chosen_s, None
     need = REFRESH_OVER_RUN * last_run
     longer = [s for s in REFRESH_OPTIONS_S if s >= need]
     interval = longer[0] if longer else int(need) + 1
     return interval, (
-        f"Refresh every {chosen_s} s is shorter than twice the last analysis "
+        f"Refresh every {chosen_s} s is shorter than the last analysis "
         f"({last_run:.1f} s of wall time): stretched to {interval} s, so the page is not "
         "greyed out while it analyses most of the time."
     )

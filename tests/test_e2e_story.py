@@ -42,6 +42,11 @@ RACE_END_JS = """() => {
         .flatMap(t => (t.base || []).map((b, i) => b + t.x[i]));
     return ends.length ? Math.max(...ends) : -1;
 }"""
+# Sidebar texts cut off by an ellipsis (wider than their box), e.g. a select's value.
+TRUNCATED_JS = """() => [...document.querySelectorAll('[data-testid=stSidebar] *')]
+    .filter(el => el.offsetParent && getComputedStyle(el).textOverflow === 'ellipsis'
+        && el.scrollWidth > el.clientWidth + 1)
+    .map(el => el.textContent.trim().slice(0, 60)).filter(text => text)"""
 # Every visible text node's font size in the main area, as [text, px] pairs.
 FONT_SIZES_JS = """() => {
     const main = document.querySelector('[data-testid=stMain]');
@@ -188,6 +193,8 @@ def test_live_labels_its_scale_reads_a_fall_as_a_fall_and_keeps_settings_advance
         expect(delta).to_contain_text("18 %")
         expect(delta.locator("[data-testid=stMetricDeltaIcon-Down]")).to_have_count(1)
         assert "source_kind=Upload+JSON" in page.url  # the view's settings are in the URL
+
+        assert page.evaluate(TRUNCATED_JS) == []  # every sidebar label and value fits
 
         # Engine settings: a collapsed "Advanced" expander, marked once one is changed.
         advanced = sidebar.get_by_test_id("stExpander").filter(has_text="Advanced")

@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
+# Loopback only by default; ADDRESS=0.0.0.0 serves the dashboard to a team's network.
+ADDRESS ?= 127.0.0.1
 
 .PHONY: run test bench lint clean
 
@@ -17,7 +19,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
 	touch $@
 
 run: $(VENV)/.runtime
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+	$(PY) -m streamlit run app.py --server.port $(PORT) --server.address $(ADDRESS)
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .
@@ -37,3 +39,4 @@ clean:
 .PHONY: screenshots
 screenshots: $(VENV)/.dev
 	QUORUM_SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q -m e2e tests/test_e2e_browser.py
+	QUORUM_SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q -m e2e tests/test_e2e_story.py -k wall_view

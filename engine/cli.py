@@ -18,7 +18,7 @@ from engine.api.serve import add_serve_options
 from engine.cache import DEFAULT_TTL_S
 from engine.endpoints import EndpointSpec, endpoints_section, from_urls
 from engine.records import AgentRun, AnalysisResult
-from engine.runner import CONSOLIDATION_STYLES, MODES, RunSettings
+from engine.runner import CONSOLIDATION_STYLES, MODES, ProgressEvent, RunSettings
 from engine.service import BACKEND_KINDS, BackendConfig, Engine, default_data_dir
 from engine.simulated import FAULT_KINDS, PROFILES, SimConfig, serve_forever
 from engine.slots import parse_slots_setting, slots_from_config
@@ -34,6 +34,7 @@ from engine.state import (
 )
 from engine.timeline import (
     PROJECTED_LABEL,
+    comparison,
     consolidation_rows,
     projected_s,
     projection_scale,
@@ -342,6 +343,35 @@ def _slots_text(result: AnalysisResult) -> str:
     return f"{count} ({result.server_slots_source or 'not recorded'})"
 
 
+def progress_line(run: str, event: ProgressEvent) -> str | None:
+    """The stderr line for a finished agent (None for every other event)."""
+    if event.kind != "finished":
+        return None
+    where = f"[{run}] " if run else ""
+    return f"quorum: {where}{event.agent} {event.status or 'done'} at {event.elapsed_s:.2f}s"
+
+
+def print_progress(run: str, event: ProgressEvent) -> None:
+    """One line on stderr per finished agent; stdout stays the result (or its JSON)."""
+    line = progress_line(run, event)
+    if line is not None:
+        print(line, file=sys.stderr, flush=True)
+
+
+def print_finished_run(run: str, result: AnalysisResult) -> None:
+    how = (
+        "from the cache"
+        if result.cache.hit
+        else f"{result.agents_participated}/{result.agents_total} agents"
+    )
+    print(
+        f"quorum: [{run}] finished: wall {result.execution_time_s:.2f}s · "
+        f"{result.tier} {result.confidence} · {how}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def format_compare(data: dict[str, Any], time_scale: float | None = None) -> str:
     """The comparison as text; `time_scale` (simulator only, ≠ 1): also projected to real time."""
     lines = [
@@ -357,12 +387,8 @@ def format_compare(data: dict[str, Any], time_scale: float | None = None) -> str
     queued = sum((a["queue_s"] or 0.0) for a in par["agents"])
     lines.append("")
     lines.append(f"speedup (sequential ÷ parallel): {data['speedup']}×")
-    ideal = (
-        data["sequential"]["execution_time_s"] / par["critical_path_s"]
-        if par["critical_path_s"]
-        else 0
-    )
-    lines.append(f"ideal speedup (sequential ÷ parallel critical path): {ideal:.2f}×")
+    ideal = comparison(data).ideal_speedup or 0.0
+    lines.append(f"ideal speedup (sequential ÷ parallel with a slot per agent): {ideal:.2f}×")
     lines.append(f"server queue time in the parallel run (all agents): {queued:.2f}s")
     if time_scale:
         seq_s, par_s = data["sequential"]["execution_time_s"], par["execution_time_s"]
@@ -435,11 +461,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine, settings = build_engine(args)
         _check_reachable(engine)
         if args.command == "compare":
-            data = engine.compare(snap, settings)
+            data = engine.compare(
+                snap, settings, progress=print_progress, finished=print_finished_run
+            )
             scale = projection_scale(engine.backend.simulated, engine.backend.sim.time_scale)
             print(json.dumps(data, indent=2) if args.json else format_compare(data, scale))
             return 0
-        result = engine.analyze(snap, settings, refresh=args.refresh)
+        result = engine.analyze(
+            snap, settings, refresh=args.refresh, progress=lambda e: print_progress("", e)
+        )
         print(json.dumps(result.to_dict(), indent=2) if args.json else format_result(result))
         return 0 if result.status == "success" else 1
     except UsageError as exc:

@@ -20,6 +20,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,15 @@ log = logging.getLogger(__name__)
 
 CSV_COLUMNS = (
     "created_at",
+    "run_id",
+    "host",
+    "source",
+    "scenario",
     "snapshot_key",
     "mode",
     "backend",
     "simulated",
+    "time_scale",
     "execution_time_s",
     "critical_path_s",
     "tier",
@@ -40,6 +46,7 @@ CSV_COLUMNS = (
     "agents_participated",
     "agents_total",
     "cache_hit",
+    "link",
 )
 
 
@@ -143,18 +150,52 @@ class History:
             self._failed("not cleared", exc)
 
 
-def to_json(results: list[AnalysisResult]) -> str:
-    return json.dumps([r.to_dict() for r in results], indent=2)
+def iso_time(created_at: float) -> str:
+    """Unix seconds as ISO 8601 in UTC (`2026-12-04T18:37:13Z`), what a spreadsheet reads."""
+    stamp = datetime.fromtimestamp(created_at, tz=UTC).isoformat(timespec="seconds")
+    return stamp.replace("+00:00", "Z")
 
 
-def row(result: AnalysisResult) -> dict[str, Any]:
+def scenario_of(result: AnalysisResult) -> str:
+    """The scenario's name when the snapshot came from one, else ""."""
+    kind, _, name = result.source.partition(":")
+    return name if kind == "scenario" else ""
+
+
+def run_link(result: AnalysisResult, dashboard_url: str | None) -> str:
+    """`<dashboard>/?run=<id>`: where the dashboard opens this run ("" without either)."""
+    if not dashboard_url or not result.run_id:
+        return ""
+    return f"{dashboard_url.rstrip('/')}/?run={result.run_id}"
+
+
+def to_json(results: list[AnalysisResult], dashboard_url: str | None = None) -> str:
+    """The runs in the JSON contract, each with its ISO time and (given the dashboard's
+    URL) its link."""
+    out = [
+        {
+            **r.to_dict(),
+            "created_at_iso": iso_time(r.created_at),
+            "link": run_link(r, dashboard_url),
+        }
+        for r in results
+    ]
+    return json.dumps(out, indent=2)
+
+
+def row(result: AnalysisResult, dashboard_url: str | None = None) -> dict[str, Any]:
     """One flat row per run (the History table and the CSV export)."""
     return {
-        "created_at": result.created_at,
+        "created_at": iso_time(result.created_at),
+        "run_id": result.run_id,
+        "host": result.host,
+        "source": result.source,
+        "scenario": scenario_of(result),
         "snapshot_key": result.snapshot_key,
         "mode": result.mode,
         "backend": result.backend.kind,
         "simulated": result.backend.simulated,
+        "time_scale": result.simulated_time_scale,
         "execution_time_s": round(result.execution_time_s, 4),
         "critical_path_s": round(result.critical_path_s, 4),
         "tier": result.tier,
@@ -162,13 +203,14 @@ def row(result: AnalysisResult) -> dict[str, Any]:
         "agents_participated": result.agents_participated,
         "agents_total": result.agents_total,
         "cache_hit": result.cache.hit,
+        "link": run_link(result, dashboard_url),
     }
 
 
-def to_csv(results: list[AnalysisResult]) -> str:
+def to_csv(results: list[AnalysisResult], dashboard_url: str | None = None) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     for result in results:
-        writer.writerow(row(result))
+        writer.writerow(row(result, dashboard_url))
     return buffer.getvalue()

@@ -185,9 +185,12 @@ class AnalysisResult:
     server_slots: int | None = None  # requests Quorum sent at once; None: no limit
     server_slots_source: str = ""  # where that number came from, in words
     warmups: list[AgentRun] = field(default_factory=list)  # consolidator prefix warm-ups
-    # This call's id in the history (`GET /api/runs/{id}`, the dashboard's `?run=ID`);
-    # every `Engine.analyze` call gets a new one, cache hits included. "": not recorded.
+    # Set by the engine (engine/service.py), docs/contract.md: which served result this is
+    # (`GET /api/runs/{id}`, the dashboard's `?run=ID`; every call, cache hits too), the simulator's time scale, and the snapshot's origin.
     run_id: str = ""
+    simulated_time_scale: float | None = None
+    host: str = ""
+    source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -689,13 +689,15 @@ def _insights_of(outcome: _Outcome) -> list[Insight]:
 def _critical_path(
     mode: Mode, runs: list[AgentRun], consolidation: ConsolidationRun | None, late: tuple[str, ...]
 ) -> float:
-    """The time the run could not avoid, queueing excluded: the agents it waited for — the
-    slowest of them when they ran side by side, all of them one after another in
-    sequential mode — plus the consolidation. Each from the server's own timings where
-    it reports them (`AgentRun.work_s`)."""
-    waited = [r.work_s for r in runs if r.status != "cancelled" and r.name not in late]
-    agents_s = sum(waited) if mode == "sequential" else max(waited, default=0.0)
-    return agents_s + (consolidation.work_s if consolidation else 0.0)
+    """The length of the chain of calls the run waited for (`timeline.critical_chain`,
+    docs/contract.md): each call's own work, queueing excluded, from the server's own
+    timings where it reports them (`AgentRun.work_s`). In sequential mode, and on a
+    one-slot server, that is every agent; with free slots, the slowest agent. `mode`
+    needs no case of its own: the chain follows who waited for whom."""
+    from engine.timeline import chain_length_s, critical_chain
+
+    del mode
+    return chain_length_s(critical_chain(runs, consolidation, late))
 
 
 def _settled_warmup_s(runs: list[AgentRun], warmups: list[AgentRun]) -> float:
@@ -709,11 +711,15 @@ def _settled_warmup_s(runs: list[AgentRun], warmups: list[AgentRun]) -> float:
 def _critical_path_source(
     runs: list[AgentRun], consolidation: ConsolidationRun | None, late: tuple[str, ...]
 ) -> TimingSource:
-    """`server` when every call on the path has the server's own timings, `client` when
+    """`server` when every call on the chain has the server's own timings, `client` when
     none has, `mixed` otherwise. A deterministic merge makes no call and does not count."""
-    calls = [r for r in runs if r.status != "cancelled" and r.name not in late]
-    if consolidation is not None and consolidation.method == "llm":
-        calls.append(consolidation)
+    from engine.timeline import critical_chain
+
+    calls = [
+        r
+        for r in critical_chain(runs, consolidation, late)
+        if not (isinstance(r, ConsolidationRun) and r.method != "llm")
+    ]
     reported = [r.server_work_s is not None for r in calls]
     if reported and all(reported):
         return "server"

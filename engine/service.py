@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +31,7 @@ from engine.backends.pool import PoolBackend, PoolMember, watched_transport
 from engine.cache import ResultCache
 from engine.endpoints import EndpointSpec, public_url
 from engine.records import AnalysisResult, CacheInfo
-from engine.runner import ProgressFn, RunSettings, run_analysis
+from engine.runner import ProgressEvent, ProgressFn, RunSettings, run_analysis
 from engine.simulated import SimConfig, SimulatedOllamaServer, shared_server
 from engine.slot_probe import probe_slots
 from engine.slots import ServerSlots
@@ -291,7 +291,7 @@ class Engine:
                     # The leader was interrupted (its UI session stopped, Ctrl-C): that is
                     # not our error; take the lead ourselves on the next turn.
                     continue
-        result.run_id = uuid.uuid4().hex[:16]
+        result.run_id = uuid.uuid4().hex[:12]  # every served result, hits too, is one run
         if self.history is not None:
             self.history.append(result)
         return result
@@ -360,12 +360,28 @@ class Engine:
                 slots=slots,
             )
         )
+        result.simulated_time_scale = (
+            self.backend.sim.time_scale if self.backend.simulated else None
+        )
+        result.host, result.source = snapshot.host, snapshot.source
         return result
 
-    def compare(self, snapshot: Snapshot, settings: RunSettings) -> dict[str, Any]:
+    def compare(
+        self,
+        snapshot: Snapshot,
+        settings: RunSettings,
+        *,
+        progress: CompareProgress | None = None,
+        finished: CompareFinished | None = None,
+    ) -> dict[str, Any]:
         """The plan's comparison: single, sequential, parallel (all fresh), then parallel
         again from the cache; then the consolidation variants (`compare_consolidation`),
-        under their own keys. Without a configured cache a throw-away one is used."""
+        under their own keys. Without a configured cache a throw-away one is used.
+
+        `sequential` is the plan's own "before": one agent after another with the full
+        consolidation (the Consolidator rewrites every insight) and no warm-ups.
+        `progress(run, event)` gets every run's live events, `finished(run, result)` each
+        run's result as soon as it exists (`COMPARE_STEPS` is their order)."""
         cache = self.cache
         scratch: ResultStore | None = None
         if cache is None:
@@ -373,18 +389,28 @@ class Engine:
 
             scratch = cache = ResultCache(tempfile.mkdtemp(prefix="quorum-compare-"))
         engine = Engine(self.backend, roster=self.roster, cache=cache, history=self.history)
+        plan = {
+            "single": (replace(settings, mode="single"), True),
+            "sequential": (
+                replace(settings, mode="sequential", consolidation="full", warmup=False),
+                True,
+            ),
+            "parallel": (replace(settings, mode="parallel"), True),
+            "cached": (replace(settings, mode="parallel"), False),
+        }
+        runs: dict[str, AnalysisResult] = {}
         try:
-            runs = {
-                "single": engine.analyze(snapshot, replace(settings, mode="single"), refresh=True),
-                "sequential": engine.analyze(
-                    snapshot, replace(settings, mode="sequential"), refresh=True
-                ),
-                "parallel": engine.analyze(
-                    snapshot, replace(settings, mode="parallel"), refresh=True
-                ),
-            }
-            runs["cached"] = engine.analyze(snapshot, replace(settings, mode="parallel"))
-            runs.update(self.compare_consolidation(snapshot, settings, cache=cache))
+            for name, (run_settings, refresh) in plan.items():
+                runs[name] = engine.analyze(
+                    snapshot, run_settings, refresh=refresh, progress=_tagged(progress, name)
+                )
+                if finished is not None:
+                    finished(name, runs[name])
+            runs.update(
+                self.compare_consolidation(
+                    snapshot, settings, cache=cache, progress=progress, finished=finished
+                )
+            )
         finally:
             if scratch is not None:
                 scratch.close()
@@ -396,7 +422,13 @@ class Engine:
         return out
 
     def compare_consolidation(
-        self, snapshot: Snapshot, settings: RunSettings, *, cache: ResultStore | None = None
+        self,
+        snapshot: Snapshot,
+        settings: RunSettings,
+        *,
+        cache: ResultStore | None = None,
+        progress: CompareProgress | None = None,
+        finished: CompareFinished | None = None,
     ) -> dict[str, AnalysisResult]:
         """Fresh parallel runs of `snapshot`, one per `CONSOLIDATION_VARIANTS` entry: full
         consolidation without warm-ups (the plan's way), compact cold, compact warmed.
@@ -412,7 +444,11 @@ class Engine:
             )
             with self._fresh_backend() as backend:
                 engine = Engine(backend, roster=self.roster, cache=cache, history=self.history)
-                runs[variant.key] = engine.analyze(snapshot, run_settings, refresh=True)
+                runs[variant.key] = engine.analyze(
+                    snapshot, run_settings, refresh=True, progress=_tagged(progress, variant.key)
+                )
+            if finished is not None:
+                finished(variant.key, runs[variant.key])
         return runs
 
     @contextlib.contextmanager
@@ -452,6 +488,25 @@ class Engine:
     def server_status(self) -> ServerStatus:
         status: ServerStatus = _run_sync(_status_of(self.backend))
         return status
+
+
+# Engine.compare's runs, in the order it makes them.
+COMPARE_STEPS: tuple[str, ...] = (
+    "single",
+    "sequential",
+    "parallel",
+    "cached",
+    *(v.key for v in CONSOLIDATION_VARIANTS),
+)
+CompareProgress = Callable[[str, ProgressEvent], None]
+CompareFinished = Callable[[str, AnalysisResult], None]
+
+
+def _tagged(progress: CompareProgress | None, run: str) -> ProgressFn | None:
+    """One run's progress callback, its events tagged with the run's name."""
+    if progress is None:
+        return None
+    return lambda event: progress(run, event)
 
 
 async def _status_of(config: BackendConfig) -> ServerStatus:

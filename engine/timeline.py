@@ -12,7 +12,7 @@ serialised by the server, and the comparison table's rows and speedups.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -146,12 +146,66 @@ def waited_for(result: AnalysisResult) -> list[AgentRun]:
     return [a for a in result.agents if a.status != "cancelled" and a.name not in late]
 
 
+# A call sent within this long after another ended was released by it (clock noise).
+_CHAIN_SLACK_S = 1e-3
+
+
+def sent_s(run: AgentRun) -> float:
+    """When the call's request left Quorum: asked at `start_s`, after its wait for a slot."""
+    return run.start_s + max(0.0, run.client_queue_s or 0.0)
+
+
+def critical_chain(
+    runs: Sequence[AgentRun], consolidation: ConsolidationRun | None, late: Sequence[str] = ()
+) -> list[AgentRun]:
+    """The chain of calls the run waited for, first to last (docs/contract.md).
+
+    It ends with the consolidation (or, without one, the last waited-for agent to end).
+    Each call's predecessor is the waited-for agent that ended last before the call was
+    sent: on a server with free slots nothing did, and the chain is the slowest agent and
+    the consolidation; on a one-slot server (or in sequential mode) each agent waited for
+    the one before it, and the chain is all of them. Calls in the chain never overlap in
+    time, so its length never exceeds the wall."""
+    skipped = set(late)
+    pool = [r for r in runs if r.status != "cancelled" and r.name not in skipped]
+    last: AgentRun | None = consolidation
+    if last is None:
+        if not pool:
+            return []
+        last = max(pool, key=lambda r: r.end_s)
+        pool.remove(last)
+    chain = [last]
+    while True:
+        before = [r for r in pool if r.end_s <= sent_s(chain[-1]) + _CHAIN_SLACK_S]
+        if not before:
+            break
+        chain.append(max(before, key=lambda r: r.end_s))
+        pool.remove(chain[-1])
+    chain.reverse()
+    return chain
+
+
+def chain_length_s(chain: Sequence[AgentRun]) -> float:
+    """Each call's own work (`AgentRun.work_s`, queueing excluded), never more than the
+    time between its send and its end, so the sum fits inside the run's wall time."""
+    return sum(min(r.work_s, max(0.0, r.end_s - sent_s(r))) for r in chain)
+
+
+def result_chain(result: AnalysisResult) -> list[AgentRun]:
+    return critical_chain(result.agents, result.consolidation, result.late_agents)
+
+
 def critical_agent(result: AnalysisResult) -> str | None:
-    """The slowest waited-for agent by work (queueing excluded), as in `critical_path_s`."""
-    candidates = waited_for(result)
-    if not candidates:
-        return None
-    return max(candidates, key=lambda a: a.work_s).name
+    """The agent the consolidation waited for: the last agent on the critical chain."""
+    agents = [r for r in result_chain(result) if not isinstance(r, ConsolidationRun)]
+    return agents[-1].name if agents else None
+
+
+def unlimited_slots_s(result: AnalysisResult) -> float:
+    """A lower bound with a slot for every agent: the slowest waited-for agent's work plus
+    the consolidation's (queueing excluded)."""
+    slowest = max((a.work_s for a in waited_for(result)), default=0.0)
+    return slowest + (result.consolidation.work_s if result.consolidation else 0.0)
 
 
 def _row(
@@ -183,8 +237,7 @@ def timeline(result: AnalysisResult) -> Timeline:
     """Rows in the order the agents were asked, then the warm-ups, the consolidation last."""
     slowest = critical_agent(result)
     late = set(result.late_agents)
-    # One after another, every agent the run waited for is on its critical path.
-    on_path = {a.name for a in waited_for(result)} if result.mode == "sequential" else {slowest}
+    on_path = {r.name for r in result_chain(result) if not isinstance(r, ConsolidationRun)}
     rows = [
         _row(a, label=a.name, critical=a.name in on_path, late=a.name in late, consolidation=False)
         for a in result.agents
@@ -265,7 +318,7 @@ class Comparison:
     runs: dict[str, AnalysisResult]
     rows: tuple[CompareRow, ...]
     speedup: float | None  # sequential wall ÷ parallel wall
-    ideal_speedup: float | None  # sequential wall ÷ parallel critical path
+    ideal_speedup: float | None  # sequential wall ÷ the parallel run with unlimited slots
     serialisation: Serialisation
 
 
@@ -292,8 +345,8 @@ def comparison(data: Mapping[str, Any]) -> Comparison:
     elif seq is not None and par is not None and par.execution_time_s > 0:
         speedup = seq.execution_time_s / par.execution_time_s
     ideal = (
-        seq.execution_time_s / par.critical_path_s
-        if seq is not None and par is not None and par.critical_path_s > 0
+        seq.execution_time_s / unlimited_slots_s(par)
+        if seq is not None and par is not None and unlimited_slots_s(par) > 0
         else None
     )
     serial = (

@@ -355,7 +355,7 @@ def _all_clear(role: str, values: Values) -> Finding:
         )
     not_checked = f"; unknown, not checked: {', '.join(unknown)}" if unknown else ""
     return Finding(
-        title=f"No {role} issue found",
+        title=f"{ALL_CLEAR_PREFIX}{role}{ALL_CLEAR_SUFFIX}",
         severity="LOW",
         metrics=tuple((known or watched)[:3]),
         value=0,
@@ -452,9 +452,54 @@ def insights_from_output(agent: str, output: Mapping[str, Any]) -> list[Insight]
     return [i for i in out if i is not None]
 
 
+@dataclass(frozen=True)
+class Problem:
+    """Findings on different metrics that are one problem: a finding whose metrics all
+    belong to `metrics` joins the others; two or more of them read as `title`."""
+
+    key: str
+    title: str
+    metrics: frozenset[str]
+    observation: str
+
+
+# Written once: the simulated server's answers (its verdicts) and the deterministic merge
+# (the fallback) both group through `_group_key`.
+PROBLEMS: tuple[Problem, ...] = (
+    Problem(
+        "memory-leak",
+        "Memory leak: memory growth, swapping and OOM kills",
+        frozenset({"mem_util_pct", "mem_swap_pct", "mem_oom_kills"}),
+        "Memory is high, the host swaps and/or the OOM killer fired: together the signs "
+        "of memory that grows without bound, not of a one-off peak.",
+    ),
+)
+
+
+def problem_of(insight: Insight) -> Problem | None:
+    metrics = set(insight.metrics)
+    return next((p for p in PROBLEMS if metrics and metrics <= p.metrics), None)
+
+
 def _group_key(insight: Insight) -> tuple[str, ...]:
-    """Findings that rest on the same metrics are the same problem seen by several agents."""
+    """Findings that rest on the same metrics are the same problem seen by several agents;
+    so are findings within one of the `PROBLEMS`."""
+    problem = problem_of(insight)
+    if problem is not None:
+        return (f"problem:{problem.key}",)
     return tuple(sorted(insight.metrics)) or (insight.title.lower(),)
+
+
+ALL_CLEAR_PREFIX, ALL_CLEAR_SUFFIX = "No ", " issue found"
+
+
+def is_all_clear(insight: Insight) -> bool:
+    """An "every check of this perspective passed" insight (`_all_clear`)."""
+    return (
+        insight.severity == "LOW"
+        and insight.title.startswith(ALL_CLEAR_PREFIX)
+        and insight.title.endswith(ALL_CLEAR_SUFFIX)
+    )
 
 
 def _rank(insight: Insight) -> tuple[int, int, str]:
@@ -472,16 +517,25 @@ def merge_group(members: Sequence[Insight]) -> Insight:
     )
     lead = ordered[0]
     agents = list(dict.fromkeys(a for m in ordered for a in m.agents))
-    recs = list(dict.fromkeys(r for m in ordered for r in m.recommendations))
+    # Every member's first advice is kept (a grouped problem has several members).
+    firsts = [m.recommendations[0] for m in ordered if m.recommendations]
+    recs = list(dict.fromkeys([*firsts, *(r for m in ordered for r in m.recommendations)]))
     mean = sum(m.confidence for m in ordered) / len(ordered)
+    metrics = list(dict.fromkeys(m for i in ordered for m in i.metrics))
+    problem = problem_of(lead)
+    title, observation = lead.title, lead.observation
+    if problem is not None and len(set(metrics) & problem.metrics) >= 2:
+        seen = list(dict.fromkeys(m.observation for m in ordered if m.observation))
+        title = problem.title
+        observation = " ".join([problem.observation, *seen[:3]])
     return Insight(
-        title=lead.title,
-        observation=lead.observation,
-        recommendations=recs[:5],
+        title=title,
+        observation=observation,
+        recommendations=recs[: max(5, len(set(firsts)))],
         severity=lead.severity,
         confidence=min(99, round(mean + 3 * (len(agents) - 1))),
         agents=agents,
-        metrics=list(dict.fromkeys(m for i in ordered for m in i.metrics)),
+        metrics=metrics,
     )
 
 
@@ -672,3 +726,13 @@ def shared_grounding_lines(values: Values) -> list[str]:
         f"{f.title} [{', '.join(roles_of.get((f.title, f.metrics), ['all']))}]"
         for f in found
     ]
+
+
+def metric_severity(metric: str, value: float | None) -> Severity | None:
+    """How bad one field's value is by the rule that reads it (None: no rule fires, or
+    the value is unknown): the wall view's tile colour."""
+    if value is None:
+        return None
+    rule = next((r for r in RULES if r.metric == metric), None)
+    hit = rule.severity(value) if rule is not None else None
+    return hit[0] if hit is not None else None

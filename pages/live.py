@@ -1,4 +1,5 @@
-"""Live insights: the current snapshot, its analysis and where the seconds went."""
+"""Live insights: the verdict first (status strip), then the snapshot's USE tiles, then
+where the seconds went."""
 
 from __future__ import annotations
 
@@ -19,50 +20,62 @@ if ctx.backend is None:
 controls = st.container(horizontal=True, vertical_alignment="bottom")
 with controls:
     paused = st.toggle("Pause auto-refresh", value=False, key="live_paused")
-    interval = st.select_slider(
+    chosen = st.select_slider(
         "Refresh every",
-        options=[1, 2, 5, 10, 15, 30, 60, 120, 300],
+        options=list(state.REFRESH_OPTIONS_S),
         value=30,
         format_func=lambda s: f"{s} s",
         key="live_interval",
         disabled=paused,
+        bind="query-params",
     )
+interval, stretched = state.refresh_interval(int(chosen), state.last_run_s())
 st.caption(
     safe.md(f"Snapshot: {ctx.source.label}")
     + (" · auto-refresh paused" if paused else f" · re-read every {interval} s")
     + ". An unchanged snapshot is served from the cache."
 )
+if stretched and not paused:
+    st.warning(safe.md(stretched), icon=":material/timer:")
 
 
 @st.fragment(run_every=None if paused else interval)
 def live_panel() -> None:
-    refresh = st.button(
-        "Run now (bypass cache)",
-        key="live_run_now",
-        icon=":material/refresh:",
-        help="Analyse again even if the cache holds this snapshot's answer.",
-    )
+    strip = st.container()
+    slot = st.container()
     try:
         snapshot, reading = ctx.source.read_detailed()
     except SnapshotError as exc:
         st.error(state.snapshot_error_message(exc), title="No snapshot to analyse")
         return
     previous = state.previous_snapshot(snapshot, ctx.source)
-    render.metric_tiles(snapshot, previous)
-    if reading is not None:  # Prometheus: last fetch, unknown fields, what changed
-        prom_ui.reading_panel(reading, previous)
-
     engine = state.engine_for(ctx)
     if engine is None:  # the context checked this already; keeps the type checker honest
         return
-    progress = render.LiveProgress(st.container())
+    refresh = st.session_state.pop("live_bypass", False)
+    progress = render.LiveProgress(slot, **state.progress_steps(ctx, engine))
     result: AnalysisResult | None = None
     try:
         result = engine.analyze(snapshot, ctx.settings, refresh=refresh, progress=progress)
     except (OSError, RuntimeError, ValueError) as exc:
-        st.error(safe.md(exc), title="The analysis could not run")
+        st.error(safe.md(safe.ui_words(exc)), title="The analysis could not run")
     finally:
         progress.close(result)
+    if result is not None:
+        with strip:
+            render.status_strip(result, snapshot)
+        if state.note_run(result, int(chosen)) and not paused:
+            st.rerun(scope="app")  # the interval must be stretched: re-arm the timer
+    render.metric_tiles(snapshot, previous)
+    if reading is not None:  # Prometheus: last fetch, unknown fields, what changed
+        prom_ui.reading_panel(reading, previous)
+    st.button(
+        "Run now (bypass cache)",
+        key="live_run_now",
+        icon=":material/refresh:",
+        help="Analyse again even if the cache holds this snapshot's answer.",
+        on_click=lambda: st.session_state.update(live_bypass=True),
+    )
     state.state_banner(engine)
     if result is not None:
         render.result_details(

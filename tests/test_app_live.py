@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,9 @@ def test_a_run_shows_tiles_tier_insights_progress_and_the_simulated_label(
     # live progress was drawn, one line per agent, in an st.status
     (status,) = at.status
     assert status.label.startswith("Analysis finished")
-    lines = [t.value for t in at.text]
+    # the simulator's time is labelled with what it stands for at real speed
+    assert "at real speed; simulator at 0.01×)" in status.label
+    lines = [line for t in at.text for line in t.value.split("\n")]
     assert any(line.startswith("PerformanceAnalyst: ok") for line in lines)
     assert any(line.startswith("Consolidator: ok") for line in lines)
     assert any(render.SIMULATED_LABEL in i.value for i in at.info)
@@ -196,7 +199,8 @@ def test_a_good_upload_is_analysed(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     good = {**SCENARIOS["memory-leak"], "host": "db-1"}
     uploader(at).set_value(("db.json", json.dumps(good).encode(), "application/json")).run()
     assert not at.exception and not at.error
-    assert any("Memory utilisation is high" in m.value for m in at.markdown)
+    leak = safe.md("Memory leak: memory growth, swapping and OOM kills")
+    assert any(leak in m.value for m in at.markdown)
 
 
 def test_an_unreachable_ollama_is_reported_not_raised(
@@ -218,7 +222,7 @@ def test_the_openai_key_is_used_but_never_shown(
     at.run()
     assert not at.exception
     assert any(c.value == "API key: set (from OPENAI_API_KEY)" for c in at.sidebar.caption)
-    assert any("base" in w.value and "url" in w.value for w in at.main.warning)  # no URL yet
+    assert any(safe.md("Server URL: required") in w.value for w in at.main.warning)  # no URL yet
     at.sidebar.text_input(key="openai_url").input("http://127.0.0.1:9/v1").run()
     assert not at.exception
     assert any("fallback 60" in b for b in badges(at))  # nobody answered, nothing crashed
@@ -316,7 +320,12 @@ def test_progress_draws_one_line_per_agent_in_a_status_box() -> None:
         from engine.runner import ProgressEvent
         from ui import render
 
-        progress = render.LiveProgress(st.container(), min_redraw_s=0.0)
+        progress = render.LiveProgress(
+            st.container(), agents=["A", "B", "C"], consolidator="Consolidator", min_redraw_s=0.0
+        )
+        progress(ProgressEvent("A", "queued", 0.0))
+        progress(ProgressEvent("B", "queued", 0.0))
+        progress(ProgressEvent("C", "queued", 0.0))
         progress(ProgressEvent("A", "started", 0.0))
         progress(ProgressEvent("B", "started", 0.01))
         progress(ProgressEvent("A", "tokens", 0.5, tokens=42))
@@ -324,8 +333,85 @@ def test_progress_draws_one_line_per_agent_in_a_status_box() -> None:
 
     at = AppTest.from_function(script, default_timeout=TIMEOUT_S).run()
     (status,) = at.status
-    assert status.label == "Analysing… 1 done, 1 running"
-    assert [t.value for t in at.text] == [
+    # "queued" is not "done"; the consolidation is counted apart from the agents
+    assert status.label == (
+        "Analysing… agents 1/3 done, 1 running, 1 waiting for a slot · "
+        "consolidation after the agents"
+    )
+    (text,) = at.text  # one element: nothing of an earlier run can linger beside it
+    assert text.value.split("\n") == [
         "A: ok · 42 tokens · ended at 0.90 s",
-        "B: started at 0.01 s",
+        "B: running since 0.01 s · 0 tokens",
+        "C: waiting for a free server slot",
+        "Consolidator: next",
     ]
+
+
+def test_run_progress_counts_each_run_apart_and_labels_simulated_time() -> None:
+    first = render.RunProgress(["A", "B"], "Consolidator", scale=0.1)
+    for name in ("A", "B", "Consolidator"):
+        first.apply(ProgressEvent(name, "started", 0.0))
+        first.apply(ProgressEvent(name, "finished", 1.88, status="ok"))
+    assert first.counts()["done"] == 2  # the consolidation is not an agent
+    assert first.label() == "agents 2/2 done, 0 running · consolidation done"
+    assert first.line(first.steps["A"]).endswith(
+        "ended at 1.88 s (≈ 18.8 s at real speed; simulator at 0.1×)"
+    )
+    second = render.RunProgress(["A", "B"], "Consolidator")
+    assert second.counts() == {"next": 2, "queued": 0, "running": 0, "done": 0}
+
+
+def test_a_fall_reads_as_a_fall_on_the_tile() -> None:
+    def script() -> None:
+        import streamlit as st
+
+        from engine.snapshot import FIELD_BY_NAME
+        from ui import render
+
+        spec = FIELD_BY_NAME["cpu_util_pct"]
+        st.metric("down", "28 %", delta=render.format_delta(spec, 28.0, 46.0))
+        st.metric("up", "46 %", delta=render.format_delta(spec, 46.0, 28.0))
+
+    at = AppTest.from_function(script, default_timeout=TIMEOUT_S).run()
+    down, up = at.metric
+    # Streamlit takes the arrow's direction from the delta text's sign
+    assert (down.proto.direction, up.proto.direction) == (
+        down.proto.MetricDirection.DOWN,
+        up.proto.MetricDirection.UP,
+    )
+    assert (down.delta, up.delta) == ("-18 %", "+18 %")
+
+
+def test_engine_settings_sit_in_a_collapsed_advanced_expander_marked_when_changed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = new_app(monkeypatch, tmp_path).run()
+    (advanced,) = [e for e in at.sidebar.expander if e.label.startswith("Advanced")]
+    assert advanced.label == "Advanced"
+    assert advanced.proto.expanded is False
+    at.sidebar.number_input(key="run_timeout").set_value(12.0).run()
+    (advanced,) = [e for e in at.sidebar.expander if e.label.startswith("Advanced")]
+    assert advanced.label == "Advanced · 1 changed"
+    assert any("Per-agent timeout (s)" in c.value for c in advanced.caption)
+
+
+def test_a_quiet_host_gets_one_all_clear_card(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = new_app(monkeypatch, tmp_path).run()
+    at.sidebar.selectbox(key="scenario_name").set_value("healthy").run()
+    assert not at.exception
+    cards = [m.value for m in at.markdown if "All clear (" in m.value]
+    assert len(cards) == 1 and re.search(r"All clear \(\d+ checks\)", cards[0])
+    assert not [m.value for m in at.markdown if "issue found" in m.value]
+
+
+def test_a_refresh_shorter_than_the_last_run_is_stretched_and_says_why() -> None:
+    assert state.stretch_interval(15, 14.2) == (15, None)  # longer than the run: kept
+    interval, why = state.stretch_interval(10, 14.2)  # the issue's 10 s against 14 s
+    assert interval == 30 and why is not None  # the first option ≥ 1.5 × 14.2 s
+    assert "Refresh every 10 s is shorter than the last analysis (14.2 s" in why
+    assert "stretched to 30 s" in why
+    assert state.stretch_interval(1, 1.05)[0] == 2
+    assert state.stretch_interval(300, 400.0)[0] == 601  # beyond the options: 1.5× the run
+    assert state.stretch_interval(5, None) == (5, None)  # nothing measured yet

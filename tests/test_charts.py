@@ -176,17 +176,30 @@ def test_compare_bars_show_wall_time_per_run() -> None:
     assert list(wall.y) == [5.0, 12.0, 4.0, 0.002]
 
 
-def test_history_trend_colours_by_tier_and_marks_cache_hits() -> None:
-    fresh = make_result(wall=4.0)
+def test_history_trend_draws_a_line_per_mode_and_time_scale_and_hits_apart() -> None:
+    fresh = replace(make_result(wall=4.0), simulated_time_scale=0.1)
     cached: AnalysisResult = replace(
         make_result(wall=0.01), cache=CacheInfo(hit=True, age_s=3.0), created_at=1_700_000_060.0
     )
-    other = replace(make_result(wall=6.0), tier="excellent", created_at=1_700_000_120.0)
-    fig = charts.history_trend([other, cached, fresh])
-    tiers = {t.name: t for t in fig.data if t.name}
-    assert set(tiers) == {"good", "excellent"}
-    assert list(tiers["good"].marker.symbol) == ["circle", "diamond-open"]
-    assert list(tiers["good"].y) == [4.0, 0.01]  # oldest first
+    other = replace(
+        make_result(wall=6.0), tier="excellent", created_at=1_700_000_120.0,
+        simulated_time_scale=0.1,
+    )  # fmt: skip
+    real_speed = replace(
+        make_result(wall=60.0), simulated_time_scale=1.0, created_at=1_700_000_180.0
+    )
+    seq = replace(make_result(mode="sequential", wall=9.0), simulated_time_scale=0.1)
+    fig = charts.history_trend([other, cached, fresh, real_speed, seq])
+    lines = {t.name: t for t in fig.data}
+    assert set(lines) == {
+        "parallel · simulated × 0.1",
+        "parallel · simulated × 1",
+        "sequential · simulated × 0.1",
+        "cache hit (lookup)",
+    }
+    assert list(lines["parallel · simulated × 0.1"].y) == [4.0, 6.0]  # oldest first, no hit
+    assert list(lines["cache hit (lookup)"].y) == [0.01]
+    assert lines["cache hit (lookup)"].mode == "markers"  # never joined to a line
 
 
 def test_legend_keys_are_plain_colours_not_a_bar_s_outline() -> None:
@@ -195,3 +208,35 @@ def test_legend_keys_are_plain_colours_not_a_bar_s_outline() -> None:
     keys = [t for t in fig.data if isinstance(t.meta, dict) and "segment_key" in t.meta]
     assert {t.meta["segment_key"] for t in keys} == {t.meta["segment"] for t in segment_traces(fig)}
     assert all(t.marker.line.width == 0 and t.showlegend for t in keys)
+
+
+def test_the_legend_has_a_band_of_its_own_above_a_one_row_waterfall() -> None:
+    single = make_result(mode="single", agents=[agent("Generalist", 0.0, 1.0)])
+    single = replace(single, consolidation=None)
+    fig = charts.waterfall(single)
+    rows = charts.legend_rows(fig)
+    assert rows >= 1
+    # the legend is anchored to the top of the figure, inside a top margin sized for it,
+    # so the plot area (where the bar is) starts below it
+    assert fig.layout.legend.yref == "container" and fig.layout.legend.y == 1.0
+    assert fig.layout.margin.t >= 30 + charts.LEGEND_ROW_PX * rows
+
+
+def test_simulated_times_are_drawn_in_projected_seconds() -> None:
+    result = make_result()
+    assert result.consolidation is not None
+    fig = charts.waterfall(result, scale=0.1)
+    bars = [t for t in fig.data if isinstance(t.meta, dict) and t.meta.get("segment")]
+    widest = max(b + x for t in bars for b, x in zip(t.base, t.x, strict=True))
+    assert widest == pytest.approx(
+        10 * max(r.end_s for r in [*result.agents, result.consolidation])
+    )
+    assert fig.layout.xaxis.title.text == "seconds at real speed (projected; simulator at 0.1×)"
+
+
+def test_compare_bars_legend_colours_are_the_bars_colours() -> None:
+    rows = comparison({"sequential": make_result(mode="sequential").to_dict(),
+                       "parallel": make_result().to_dict()}).rows  # fmt: skip
+    fig = charts.compare_bars(rows)
+    for trace in fig.data:
+        assert isinstance(trace.marker.color, str), f"{trace.name}: one colour, as its legend key"

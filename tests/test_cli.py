@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import format_compare, main
+from engine.service import COMPARE_STEPS
 
 FAST = ["--sim-time-scale", "0.01", "--sim-profile", "gpu"]
 
@@ -182,3 +183,20 @@ def test_one_slot_run_says_so_and_what_more_slots_would_give(
     assert code == 0
     assert "server slots: 1 (the simulated server's num_parallel)" in out
     assert "The server ran the 5 agents one at a time" in out and "5 slots would take ≈" in out
+
+
+def test_compare_prints_progress_on_stderr_and_json_on_stdout(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["compare", "--scenario", "cpu-saturation", "--sim-time-scale", "0.005", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0
+    data = json.loads(captured.out)  # stdout is the JSON alone
+    # the plan's "before": one agent after another, the full consolidation
+    assert data["sequential"]["mode"] == "sequential"
+    assert data["sequential"]["consolidation"]["summary"] is None  # full: no verdict line
+    lines = captured.err.splitlines()
+    finished = [line for line in lines if " finished: wall " in line]
+    assert [line.split("]")[0] for line in finished] == [f"quorum: [{run}" for run in COMPARE_STEPS]
+    agents = [line for line in lines if line.startswith("quorum: [sequential] ") and " at " in line]
+    assert len(agents) == 5 + 1  # five agents and the Consolidator, one line each

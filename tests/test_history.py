@@ -185,3 +185,18 @@ def test_unwritable_history_warns_once_and_never_raises(
     folder = History(tmp_path)  # a directory where the file should be
     folder.append(a_result())
     assert folder.degraded is not None
+
+
+def test_exports_say_which_system_when_and_link_to_the_run() -> None:
+    result = a_result("memory-leak")
+    result.run_id, result.host, result.source = "abc123", "db-1", "scenario:memory-leak"
+    result.created_at = 1_796_409_433.0  # 2026-12-04T18:37:13Z
+    (csv_row,) = csv.DictReader(io.StringIO(history.to_csv([result], "http://dash:8501/")))
+    assert csv_row["created_at"] == "2026-12-04T18:37:13Z"
+    assert (csv_row["host"], csv_row["source"], csv_row["scenario"]) == (
+        "db-1", "scenario:memory-leak", "memory-leak",
+    )  # fmt: skip
+    assert csv_row["link"] == "http://dash:8501/?run=abc123"
+    (data,) = json.loads(history.to_json([result], "http://dash:8501"))
+    assert data["link"] == "http://dash:8501/?run=abc123"
+    assert data["created_at_iso"] == "2026-12-04T18:37:13Z"

@@ -117,7 +117,7 @@ def test_hostile_model_text_renders_as_plain_text(page: Page, tmp_path: Path) ->
             wait_idle(page, "Live insights", timeout_ms=RUN_TIMEOUT_MS)
             main = page.get_by_test_id("stMain")
             badges = main.locator(".stMarkdownBadge")
-            expect(badges.filter(has_text="5/5 agents")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+            expect(badges.filter(has_text="5/5 agents").first).to_be_visible(timeout=RUN_TIMEOUT_MS)
 
             # The hostile text is on the page, as the characters the model wrote (give or
             # take the invisible word joiners that keep bare URLs from becoming links).

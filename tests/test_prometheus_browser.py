@@ -101,7 +101,7 @@ def test_prometheus_source_in_a_real_browser(
         timeout=RUN_TIMEOUT_MS
     )
     expect(main.get_by_text("First snapshot from this source in this session.")).to_be_visible()
-    expect(main.locator(".stMarkdownBadge").filter(has_text="5/5 agents")).to_be_visible()
+    expect(main.locator(".stMarkdownBadge").filter(has_text="5/5 agents").first).to_be_visible()
     expect(main.get_by_test_id("stMetric").filter(has_text="p95 latency")).to_be_visible()
     page.wait_for_selector(
         "[data-testid=stApp][data-test-script-state=notRunning]", state="attached"

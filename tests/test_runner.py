@@ -354,3 +354,14 @@ def test_settings_validation_names_the_field() -> None:
         RunSettings(mode="turbo")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^consolidation: must be one of compact, full"):
         RunSettings(consolidation="short")  # type: ignore[arg-type]
+
+
+async def test_one_at_a_time_the_critical_path_is_every_agent_and_never_the_wall_plus() -> None:
+    # max_concurrency 1: the parallel run waits for each agent in turn, as on a one-slot server.
+    fake = FakeBackend({n: Script(delay_s=0.03) for n in SPECIALISTS})
+    result = await run(fake, RunSettings(max_concurrency=1, quorum=5, warmup=False))
+    assert fake.peak_in_flight == 1
+    assert result.consolidation is not None
+    work = sum(a.work_s for a in result.agents) + result.consolidation.work_s
+    assert result.critical_path_s == pytest.approx(work, rel=0.05)
+    assert result.critical_path_s <= result.execution_time_s

@@ -111,3 +111,17 @@ def test_insight_cards_render_hostile_model_text_as_plain_text() -> None:
     assert not re.search(r"(?<!\\)[<\[!]", joined)
     assert not any(m.proto.allow_html for m in at.markdown)
     assert not any(c.proto.allow_html for c in at.caption)
+
+
+def test_engine_flag_names_become_the_dashboard_field_labels() -> None:
+    from ui.safe import ui_words
+
+    assert ui_words("if the server sets OLLAMA_NUM_PARALLEL=N, use --server-slots N") == (
+        "if the server sets OLLAMA_NUM_PARALLEL=N, set the sidebar's Server slots to N"
+    )
+    assert ui_words("base-url: required for the openai backend (e.g. http://h/v1)") == (
+        "Server URL: required for an OpenAI-compatible server (e.g. http://h/v1)"
+    )
+    assert ui_words("configured (--server-slots / quorum.toml)") == (
+        "configured (the sidebar's Server slots / quorum.toml)"
+    )

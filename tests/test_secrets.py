@@ -136,7 +136,7 @@ def test_dashboard_keeps_the_secrets_toml_key_and_url_password_off_the_page(
             wait_idle(page, "Live insights", timeout_ms=RUN_TIMEOUT_MS)
             main = page.get_by_test_id("stMain")
             badges = main.locator(".stMarkdownBadge")
-            expect(badges.filter(has_text="4/5 agents")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+            expect(badges.filter(has_text="4/5 agents").first).to_be_visible(timeout=RUN_TIMEOUT_MS)
             expect(page.get_by_text("API key: set (from secrets.toml)")).to_be_visible()
             assert_no_errors(page, errors)
             pages: list[tuple[str, str | bytes]] = [

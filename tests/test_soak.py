@@ -146,6 +146,7 @@ def configure(page: Page) -> None:
     slots.fill("5")
     slots.press("Enter")
     wait_idle(page, "Live insights", timeout_ms=RUN_TIMEOUT_MS)
+    sidebar.get_by_test_id("stExpander").filter(has_text="Advanced").locator("summary").click()
     sidebar.get_by_text("Result cache").click()
     wait_idle(page, "Live insights", timeout_ms=RUN_TIMEOUT_MS)
     timeout = sidebar.get_by_label("Per-agent timeout (s)")

@@ -20,6 +20,7 @@ from engine.records import (
 from engine.timeline import (
     CONSOLIDATION_LABEL,
     after_last_agent_s,
+    chain_length_s,
     comparison,
     consolidation_rows,
     critical_agent,
@@ -27,6 +28,7 @@ from engine.timeline import (
     makespan,
     projected_s,
     projection_scale,
+    result_chain,
     segments,
     serialisation,
     slot_advice,
@@ -199,13 +201,52 @@ def test_every_waited_for_agent_is_critical_in_a_sequential_run() -> None:
     assert [r.label for r in tl.rows if r.critical] == ["A", "B", "C", CONSOLIDATION_LABEL]
 
 
-def test_critical_agent_ignores_late_agents_and_queueing() -> None:
+def test_critical_agent_is_the_one_the_consolidation_waited_for_not_the_late_one() -> None:
     runs = [
         agent("A", 0.0, 4.0, queue=3.0, load=0.0, prefill=0.5),  # 1 s of work
         agent("B", 0.0, 2.0),
         agent("L", 0.0, 5.0),
     ]
-    assert critical_agent(make_result(agents=runs, late=["L"])) == "B"
+    result = make_result(agents=runs, late=["L"])
+    # A answered last of those waited for; its 3 s in the server's queue are not its work.
+    assert critical_agent(result) == "A"
+    assert [r.name for r in result_chain(result)] == ["A", "Consolidator"]
+    assert chain_length_s(result_chain(result)) == pytest.approx(1.0 + 1.0)
+
+
+def one_slot(names: list[str], each_s: float) -> list[AgentRun]:
+    """Agents all asked at 0 on a one-slot server: each waits in Quorum's queue for the last."""
+    runs = []
+    for i, name in enumerate(names):
+        run = agent(name, 0.0, (i + 1) * each_s)
+        run.client_queue_s = i * each_s
+        run.decode_s = each_s - 0.3  # load 0.1 + prefill 0.2 + decode: its own work
+        runs.append(run)
+    return runs
+
+
+def test_on_one_slot_the_critical_path_is_every_agent_and_fits_the_wall() -> None:
+    result = make_result(agents=one_slot(["A", "B", "C"], 1.0), consolidation_s=0.5)
+    chain = result_chain(result)
+    assert [r.name for r in chain] == ["A", "B", "C", "Consolidator"]
+    assert chain_length_s(chain) == pytest.approx(3.5)
+    assert chain_length_s(chain) <= result.execution_time_s + 1e-9
+    assert [r.label for r in timeline(result).rows if r.critical] == [
+        "A", "B", "C", CONSOLIDATION_LABEL,
+    ]  # fmt: skip
+
+
+def test_an_overlapped_consolidation_does_not_add_a_straggler_it_did_not_wait_for() -> None:
+    # The consolidation starts at quorum (1.0 s) while B is still out; B then fails at 1.2 s.
+    runs = [agent("A", 0.0, 1.0), agent("B", 0.0, 1.2, status="error")]
+    result = make_result(agents=runs, consolidation_s=0.5, wall=1.5)
+    assert result.consolidation is not None
+    result.consolidation.start_s, result.consolidation.end_s = 1.0, 1.5
+    chain = result_chain(result)
+    assert [r.name for r in chain] == ["A", "Consolidator"]
+    # the old "slowest agent + consolidation" was 1.2 + 0.5 = 1.7 s, longer than the wall
+    assert chain_length_s(chain) == pytest.approx(1.5)
+    assert chain_length_s(chain) <= result.execution_time_s
 
 
 def test_critical_agent_none_when_every_agent_was_cancelled() -> None:

@@ -207,3 +207,31 @@ def test_merge_does_not_depend_on_who_answered_first(name: str) -> None:
     forward = use_method.merge_findings(answers)
     assert use_method.merge_findings(answers[::-1]) == forward
     assert use_method.merge_findings(answers[2:] + answers[:2]) == forward
+
+
+def test_oom_swap_and_memory_growth_are_one_memory_leak_insight() -> None:
+    leak = {"mem_util_pct", "mem_swap_pct", "mem_oom_kills"}
+    # the deterministic merge (the fallback) of the simulated agents' answers ...
+    merged = use_method.merge_findings([(a, answer) for a, _, answer in outputs("memory-leak")])
+    memory = [i for i in merged if set(i.metrics) & leak]
+    assert len(memory) == 1, [i.title for i in memory]
+    assert memory[0].title == "Memory leak: memory growth, swapping and OOM kills"
+    assert leak <= set(memory[0].metrics)
+    # ... the simulated Consolidator's verdict, which groups by the same rules ...
+    found = use_method.compact_findings(outputs("memory-leak"))
+    verdict = use_method.read_verdict(use_method.verdict_for(found), (f.id for f in found))
+    assert verdict is not None
+    assembled = use_method.assemble_insights(verdict, found)
+    assert [i.title for i in assembled if set(i.metrics) & leak] == [memory[0].title]
+    # ... and the checks alone, when no agent answered
+    checks = use_method.insights_from_checks(values("memory-leak"))
+    assert [i.title for i in checks if set(i.metrics) & leak] == [memory[0].title]
+
+
+def test_a_quiet_hosts_perspectives_are_all_clear() -> None:
+    merged = use_method.merge_findings([(a, answer) for a, _, answer in outputs("healthy")])
+    clear = [i.title for i in merged if use_method.is_all_clear(i)]
+    assert len(clear) == 3  # the performance one rests on the same metrics as infrastructure's
+    assert [i.title for i in merged if not use_method.is_all_clear(i)] == [
+        "Host looks over-provisioned"
+    ]

@@ -8,15 +8,15 @@ label and hover string that can carry text from outside the code goes through
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from engine.records import AnalysisResult
+from engine.records import AgentRun, AnalysisResult
 from engine.timeline import (
     CONSOLIDATION_LABEL,
     SEGMENT_KINDS,
@@ -63,6 +63,8 @@ CRITICAL_BORDER = "#111827"
 CRITICAL_WIDTH = 3.5
 NORMAL_WIDTH = 1.0
 QUORUM_COLOUR = "#16a34a"
+WALL_COLOUR = "#2563eb"
+RunT = TypeVar("RunT", bound=AgentRun)
 CRITICAL_LEGEND = "critical path (thick outline)"
 
 _HOVER = (
@@ -293,14 +295,32 @@ def _legend_key(
     )
 
 
+# The legend gets a band of its own above the plot, sized to its entries, so it never
+# covers a bar (a one-row waterfall had its only bar under a two-line legend).
+LEGEND_ROW_PX = 24
+LEGEND_ROW_CHARS = 90  # characters of legend labels that fit one row at ~700 px
+
+
+def legend_rows(fig: Any) -> int:
+    """Rows a horizontal legend of `fig`'s entries needs (an estimate from label length)."""
+    names = [str(t.name) for t in fig.data if t.showlegend]
+    if not names:
+        return 0
+    chars = sum(len(n) + 6 for n in names)  # + the key swatch and the gap
+    return max(1, -(-chars // LEGEND_ROW_CHARS))
+
+
 def _layout(fig: Any, *, height: int, span_s: float, title: str | None) -> None:
+    band = LEGEND_ROW_PX * legend_rows(fig)
+    top = (60 if title else 30) + band
     fig.update_layout(
         barmode="overlay",
         bargap=0.3,
-        height=height,
-        margin={"l": 10, "r": 20, "t": 60 if title else 40, "b": 40},
+        height=height + band,
+        margin={"l": 10, "r": 20, "t": top, "b": 40, "autoexpand": True},
         title={"text": safe.plotly(title)} if title else None,
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        # In the container's coordinates: the band at the top, whatever the plot's height.
+        legend={"orientation": "h", "yref": "container", "yanchor": "top", "y": 1.0, "x": 0},
         hoverlabel={"align": "left"},
     )
     fig.update_xaxes(
@@ -312,12 +332,48 @@ def _layout(fig: Any, *, height: int, span_s: float, title: str | None) -> None:
     )
 
 
-def waterfall(result: AnalysisResult, *, title: str | None = None) -> Any:
-    """One run: a row per agent plus the consolidation, on a linear seconds axis."""
+def _scaled(run: RunT, factor: float) -> RunT:
+    timed = ("start_s", "end_s", "duration_s", "ttft_s", "queue_s", "load_s", "prefill_s",
+             "decode_s", "client_queue_s")  # fmt: skip
+    changes = {
+        name: getattr(run, name) * factor for name in timed if getattr(run, name) is not None
+    }
+    return replace(run, **changes)
+
+
+def projected_result(result: AnalysisResult, scale: float | None) -> AnalysisResult:
+    """`result` with every time ÷ the simulator's time scale, for axes in real seconds
+    (unchanged when the times are real: scale None)."""
+    if scale is None:
+        return result
+    k = 1 / scale
+    cons = result.consolidation
+    return replace(
+        result,
+        execution_time_s=result.execution_time_s * k,
+        critical_path_s=result.critical_path_s * k,
+        quorum_reached_s=None if result.quorum_reached_s is None else result.quorum_reached_s * k,
+        agents=[_scaled(a, k) for a in result.agents],
+        warmups=[_scaled(w, k) for w in result.warmups],
+        consolidation=None if cons is None else _scaled(cons, k),
+    )
+
+
+def axis_title(scale: float | None) -> str:
+    if scale is None:
+        return "seconds since the run started"
+    return f"seconds at real speed (projected; simulator at {scale:g}×)"
+
+
+def waterfall(
+    result: AnalysisResult, *, title: str | None = None, scale: float | None = None
+) -> Any:
+    """One run: a row per agent plus the consolidation, on a linear seconds axis (real
+    seconds, projected, when `scale` is the simulator's time scale)."""
     fig = go.Figure()
-    tl = add_waterfall(fig, result)
+    tl = add_waterfall(fig, projected_result(result, scale))
     _layout(fig, height=120 + 40 * len(tl.rows), span_s=tl.span_s, title=title)
-    fig.update_xaxes(title_text="seconds since the run started")
+    fig.update_xaxes(title_text=axis_title(scale))
     return fig
 
 
@@ -326,8 +382,13 @@ def stacked_waterfalls(
     bottom: AnalysisResult,
     *,
     titles: tuple[str, str] = ("Sequential", "Parallel"),
+    scale: float | None = None,
+    span_s: float | None = None,
+    row_px: int = 30,
 ) -> Any:
-    """Two runs one above the other on one shared time axis, so their lengths compare."""
+    """Two runs one above the other on one shared time axis, so their lengths compare.
+    `span_s` fixes the axis (in the axis' seconds), e.g. while the runs are still drawing."""
+    top, bottom = projected_result(top, scale), projected_result(bottom, scale)
     rows_top = len(timeline(top).rows) or 1
     rows_bottom = len(timeline(bottom).rows) or 1
     fig = make_subplots(
@@ -341,9 +402,9 @@ def stacked_waterfalls(
     seen: set[str] = set()
     tl_top = add_waterfall(fig, top, row=1, col=1, legend_seen=seen)
     tl_bottom = add_waterfall(fig, bottom, row=2, col=1, legend_seen=seen)
-    span = max(tl_top.span_s, tl_bottom.span_s)
-    _layout(fig, height=200 + 38 * (rows_top + rows_bottom), span_s=span, title=None)
-    fig.update_xaxes(title_text="seconds since the run started", row=2, col=1)
+    span = span_s if span_s is not None else max(tl_top.span_s, tl_bottom.span_s)
+    _layout(fig, height=130 + row_px * (rows_top + rows_bottom), span_s=span, title=None)
+    fig.update_xaxes(title_text=axis_title(scale), row=2, col=1)
     return fig
 
 
@@ -356,8 +417,9 @@ def compare_bars(rows: Sequence[CompareRow]) -> Any:
             x=names,
             y=[r.wall_s for r in rows],
             name="wall time",
-            marker={"color": [TIER_COLOURS.get(r.tier, "#64748b") for r in rows]},
-            text=[f"{r.wall_s:.2f} s" for r in rows],
+            # One colour per legend entry: the tier is written on the bar, not coloured.
+            marker={"color": WALL_COLOUR},
+            text=[f"{r.wall_s:.2f} s · {r.tier}" for r in rows],
             textposition="outside",
             textfont={"size": 12},
             cliponaxis=False,
@@ -387,51 +449,128 @@ def compare_bars(rows: Sequence[CompareRow]) -> Any:
     return fig
 
 
+def trend_series(result: AnalysisResult) -> str:
+    """The line a run belongs to: its mode and what its seconds are (a real server's, or
+    the simulator's at one time scale). Runs at different scales are not comparable."""
+    if not result.backend.simulated:
+        return f"{result.mode} · real server"
+    scale = result.simulated_time_scale
+    return f"{result.mode} · simulated × {'—' if scale is None else f'{scale:g}'}"
+
+
 def history_trend(results: Sequence[AnalysisResult]) -> Any:
-    """Wall time of every run over time; colour is the tier, an open diamond a cache hit."""
+    """Wall time of every fresh run over time, one line per mode and time scale; cache
+    hits are open diamonds on their own (a lookup, not a run)."""
     ordered = sorted(results, key=lambda r: r.created_at)
     fig = go.Figure()
-    if ordered:
-        fig.add_trace(
-            go.Scatter(
-                x=[datetime.fromtimestamp(r.created_at) for r in ordered],
-                y=[r.execution_time_s for r in ordered],
-                mode="lines",
-                line={"color": "rgba(100,116,139,0.35)", "width": 1},
-                hoverinfo="skip",
-                showlegend=False,
-            )
-        )
-    for tier, colour in TIER_COLOURS.items():
-        points = [r for r in ordered if r.tier == tier]
-        if not points:
-            continue
+    series: dict[str, list[AnalysisResult]] = {}
+    for r in ordered:
+        if not r.cache.hit:
+            series.setdefault(trend_series(r), []).append(r)
+    for name, points in series.items():
         fig.add_trace(
             go.Scatter(
                 x=[datetime.fromtimestamp(r.created_at) for r in points],
                 y=[r.execution_time_s for r in points],
-                mode="markers",
-                name=tier,
-                marker={
-                    "color": colour,
-                    "size": 9,
-                    "symbol": ["diamond-open" if r.cache.hit else "circle" for r in points],
-                    "line": {"width": 2, "color": colour},
-                },
-                customdata=[
-                    [r.mode, r.snapshot_key, "cache hit" if r.cache.hit else "fresh run"]
-                    for r in points
-                ],
+                mode="lines+markers",
+                name=safe.plotly(name),
+                # One colour per series, line and markers alike, as its legend key shows.
+                marker={"size": 8},
+                customdata=[[r.tier, r.host or "—"] for r in points],
                 hovertemplate=(
-                    "%{x|%H:%M:%S}: %{y:.3f} s<br>%{customdata[0]} · %{customdata[2]}"
-                    "<br>snapshot %{customdata[1]}<extra>" + tier + "</extra>"
+                    "%{x|%H:%M:%S}: %{y:.3f} s<br>tier %{customdata[0]} · host "
+                    "%{customdata[1]}<extra>" + safe.plotly(name) + "</extra>"
                 ),
+                meta={"series": name},
+            )
+        )
+    hits = [r for r in ordered if r.cache.hit]
+    if hits:
+        fig.add_trace(
+            go.Scatter(
+                x=[datetime.fromtimestamp(r.created_at) for r in hits],
+                y=[r.execution_time_s for r in hits],
+                mode="markers",
+                name="cache hit (lookup)",
+                marker={"symbol": "diamond-open", "size": 9, "color": "#64748b"},
+                hovertemplate="%{x|%H:%M:%S}: %{y:.3f} s cache hit<extra></extra>",
+                meta={"series": "cache hits"},
             )
         )
     fig.update_layout(
-        height=320,
-        margin={"l": 10, "r": 10, "t": 30, "b": 30},
+        height=340,
+        margin={"l": 10, "r": 10, "t": 30 + LEGEND_ROW_PX * legend_rows(fig), "b": 30},
         yaxis={"title": {"text": "wall time (s)"}, "rangemode": "tozero", "type": "linear"},
-        legend={"orientation": "h", "y": 1.1, "title": {"text": "tier"}},
+        legend={"orientation": "h", "yref": "container", "yanchor": "top", "y": 1.0, "x": 0},
+        showlegend=True,  # even for one series: its name says what the line is
     )
+    return fig
+
+
+RACE_COLOURS: dict[str, str] = {
+    "waiting": SEGMENT_COLOURS["wait"],
+    "running": "#93c5fd",
+    "answered": SEGMENT_COLOURS["decode"],
+    "failed": STATUS_STYLES["error"].border,
+}
+RACE_LABELS: dict[str, str] = {
+    "waiting": "waiting in Quorum for a free server slot",
+    "running": "running (answer streaming)",
+    "answered": "answered",
+    "failed": "failed, timed out or cancelled",
+}
+
+
+def race(
+    bars: Mapping[str, Sequence[Any]],
+    *,
+    span_s: float,
+    scale: float | None,
+    rows: Mapping[str, Sequence[str]] | None = None,
+) -> Any:
+    """The comparison while it runs: each run's calls so far (`ui.compare_live.Bar`:
+    run, label, start_s, end_s, state), one subplot per run on one fixed time axis;
+    `rows` lists each run's calls before they have a bar."""
+    runs = list(bars)
+    labels = {
+        run: list(dict.fromkeys([*(rows or {}).get(run, ()), *(b.label for b in bars[run])]))
+        for run in runs
+    }
+    fig = make_subplots(
+        rows=len(runs),
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.14,
+        row_heights=[max(1, len(labels[r])) for r in runs],
+        subplot_titles=[safe.plotly(r.capitalize()) for r in runs],
+    )
+    for i, run in enumerate(runs, start=1):
+        for state, colour in RACE_COLOURS.items():
+            chosen = [b for b in bars[run] if b.state == state]
+            fig.add_trace(
+                go.Bar(
+                    orientation="h",
+                    x=[b.end_s - b.start_s for b in chosen],
+                    base=[b.start_s for b in chosen],
+                    y=[safe.plotly(b.label, limit=60) for b in chosen],
+                    name=RACE_LABELS[state],
+                    legendgroup=state,
+                    showlegend=i == 1,
+                    marker={"color": colour, "line": {"width": 0}},
+                    customdata=[[b.end_s] for b in chosen],
+                    hovertemplate="%{y}: %{base:.1f}–%{customdata[0]:.1f} s<extra></extra>",
+                    meta={"race_run": run, "state": state},
+                ),
+                row=i,
+                col=1,
+            )
+        order = [safe.plotly(label, limit=60) for label in labels[run]]
+        # Categories with a fixed range: every row shows before its bar exists.
+        fig.update_yaxes(
+            type="category", categoryorder="array", categoryarray=order,
+            range=[len(order) - 0.5, -0.5], row=i, col=1,
+        )  # fmt: skip
+    count = sum(max(1, len(v)) for v in labels.values())
+    _layout(fig, height=150 + 24 * count, span_s=span_s, title=None)
+    fig.update_xaxes(title_text=axis_title(scale), row=len(runs), col=1)
     return fig

@@ -16,12 +16,19 @@ from typing import Any, Literal
 import pandas as pd
 import streamlit as st
 
+from engine import use_method
 from engine.records import AgentRun, AnalysisResult, Insight
 from engine.runner import ProgressEvent
 from engine.snapshot import FIELD_BY_NAME, FIELDS, FieldSpec, Snapshot
-from engine.timeline import slot_advice, timeline
+from engine.timeline import projected_s, projection_scale, slot_advice, timeline
 from ui import charts, safe
 
+MISSING = "—"
+MISSING_TIMINGS = (
+    "— : not reported. Queue and load come from Ollama's own timings; OpenAI-compatible "
+    "servers report neither, llama.cpp only prefill and decode, and a call that never "
+    "started or timed out reports nothing."
+)
 SIMULATED_LABEL = "Simulated Ollama — timings are modelled, not measured on a real LLM"
 
 BadgeColour = Literal["red", "orange", "yellow", "blue", "green", "violet", "gray", "primary"]
@@ -78,7 +85,26 @@ def format_delta(spec: FieldSpec, now: float | None, before: float | None) -> st
     if abs(delta) < spec.quantum / 2:
         return None
     text = format_value(spec, abs(delta))
-    return ("+" if delta > 0 else "−") + text
+    # ASCII "-": st.metric reads a delta's direction (arrow, colour) from a leading "-"
+    # only; a typographic minus (U+2212) made a fall show as a red rise.
+    return ("+" if delta > 0 else "-") + text
+
+
+def real_time(seconds: float, scale: float | None) -> str:
+    """`1.88 s`, or on the simulator at a time scale ≠ 1 what that stands for:
+    `1.88 s (≈ 18.8 s at real speed; simulator at 0.1×)`."""
+    if scale is None:
+        return f"{seconds:.2f} s"
+    return (
+        f"{seconds:.2f} s (≈ {projected_s(seconds, scale):.1f} s at real speed; "
+        f"simulator at {scale:g}×)"
+    )
+
+
+def result_scale(result: AnalysisResult) -> float | None:
+    """The time scale a result's times were measured at (None: real seconds)."""
+    scale = result.simulated_time_scale
+    return projection_scale(result.backend.simulated, scale) if scale is not None else None
 
 
 def cache_label(result: AnalysisResult, ttl_s: float | None, *, cache_off: bool = False) -> str:
@@ -92,13 +118,14 @@ def cache_label(result: AnalysisResult, ttl_s: float | None, *, cache_off: bool 
         if result.cache.hit:
             age = result.cache.age_s or 0.0
             return f"cached · {age:.0f} s old · {short} · served in {result.execution_time_s * 1000:.0f} ms"
-        return f"fresh run · {result.execution_time_s:.2f} s · {short}"
+        return f"fresh run · {real_time(result.execution_time_s, result_scale(result))} · {short}"
     ttl_s = result.cache.ttl_s if result.cache.ttl_s is not None else ttl_s
     if result.cache.hit:
         age = result.cache.age_s or 0.0
         ttl = f" · TTL {ttl_s:.0f} s" if ttl_s is not None else ""
         return f"cached · {age:.0f} s old{ttl} · served in {result.execution_time_s * 1000:.0f} ms"
-    return f"fresh run · {result.execution_time_s:.2f} s" + (" · cache off" if cache_off else "")
+    took = real_time(result.execution_time_s, result_scale(result))
+    return f"fresh run · {took}" + (" · cache off" if cache_off else "")
 
 
 def short_lived(result: AnalysisResult) -> bool:
@@ -117,14 +144,15 @@ def agents_text(result: AnalysisResult) -> str:
 def timing_caption(result: AnalysisResult) -> str:
     """What the waterfall shows. A cache hit's own wall time is how fast it was served, so
     the bars are the original run's; say so, with that run's length."""
+    scale = result_scale(result)
     if result.cache.hit:
         ran = timeline(result).span_s
-        head = f"Timings of the original run ({ran:.2f} s), served from the cache"
+        head = f"Timings of the original run ({real_time(ran, scale)}), served from the cache"
     else:
-        head = f"Wall {result.execution_time_s:.2f} s"
-    head += f" · critical path {result.critical_path_s:.2f} s"
+        head = f"Wall {real_time(result.execution_time_s, scale)}"
+    head += f" · critical path {real_time(result.critical_path_s, scale)}"
     if result.quorum_reached_s is not None:
-        head += f" · quorum at {result.quorum_reached_s:.2f} s"
+        head += f" · quorum at {real_time(result.quorum_reached_s, scale)}"
     return (
         head + ". Bars: queue → load → prefill → decode as the server reports them; "
         "'other' is what it does not explain (client, network)."
@@ -134,7 +162,8 @@ def timing_caption(result: AnalysisResult) -> str:
 def slots_text(result: AnalysisResult) -> str:
     """How many requests Quorum sent at once, and where that number came from."""
     count = "no limit" if result.server_slots is None else str(result.server_slots)
-    return f"Server slots: {count} ({result.server_slots_source or 'not recorded'})"
+    source = safe.ui_words(result.server_slots_source or "not recorded")
+    return f"Server slots: {count} ({source})"
 
 
 def slots_notice(result: AnalysisResult) -> None:
@@ -142,7 +171,7 @@ def slots_notice(result: AnalysisResult) -> None:
     st.caption(safe.md(slots_text(result)))
     advice = slot_advice(result)
     if advice is not None:
-        st.info(safe.md(advice.sentence()), icon=":material/hourglass_top:")
+        st.info(safe.md(safe.ui_words(advice.sentence())), icon=":material/hourglass_top:")
 
 
 def metric_text(name: str, snapshot: Snapshot | None) -> str:
@@ -231,10 +260,40 @@ def simulated_notice(profile: str | None) -> None:
     st.info(SIMULATED_LABEL + suffix, icon=":material/science:")
 
 
+def checks_count(clear: Sequence[Insight], snapshot: Snapshot | None) -> int:
+    """How many USE-method checks passed: the known metrics the rules read, when the
+    snapshot is at hand, else the metrics the all-clear insights name."""
+    if snapshot is not None:
+        return sum(
+            1
+            for m in use_method.role_metrics(use_method.ALL_ROLES)
+            if snapshot.metric(m) is not None
+        )
+    return len({m for i in clear for m in i.metrics})
+
+
+def all_clear_card(clear: Sequence[Insight], snapshot: Snapshot | None) -> None:
+    """One card for every perspective that found nothing, instead of one card each."""
+    perspectives = [
+        i.title.removeprefix(use_method.ALL_CLEAR_PREFIX).removesuffix(use_method.ALL_CLEAR_SUFFIX)
+        for i in clear
+    ]
+    agents = sorted({a for i in clear for a in i.agents})
+    with st.container(border=True):
+        st.markdown(f":green-badge[OK] **All clear ({checks_count(clear, snapshot)} checks)**")
+        st.caption(
+            safe.md("No issue in: " + ", ".join(perspectives))
+            + "  \n"
+            + safe.md("Agents: " + (", ".join(agents) or "USE-method rules only"))
+        )
+
+
 def insight_cards(insights: Sequence[Insight], snapshot: Snapshot | None = None) -> None:
     if not insights:
         st.info("No insights: every USE-method check is within its thresholds.")
         return
+    clear = [i for i in insights if use_method.is_all_clear(i)]
+    insights = [i for i in insights if not use_method.is_all_clear(i)]
     for insight in insights:
         with st.container(border=True):
             with st.container(horizontal=True, vertical_alignment="center"):
@@ -247,6 +306,8 @@ def insight_cards(insights: Sequence[Insight], snapshot: Snapshot | None = None)
             agents = ", ".join(insight.agents) or "USE-method rules only"
             metrics = "; ".join(metric_text(m, snapshot) for m in insight.metrics) or "–"
             st.caption(f"Agents: {safe.md(agents)}  \nRests on: {safe.md(metrics)}")
+    if clear:  # after the problems: what was checked and found fine
+        all_clear_card(clear, snapshot)
 
 
 def agent_table(result: AnalysisResult) -> None:
@@ -255,8 +316,11 @@ def agent_table(result: AnalysisResult) -> None:
     if result.consolidation is not None:
         runs.append(result.consolidation)
 
-    def ms(value: float | None) -> float | None:
-        return None if value is None else round(value * 1000, 1)
+    def ms(value: float | None) -> str:
+        return MISSING if value is None else f"{value * 1000:,.1f}"
+
+    def count(value: int | None) -> str:
+        return MISSING if value is None else f"{value:,}"
 
     rows = [
         {
@@ -271,13 +335,14 @@ def agent_table(result: AnalysisResult) -> None:
             "prefill ms": ms(r.prefill_s),
             "decode ms": ms(r.decode_s),
             "TTFT ms": ms(r.ttft_s),
-            "prompt tokens": r.prompt_tokens,
-            "output tokens": r.output_tokens,
+            "prompt tokens": count(r.prompt_tokens),
+            "output tokens": count(r.output_tokens),
             "error": safe.clean(r.error) if r.error else "",
         }
         for r in runs
     ]
     st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.caption(MISSING_TIMINGS)
 
 
 def result_details(
@@ -296,7 +361,9 @@ def result_details(
         insight_cards(result.insights, snapshot)
     with right:
         st.markdown("#### Where the time went")
-        st.plotly_chart(charts.waterfall(result), key=f"{key}_waterfall")
+        st.plotly_chart(
+            charts.waterfall(result, scale=result_scale(result)), key=f"{key}_waterfall"
+        )
         st.caption(timing_caption(result))
         slots_notice(result)
         with st.expander("Agent timings"):
@@ -305,18 +372,89 @@ def result_details(
 
 # --- live progress ------------------------------------------------------------------------
 
+StepState = Literal["next", "queued", "running", "done"]
+
 
 @dataclass
-class _AgentLine:
-    placeholder: Any
+class Step:
+    """One call of a run as its progress events tell it."""
+
+    name: str
+    state: StepState = "next"
     tokens: int = 0
-    drawn_at: float = 0.0
-    done: bool = False
+    queued_s: float | None = None
+    started_s: float | None = None
+    ended_s: float | None = None
+    status: str | None = None
+
+
+@dataclass
+class RunProgress:
+    """The steps of ONE run: its agents and its consolidation, counted apart (warm-ups
+    send no progress events; the result lists them). Pure: a UI draws `lines()`."""
+
+    agents: list[str]
+    consolidator: str | None = None
+    scale: float | None = None  # the simulator's time scale, for labels
+    steps: dict[str, Step] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in [*self.agents, *([self.consolidator] if self.consolidator else [])]:
+            self.steps.setdefault(name, Step(name))
+
+    def apply(self, event: ProgressEvent) -> Step:
+        step = self.steps.setdefault(event.agent, Step(event.agent))
+        if event.agent not in self.agents and event.agent != self.consolidator:
+            self.agents.append(event.agent)  # a roster the caller did not list
+        if event.kind == "queued":
+            step.state, step.queued_s = "queued", event.elapsed_s
+        elif event.kind == "started":
+            step.state, step.started_s = "running", event.elapsed_s
+        elif event.kind == "tokens":
+            step.state, step.tokens = "running", event.tokens
+        else:
+            step.state, step.ended_s, step.status = "done", event.elapsed_s, event.status
+        return step
+
+    def counts(self) -> dict[StepState, int]:
+        out: dict[StepState, int] = {"next": 0, "queued": 0, "running": 0, "done": 0}
+        for name in self.agents:
+            out[self.steps[name].state] += 1
+        return out
+
+    def label(self) -> str:
+        c = self.counts()
+        text = f"agents {c['done']}/{len(self.agents)} done, {c['running']} running"
+        if c["queued"]:
+            text += f", {c['queued']} waiting for a slot"
+        if self.consolidator is not None:
+            state = self.steps[self.consolidator].state
+            words = {"next": "after the agents", "queued": "waiting for a slot"}
+            text += " · consolidation " + words.get(state, state)
+        return text
+
+    def line(self, step: Step) -> str:
+        if step.state == "done":
+            ended = real_time(step.ended_s or 0.0, self.scale)
+            return f"{step.name}: {step.status or 'done'} · {step.tokens} tokens · ended at {ended}"
+        if step.state == "running" and step.started_s is not None:
+            since = real_time(step.started_s, self.scale)
+            return f"{step.name}: running since {since} · {step.tokens} tokens"
+        if step.state == "running":
+            return f"{step.name}: running · {step.tokens} tokens"
+        return f"{step.name}: " + (
+            "waiting for a free server slot" if step.state == "queued" else "next"
+        )
+
+    def lines(self) -> list[str]:
+        order = [*self.agents, *([self.consolidator] if self.consolidator else [])]
+        return [self.line(self.steps[name]) for name in order]
 
 
 @dataclass
 class LiveProgress:
-    """The engine's progress callback, drawing one line per agent in an `st.status`.
+    """The engine's progress callback for one run, drawn in an `st.status`: one text
+    element holds every line, so nothing of an earlier run's box can linger in it.
 
     The engine calls it from the thread that called `Engine.analyze` (the script thread);
     should it ever arrive from another thread, events are only counted, never drawn,
@@ -324,12 +462,16 @@ class LiveProgress:
     """
 
     slot: Any  # a container created by the page where the status box should appear
+    agents: list[str] = field(default_factory=list)
+    consolidator: str | None = None
+    scale: float | None = None
     label: str = "Analysing…"
     min_redraw_s: float = 0.1  # token events come per chunk; redrawing each would flood
     thread_id: int = field(default_factory=threading.get_ident)
     status: Any = None
-    lines: dict[str, _AgentLine] = field(default_factory=dict)
-    finished: int = 0
+    body: Any = None
+    run: RunProgress | None = None
+    drawn_at: float = 0.0
     off_thread_events: int = 0
     interrupted: bool = False
 
@@ -352,38 +494,90 @@ class LiveProgress:
     def _draw(self, event: ProgressEvent) -> None:
         if self.status is None:
             self.status = self.slot.status(self.label, expanded=True)
-        line = self.lines.get(event.agent)
-        if line is None:
-            line = self.lines[event.agent] = _AgentLine(self.status.empty())
+            self.body = self.status.empty()
+        if self.run is None:
+            self.run = RunProgress(list(self.agents), self.consolidator, self.scale)
+        self.run.apply(event)
         now = time.monotonic()
-        if event.kind == "tokens":
-            line.tokens = event.tokens
-            if now - line.drawn_at < self.min_redraw_s:
-                return
-            text = f"{event.agent}: streaming · {line.tokens} tokens · {event.elapsed_s:.1f} s"
-        elif event.kind == "started":
-            text = f"{event.agent}: started at {event.elapsed_s:.2f} s"
-        else:
-            line.done = True
-            self.finished += 1
-            text = (
-                f"{event.agent}: {event.status or 'done'} · {line.tokens} tokens · "
-                f"ended at {event.elapsed_s:.2f} s"
-            )
-        line.drawn_at = now
-        line.placeholder.text(safe.clean(text, limit=200))
-        running = sum(1 for item in self.lines.values() if not item.done)
-        self.status.update(label=f"{self.label} {self.finished} done, {running} running")
+        if event.kind == "tokens" and now - self.drawn_at < self.min_redraw_s:
+            return
+        self.drawn_at = now
+        self.body.text("\n".join(safe.clean(line, limit=200) for line in self.run.lines()))
+        self.status.update(label=f"{self.label} {self.run.label()}")
 
     def close(self, result: AnalysisResult | None) -> None:
         if self.status is None or self.interrupted:
             return
         if result is None:
             self.status.update(label="Analysis failed", state="error", expanded=True)
-        else:
-            self.status.update(
-                label=f"Analysis finished in {result.execution_time_s:.2f} s "
-                f"({result.agents_participated}/{result.agents_total} agents)",
-                state="complete" if result.status == "success" else "error",
-                expanded=False,
+            return
+        warm = f", {len(result.warmups)} consolidation warm-ups" if result.warmups else ""
+        self.status.update(
+            label=f"Analysis finished in {real_time(result.execution_time_s, result_scale(result))} "
+            f"({result.agents_participated}/{result.agents_total} agents{warm})",
+            state="complete" if result.status == "success" else "error",
+            expanded=False,
+        )
+
+
+# --- the status strip (Live's first screen, the wall view) ---------------------------------
+
+
+def result_age_s(result: AnalysisResult, now: float | None = None) -> float:
+    """How old the analysis is: a cache hit's entry age plus the time since it was served."""
+    served = max(0.0, (now if now is not None else time.time()) - result.created_at)
+    return served + (result.cache.age_s or 0.0 if result.cache.hit else 0.0)
+
+
+def age_text(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def verdict_text(result: AnalysisResult, snapshot: Snapshot | None = None) -> str:
+    """The one line a glance needs: the Consolidator's summary, else what answered."""
+    clear = [i for i in result.insights if use_method.is_all_clear(i)]
+    summary = result.consolidation.summary if result.consolidation is not None else None
+    if clear and (not summary or any(summary == i.title for i in clear)):
+        rest = len(result.insights) - len(clear)
+        more = f"; {rest} other finding{'s' if rest != 1 else ''}" if rest else ""
+        return f"All clear ({checks_count(clear, snapshot)} checks){more}"
+    if summary:
+        return summary
+    if not result.insights:
+        return "Every USE-method check is within its thresholds."
+    return result.collaboration_summary
+
+
+def status_strip(result: AnalysisResult, snapshot: Snapshot | None = None) -> None:
+    """Tier, verdict, the top three insights and the result's age, in one bordered box."""
+    with st.container(border=True, key="status_strip"):
+        with st.container(horizontal=True, vertical_alignment="center"):
+            st.badge(
+                tier_text(result),
+                color=TIER_BADGE.get(result.tier, "gray"),
+                icon=":material/verified:",
             )
+            st.badge(agents_text(result), color="gray", icon=":material/groups:")
+            st.badge(
+                f"analysed {age_text(result_age_s(result))}"
+                + (" · from the cache" if result.cache.hit else ""),
+                color="gray",
+                icon=":material/schedule:",
+            )
+            if result.backend.simulated:
+                st.badge("simulated", color="violet", icon=":material/science:")
+        st.markdown(f"**{safe.md(verdict_text(result, snapshot), limit=300)}**")
+        issues = [i for i in result.insights if not use_method.is_all_clear(i)]
+        for insight in issues[:3]:
+            colour = SEVERITY_BADGE.get(insight.severity, "gray")
+            metrics = ", ".join(metric_text(m, snapshot) for m in insight.metrics[:2])
+            st.markdown(
+                f":{colour}-badge[{insight.severity}] {safe.md(insight.title, limit=160)}"
+                + (f" — {safe.md(metrics, limit=160)}" if metrics else "")
+            )
+        if len(issues) > 3:
+            st.caption(f"{len(issues) - 3} more insights below.")

@@ -48,3 +48,29 @@ def md(text: object, *, limit: int | None = 2000) -> str:
 def plotly(text: object, *, limit: int | None = 300) -> str:
     """`text` for plotly labels and hover templates: tags and entities shown, not parsed."""
     return html.escape(clean(text, limit=limit), quote=True)
+
+
+# The engine's messages name its command-line flags; the dashboard's fields are labelled
+# otherwise. Longest first, so "--server-slots N" wins over "--server-slots".
+UI_WORDS: tuple[tuple[str, str], ...] = (
+    ("use --server-slots N", "set the sidebar's Server slots to N"),
+    ("--server-slots / quorum.toml", "the sidebar's Server slots / quorum.toml"),
+    ("--server-slots", "Server slots"),
+    ("--agent-timeout", "Per-agent timeout (s)"),
+    ("--degraded-ttl", "Degraded result TTL (s)"),
+    ("--max-concurrency", "max concurrency"),
+    (
+        "base-url: required for the openai backend",
+        "Server URL: required for an OpenAI-compatible server",
+    ),
+    ("--base-url", "Server URL"),
+    ("base-url", "Server URL"),
+)
+
+
+def ui_words(text: object) -> str:
+    """`text` with the engine's flag names replaced by the labels of the dashboard's fields."""
+    out = str(text)
+    for flag, label in UI_WORDS:
+        out = out.replace(flag, label)
+    return out

@@ -16,7 +16,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
@@ -29,6 +29,7 @@ from engine.backends.ollama import ollama_base_url
 from engine.cache import DEFAULT_TTL_S
 from engine.endpoints import endpoints_section
 from engine.prometheus import PromReading
+from engine.records import AnalysisResult
 from engine.runner import MODES, RunSettings
 from engine.service import BackendConfig, BackendKind, Engine, default_data_dir
 from engine.simulated import PROFILES, SimConfig
@@ -44,6 +45,7 @@ from engine.state import (
     open_cache,
     open_history,
 )
+from engine.timeline import projection_scale
 from ui import prometheus as prom_ui
 from ui import safe
 
@@ -56,11 +58,11 @@ DEFAULT_TIME_SCALE = 0.1
 
 BackendChoice = Literal["auto", "simulated", "ollama", "openai", "endpoints"]
 BACKEND_CHOICES: dict[BackendChoice, str] = {
-    "auto": "Auto (Ollama if reachable, else simulated)",
+    "auto": "Auto: Ollama, else simulated",
     "simulated": "Simulated Ollama",
     "ollama": "Ollama",
     "openai": "OpenAI-compatible",
-    "endpoints": "Several LLM hosts (quorum.toml [[endpoints]])",
+    "endpoints": "Several LLM hosts",
 }
 SourceKind = Literal["scenario", "live", "upload", "prometheus"]
 SOURCE_LABELS: dict[SourceKind, str] = {
@@ -371,10 +373,19 @@ def render_sidebar() -> Context:
         choice, backend, backend_error, detected, key_source = _backend_section()
         st.markdown("### Snapshot")
         source, source_error = _snapshot_section()
-        st.markdown("### Engine")
-        settings, cache_enabled, ttl_s = _engine_section()
+        st.markdown("### Analysis")
+        mode = st.segmented_control(
+            "Mode", list(MODES), default="parallel", required=True, key="run_mode",
+            bind="query-params",
+        )  # fmt: skip
         numbers, url, state_error = state_settings(roster_file())
-        degraded_ttl_s = _degraded_ttl_section(numbers)
+        changed = advanced_changes(numbers)
+        label = "Advanced" + (f" · {len(changed)} changed" if changed else "")
+        with st.expander(label, expanded=False, key="advanced", icon=":material/tune:"):
+            settings, cache_enabled, ttl_s = _engine_section(mode or "parallel")
+            degraded_ttl_s = _degraded_ttl_section(numbers)
+            if changed:
+                st.caption("Changed from the defaults: " + ", ".join(changed) + ".")
         if state_error:
             st.error(safe.md(state_error), title="quorum.toml [cache] ignored: cache on disk")
     roster_path = roster_file()
@@ -413,6 +424,8 @@ def _backend_section() -> tuple[
         index=choices.index(default_choice()),
         format_func=lambda c: BACKEND_CHOICES[c],
         key="backend_choice",
+        help="Auto: Ollama when one answers at OLLAMA_HOST, else the embedded simulated "
+        "Ollama. Several LLM hosts: quorum.toml's [[endpoints]] tables.",
     )
     kind: BackendKind
     detected: str | None = None
@@ -476,8 +489,8 @@ def _backend_section() -> tuple[
                 server_slots=_slots_input("openai"),
             )
     except ValueError as exc:
-        st.error(safe.md(exc), icon=":material/error:")
-        return choice, None, str(exc), detected, key_source
+        st.error(safe.md(safe.ui_words(exc)), icon=":material/error:")
+        return choice, None, safe.ui_words(exc), detected, key_source
     _status_block(backend)
     return choice, backend, None, detected, key_source
 
@@ -600,12 +613,17 @@ def _snapshot_section() -> tuple[SnapshotSource, str | None]:
         format_func=lambda k: SOURCE_LABELS[k],
         required=True,
         key="source_kind",
+        bind="query-params",
     )
     kind = kind or "scenario"
     if kind == "scenario":
         names = list(snapshots.SCENARIOS)
         name = st.selectbox(
-            "Scenario", names, index=names.index(DEFAULT_SCENARIO), key="scenario_name"
+            "Scenario",
+            names,
+            index=names.index(DEFAULT_SCENARIO),
+            key="scenario_name",
+            bind="query-params",
         )
         return SnapshotSource("scenario", scenario=name), None
     if kind == "live":
@@ -635,10 +653,34 @@ def _snapshot_section() -> tuple[SnapshotSource, str | None]:
     return SnapshotSource("upload", upload=snap, upload_name=uploaded.name), None
 
 
-def _engine_section() -> tuple[RunSettings, bool, float]:
-    mode = st.segmented_control(
-        "Mode", list(MODES), default="parallel", required=True, key="run_mode"
-    )
+# The Advanced expander's settings: widget key → (label, default).
+ADVANCED_DEFAULTS: dict[str, tuple[str, float | bool]] = {
+    "run_quorum": ("Quorum (agents)", 3),
+    "run_grace": ("Grace after quorum (s)", 2.0),
+    "run_timeout": ("Per-agent timeout (s)", 30.0),
+    "run_overlap": ("Overlap consolidation", False),
+    "cache_on": ("Result cache", True),
+    "cache_ttl": ("Cache TTL (s)", DEFAULT_TTL_S),
+}
+
+
+def advanced_changes(numbers: dict[str, float]) -> list[str]:
+    """Labels of the Advanced settings that differ from their defaults (as last set)."""
+    defaults = {
+        **ADVANCED_DEFAULTS,
+        "cache_degraded_ttl": (
+            "Degraded result TTL (s)",
+            numbers.get("degraded_ttl", DEFAULT_DEGRADED_TTL_S),
+        ),
+    }
+    return [
+        label
+        for key, (label, default) in defaults.items()
+        if key in st.session_state and st.session_state[key] != default
+    ]
+
+
+def _engine_section(mode: str) -> tuple[RunSettings, bool, float]:
     quorum = st.slider("Quorum (agents)", 1, 5, value=3, key="run_quorum")
     grace = st.number_input(
         "Grace after quorum (s)", 0.0, 120.0, value=2.0, step=0.5, key="run_grace"
@@ -657,7 +699,7 @@ def _engine_section() -> tuple[RunSettings, bool, float]:
         "Cache TTL (s)", 1.0, 86400.0, value=DEFAULT_TTL_S, step=30.0, key="cache_ttl"
     )
     settings = RunSettings(
-        mode=mode or "parallel",
+        mode=mode if mode in MODES else "parallel",
         quorum=int(quorum),
         grace_s=float(grace),
         agent_timeout_s=float(timeout),
@@ -699,3 +741,72 @@ def previous_snapshot(
         previous = before if last.timestamp == snap.timestamp else last
     st.session_state[_PREVIOUS_KEY] = (label, snap, previous)
     return previous
+
+
+# --- Live: auto-refresh that never outruns the analysis, and its progress steps ---------------
+
+REFRESH_OPTIONS_S: tuple[int, ...] = (1, 2, 5, 10, 15, 30, 60, 120, 300)
+# The page must be readable between runs: an interval shorter than the last run becomes
+# the first option at least this many times that run (so it is idle a third of the time).
+REFRESH_OVER_RUN = 1.5
+_LAST_RUN_KEY = "live_last_run_s"
+_ARMED_KEY = "live_interval_armed"
+
+
+def last_run_s() -> float | None:
+    value = st.session_state.get(_LAST_RUN_KEY)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def stretch_interval(chosen_s: int, last_run: float | None) -> tuple[int, str | None]:
+    """The interval to use and, when it had to be longer than chosen, why (pure)."""
+    if last_run is None or chosen_s >= last_run:
+        return chosen_s, None
+    need = REFRESH_OVER_RUN * last_run
+    longer = [s for s in REFRESH_OPTIONS_S if s >= need]
+    interval = longer[0] if longer else int(need) + 1
+    return interval, (
+        f"Refresh every {chosen_s} s is shorter than the last analysis "
+        f"({last_run:.1f} s of wall time): stretched to {interval} s, so the page is not "
+        "greyed out while it analyses most of the time."
+    )
+
+
+def refresh_interval(chosen_s: int, last_run: float | None) -> tuple[int, str | None]:
+    """`stretch_interval`, remembered as the interval the page's timer was armed with."""
+    interval, why = stretch_interval(chosen_s, last_run)
+    st.session_state[_ARMED_KEY] = interval
+    return interval, why
+
+
+def note_run(result: AnalysisResult, chosen_s: int) -> bool:
+    """Remember a fresh run's wall time; True when the armed interval no longer fits it."""
+    if result.cache.hit:
+        return False
+    st.session_state[_LAST_RUN_KEY] = result.execution_time_s
+    interval, _ = stretch_interval(chosen_s, result.execution_time_s)
+    armed = st.session_state.get(_ARMED_KEY, interval)
+    return bool(interval != armed)
+
+
+def progress_steps(ctx: Context, engine: Engine) -> dict[str, Any]:
+    """What a run's progress box lists before its events arrive: its agents (the
+    generalist alone in single mode), the consolidator, and the simulator's time scale."""
+    roster = engine.roster
+    single = ctx.settings.mode == "single"
+    agents = [roster.generalist.name] if single else [s.name for s in roster.specialists]
+    return {
+        "agents": agents,
+        "consolidator": None if single else roster.consolidator.name,
+        "scale": projection_scale(engine.backend.simulated, engine.backend.sim.time_scale),
+    }
+
+
+def dashboard_url() -> str | None:
+    """This dashboard's address as the browser sees it, for run links (`?run=<id>`)."""
+    url = st.context.url
+    if not url:
+        return None
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0]
+    return f"{scheme}://{host}" if scheme and host else None

@@ -186,7 +186,8 @@ class AnalysisResult:
     server_slots_source: str = ""  # where that number came from, in words
     warmups: list[AgentRun] = field(default_factory=list)  # consolidator prefix warm-ups
     # Set by the engine (engine/service.py), docs/contract.md: which served result this is
-    # (`GET /api/runs/{id}`, the dashboard's `?run=ID`; every call, cache hits too), the simulator's time scale, and the snapshot's origin.
+    # (`GET /api/runs/{id}`, the dashboard's `?run=ID`; every call, cache hits too), the
+    # simulator's time scale, and the snapshot's origin.
     run_id: str = ""
     simulated_time_scale: float | None = None
     host: str = ""

@@ -285,11 +285,7 @@ def _history_routes(app: FastAPI, state: ApiState) -> None:
         """The newest runs first, one summary row each, with the run's dashboard link."""
         history = state.engine.history
         results = history.load(limit) if history is not None else []
-        rows = [
-            {"run_id": r.run_id, "link": state.link(r.run_id) if r.run_id else None,
-             **histories.row(r)}
-            for r in results
-        ]  # fmt: skip
+        rows = [histories.row(r, state.settings.dashboard_url) for r in results]
         return {"runs": rows, "history": history.where if history is not None else None}
 
     @app.get("/api/runs/{run_id}")

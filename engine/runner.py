@@ -331,9 +331,8 @@ async def _fan_out_sequential(
     outcomes: dict[str, _Outcome] = {}
     for spec in specs:
         if deadline is not None and clock.now() >= deadline:
-            outcomes[spec.name] = _never_started(
-                spec, clock, "run deadline reached before it started"
-            )
+            why = f"cancelled: {_deadline_reached(deadline)} before it started"
+            outcomes[spec.name] = _never_started(spec, clock, why)
             continue
         outcomes[spec.name] = await ask(spec)
     return _FanOut(outcomes)

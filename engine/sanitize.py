@@ -60,10 +60,10 @@ def text(value: object, *, limit: int = TEXT_LIMIT) -> str:
 
 def line(value: object, *, limit: int = LINE_LIMIT) -> str:
     """`value` as safe text on one line: every whitespace run one space, trimmed, capped."""
-    flat = _WHITESPACE.sub(" ", text(value, limit=max(limit * 4, limit))).strip()
-    if not flat.isprintable():  # a name or a message needs no invisible formatting either
-        flat = "".join(ch for ch in flat if ch.isprintable())
-    return _cap(flat, limit)
+    raw = text(value, limit=max(limit * 4, limit))
+    if not raw.isprintable():  # a name or a message needs no invisible formatting either
+        raw = "".join(ch for ch in raw if ch.isprintable() or ch.isspace())
+    return _cap(_WHITESPACE.sub(" ", raw).strip(), limit)
 
 
 def tree(value: Any, *, limit: int = TEXT_LIMIT, finite: bool = True) -> Any:

@@ -112,10 +112,11 @@ class RunSettings:
 @dataclass(frozen=True)
 class ProgressEvent:
     """Live progress for a UI: `queued` (waiting for a server slot), `started` (request
-    sent), `tokens` (output chunks so far) or `finished`."""
+    sent), `tokens` (output chunks so far) or `finished`; `waiting` (from
+    `Engine.analyze`): this caller waits for the same analysis, already under way."""
 
     agent: str
-    kind: Literal["queued", "started", "tokens", "finished"]
+    kind: Literal["queued", "started", "tokens", "finished", "waiting"]
     elapsed_s: float
     tokens: int = 0
     status: AgentStatus | None = None
@@ -290,6 +291,12 @@ def _finish(run: AgentRun, seen: Progress, clock: _Clock, progress: ProgressFn |
         run.output_tokens if run.output_tokens is not None else "?",
     )
     _emit(progress, ProgressEvent(run.name, "finished", run.end_s, status=run.status))
+
+
+def emit(progress: ProgressFn | None, event: ProgressEvent) -> None:
+    """Tell the UI; a broken callback is logged, never raised (Streamlit's own stop and
+    rerun requests, which are not Exceptions, do go through)."""
+    _emit(progress, event)
 
 
 def _emit(progress: ProgressFn | None, event: ProgressEvent) -> None:

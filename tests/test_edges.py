@@ -39,8 +39,9 @@ from engine.backends.streaming import LineSplitter, ProtocolError
 from engine.history import History, to_csv, to_json
 from engine.prom_answers import Sample, Target, field_value
 from engine.prometheus import build_snapshot
-from engine.records import AnalysisResult, Mode
+from engine.records import AnalysisResult, CacheInfo, Mode
 from engine.runner import MODES, RunSettings, run_analysis
+from engine.service import SHARED_RUN
 from engine.snapshot import (
     FIELDS,
     MAX_VALUE,
@@ -569,3 +570,163 @@ def test_cli_sequential_deadline_holds(tmp_path: Path) -> None:
     statuses = [a["status"] for a in result["agents"]]
     assert statuses == ["cancelled"] * len(SPECIALISTS), statuses
     assert "deadline" in result["agents"][0]["error"]
+
+
+# --- the Live page's status box: its last word, however the run ended ---------------------------
+
+
+class FakeStatus:
+    """An `st.status` stand-in recording its labels; `raise_once` raises on the next write,
+    as Streamlit raises a pending rerun from the next st.* call."""
+
+    def __init__(self, label: str, raise_once: BaseException | None = None, **_: Any) -> None:
+        self.labels = [label]
+        self.raise_once = raise_once
+
+    def update(self, *, label: str, **_: Any) -> None:
+        if self.raise_once is not None:
+            exc, self.raise_once = self.raise_once, None
+            raise exc
+        self.labels.append(label)
+
+    def empty(self) -> Any:
+        return self
+
+    def text(self, _: str) -> None:
+        if self.raise_once is not None:
+            exc, self.raise_once = self.raise_once, None
+            raise exc
+
+
+class FakeSlot:
+    def __init__(self, raise_once: BaseException | None = None) -> None:
+        self.boxes: list[FakeStatus] = []
+        self.raise_once = raise_once
+
+    def status(self, label: str, **kwargs: Any) -> FakeStatus:
+        box = FakeStatus(label, self.raise_once)
+        self.raise_once = None
+        self.boxes.append(box)
+        return box
+
+
+def rerun_request() -> BaseException:
+    from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
+    from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
+
+    return RerunException(RerunData())
+
+
+def finished_result(*, hit: bool) -> AnalysisResult:
+    fake = FakeBackend()
+    result = asyncio.run(
+        run_analysis(scenario("healthy"), DEFAULT_ROSTER, lambda: fake, RunSettings(), model="m")
+    )
+    result.cache = CacheInfo(hit=hit, age_s=0.0 if hit else None)
+    return result
+
+
+def test_a_run_served_by_another_pages_run_says_how_it_ended() -> None:
+    # Before: the engine's single-flight gave the waiting caller no event, so its box
+    # was never drawn and the run said nothing (the soak's 3 in 494).
+    from engine.runner import ProgressEvent
+
+    slot = FakeSlot()
+    progress = render.LiveProgress(slot, min_redraw_s=0.0)
+    progress(ProgressEvent(SHARED_RUN, "waiting", 0.0))
+    progress.close(finished_result(hit=True))
+    (box,) = slot.boxes
+    assert box.labels[-1].startswith("Analysis finished in")
+    assert box.labels[-1].endswith("the same analysis, run for another page")
+
+
+def test_a_cache_hit_draws_no_box() -> None:
+    slot = FakeSlot()
+    render.LiveProgress(slot).close(finished_result(hit=True))
+    assert slot.boxes == []  # its badge says "cached · N s old"
+
+
+def test_queued_agents_are_not_counted_as_done() -> None:
+    from engine.runner import ProgressEvent
+
+    slot = FakeSlot()
+    progress = render.LiveProgress(slot, min_redraw_s=0.0)
+    progress(ProgressEvent("A", "queued", 0.0))
+    progress(ProgressEvent("B", "queued", 0.0))
+    assert slot.boxes[0].labels[-1] == "Analysing… 0 done, 2 running"
+
+
+def test_a_caller_of_an_analysis_under_way_is_told_it_waits(tmp_path: Path) -> None:
+    """Two callers of one analysis at once: the second waits for the first one's run
+    (single-flight) and gets a "waiting" event; no sleep, the first holds on until then."""
+    import threading
+
+    from engine.runner import ProgressEvent
+    from engine.service import BackendConfig, Engine
+    from engine.simulated import SimConfig
+
+    engine = Engine(BackendConfig(sim=SimConfig(time_scale=0.01)))
+    settings_ = RunSettings(agent_timeout_s=10.0)
+    second: list[ProgressEvent] = []
+    waiting = threading.Event()
+    results: list[AnalysisResult] = []
+
+    def follower() -> None:
+        def seen(event: ProgressEvent) -> None:
+            second.append(event)
+            waiting.set()
+
+        results.append(engine.analyze(scenario("healthy"), settings_, progress=seen))
+
+    thread = threading.Thread(target=follower)
+
+    def leader_progress(event: ProgressEvent) -> None:
+        if not thread.is_alive() and not waiting.is_set():
+            thread.start()
+            assert waiting.wait(10.0), "the second caller never said it waits"
+
+    first = engine.analyze(scenario("healthy"), settings_, progress=leader_progress)
+    thread.join(10.0)
+    assert [e.kind for e in second] == ["waiting"] and second[0].agent == SHARED_RUN
+    assert results and results[0].insights == first.insights and results[0].cache.hit
+
+
+def test_a_run_interrupted_mid_analysis_does_not_keep_saying_analysing() -> None:
+    from engine.runner import ProgressEvent
+
+    slot = FakeSlot()
+    progress = render.LiveProgress(slot, min_redraw_s=0.0)
+    progress(ProgressEvent("A", "started", 0.0))
+    slot.boxes[0].raise_once = rerun_request()
+    with pytest.raises(BaseException, match="RerunData"):
+        progress(ProgressEvent("A", "finished", 1.0, status="timeout"))
+    progress.close(None)
+    assert slot.boxes[0].labels[-1] == render.INTERRUPTED_LABEL
+
+
+def test_a_rerun_raised_by_the_last_write_itself_still_leaves_the_last_word() -> None:
+    from engine.runner import ProgressEvent
+
+    slot = FakeSlot()
+    progress = render.LiveProgress(slot, min_redraw_s=0.0)
+    progress(ProgressEvent("A", "started", 0.0))
+    slot.boxes[0].raise_once = rerun_request()  # the request lands as the run ends
+    with pytest.raises(BaseException, match="RerunData"):
+        progress.close(finished_result(hit=False))
+    assert slot.boxes[0].labels[-1] == render.INTERRUPTED_LABEL
+    assert not slot.boxes[0].labels[-1].startswith("Analysing")
+
+
+def test_a_drawing_bug_stops_the_lines_but_not_the_last_word() -> None:
+    from engine.runner import ProgressEvent
+
+    slot = FakeSlot()
+    progress = render.LiveProgress(slot, min_redraw_s=0.0)
+    progress(ProgressEvent("A", "started", 0.0))
+    slot.boxes[0].raise_once = ValueError("a bug while drawing")
+    with pytest.raises(ValueError):
+        progress(ProgressEvent("A", "finished", 1.0, status="ok"))
+    progress(ProgressEvent("B", "finished", 1.1, status="ok"))  # quiet now
+    progress.close(finished_result(hit=False))
+    assert progress.broken and not progress.interrupted
+    assert slot.boxes[0].labels[-1].startswith("Analysis finished in")

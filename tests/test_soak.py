@@ -9,6 +9,13 @@ every script run (no run can slip between two polls); for each one the page must
 result or a clear banner, and never an exception. The dashboard process's memory (RSS) is
 sampled at every refresh and must stay flat.
 
+A second tab watches the same Live page with the same settings, as a second user (or a
+session the browser reconnected while its old one still ran) would: its runs ask the same
+analysis at the same time, and the engine's single-flight serves one run to both. Each
+watched run must end with its status box saying how it ended ("Analysis finished…",
+"Analysis failed", "Analysis interrupted…"), never still "Analysing…" and never silent:
+a run served by the other tab's run had no box at all (the 3 of 494 refreshes, issue 18).
+
 Duration: $QUORUM_SOAK_S seconds (CI: 60; the bench: 600).
 """
 
@@ -68,6 +75,10 @@ WATCH_RUNS_JS = r"""() => {
             exceptions: document.querySelectorAll('[data-testid=stException]').length
                 + (text.includes('Traceback') ? 1 : 0),
             finished: /Analysis finished in/.test(text),
+            // the status box's last word: how the run ended (or "Analysing…", still going)
+            ended: /Analysis (finished in|failed|interrupted)/.test(text),
+            analysing: /Analysing…/.test(text),
+            status: (text.match(/Analys(is|ing)[^\n]{0,90}/g) || []).join(' | '),
             banners: [...document.querySelectorAll('[data-testid=stMain] [data-testid=stAlert]')]
                 .map(a => a.innerText.replace(/\s+/g, ' ').slice(0, 160)),
         });
@@ -168,6 +179,10 @@ def test_dashboard_survives_a_server_that_restarts_hangs_and_recovers(
         wait_idle(page, "Live insights", timeout_ms=RUN_TIMEOUT_MS)
         configure(page)
         page.get_by_test_id("stMain").get_by_text("re-read every 1 s").wait_for()
+        other = page.context.new_page()  # the second tab (see the module's docstring)
+        other.goto(server.url)
+        wait_idle(other, "Live insights", timeout_ms=RUN_TIMEOUT_MS)
+        configure(other)
         page.evaluate(WATCH_RUNS_JS)
 
         soak = Soak()
@@ -188,6 +203,9 @@ def test_dashboard_survives_a_server_that_restarts_hangs_and_recovers(
     assert set(soak.phases_seen) == {"healthy", "hang", "down"}
     assert flaky.restarts >= 2, "the server was never restarted"
     assert len(soak.runs) >= DURATION_S / 4, f"only {len(soak.runs)} refreshes"
+    silent = [(i, r["status"] or "(no status box)") for i, r in enumerate(soak.runs)
+              if r["analysing"] or not (r["ended"] or any("could not run" in b for b in r["banners"]))]  # fmt: skip
+    assert not silent, f"{len(silent)} runs ended without saying how: {silent[:5]}"
     for i, run in enumerate(soak.runs):
         assert run["exceptions"] == 0, f"run {i}: an exception on the page"
         assert run["result"] or run["banners"], f"run {i}: neither a result nor a banner: {run}"
@@ -213,3 +231,6 @@ def report(soak: Soak, flaky: FlakyServer) -> None:
     )
     for banner in banners[:8]:
         print("  banner:", banner)
+    for i, run in enumerate(soak.runs):
+        if not run["finished"] or "without a new run" in run["status"]:
+            print(f"  run {i} ({run['took_ms']} ms): {run['status'] or '(no status box)'}")

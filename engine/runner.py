@@ -213,11 +213,11 @@ async def _call(
     seen = Progress(queued_s=run.start_s)
     if register:
         ctx.records[spec.name], ctx.seen[spec.name] = run, seen
-    _emit(ctx.progress, ProgressEvent(spec.name, "queued", run.start_s))
+    emit(ctx.progress, ProgressEvent(spec.name, "queued", run.start_s))
 
     def on_tokens(n: int) -> None:
         seen.on_tokens(n, clock.now())
-        _emit(ctx.progress, ProgressEvent(spec.name, "tokens", clock.now(), tokens=n))
+        emit(ctx.progress, ProgressEvent(spec.name, "tokens", clock.now(), tokens=n))
 
     request = ChatRequest(
         model=model,
@@ -233,7 +233,7 @@ async def _call(
         async with cut, ctx.scheduler.slot() as waited_s:
             run.client_queue_s = waited_s
             seen.on_dispatch(clock.now())
-            _emit(ctx.progress, ProgressEvent(spec.name, "started", clock.now()))
+            emit(ctx.progress, ProgressEvent(spec.name, "started", clock.now()))
             async with asyncio.timeout(timeout_s):
                 result = await ctx.backend.chat(request, on_tokens)
         _copy_timings(run, result)
@@ -290,16 +290,12 @@ def _finish(run: AgentRun, seen: Progress, clock: _Clock, progress: ProgressFn |
         run.duration_s,
         run.output_tokens if run.output_tokens is not None else "?",
     )
-    _emit(progress, ProgressEvent(run.name, "finished", run.end_s, status=run.status))
+    emit(progress, ProgressEvent(run.name, "finished", run.end_s, status=run.status))
 
 
 def emit(progress: ProgressFn | None, event: ProgressEvent) -> None:
     """Tell the UI; a broken callback is logged, never raised (Streamlit's own stop and
     rerun requests, which are not Exceptions, do go through)."""
-    _emit(progress, event)
-
-
-def _emit(progress: ProgressFn | None, event: ProgressEvent) -> None:
     if progress is None:
         return
     try:

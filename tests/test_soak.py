@@ -203,7 +203,8 @@ def test_dashboard_survives_a_server_that_restarts_hangs_and_recovers(
     assert set(soak.phases_seen) == {"healthy", "hang", "down"}
     assert flaky.restarts >= 2, "the server was never restarted"
     assert len(soak.runs) >= DURATION_S / 4, f"only {len(soak.runs)} refreshes"
-    silent = [(i, r["status"] or "(no status box)") for i, r in enumerate(soak.runs)
+    silent = [(i, r["took_ms"], r["status"] or "(no status box)", r["badges"][:6])
+              for i, r in enumerate(soak.runs)
               if r["analysing"] or not (r["ended"] or any("could not run" in b for b in r["banners"]))]  # fmt: skip
     assert not silent, f"{len(silent)} runs ended without saying how: {silent[:5]}"
     for i, run in enumerate(soak.runs):
@@ -226,11 +227,13 @@ def report(soak: Soak, flaky: FlakyServer) -> None:
         f"{sum(1 for r in soak.runs if r['result'] and not r['banners'])} clean results, "
         f"{sum(1 for r in soak.runs if r['banners'])} with a banner, "
         f"{sum(1 for r in soak.runs if not r['finished'])} ended before their status said "
-        f"'Analysis finished', {flaky.restarts} server starts; RSS {min(soak.rss_mb):.0f}-{max(soak.rss_mb):.0f} MB "
+        f"'Analysis finished', "
+        f"{sum(1 for r in soak.runs if 'for another page' in r['status'])} served by the other "
+        f"tab's run, {flaky.restarts} server starts; RSS {min(soak.rss_mb):.0f}-{max(soak.rss_mb):.0f} MB "
         f"(first {soak.rss_mb[0]:.0f}, last {soak.rss_mb[-1]:.0f})"
     )
     for banner in banners[:8]:
         print("  banner:", banner)
     for i, run in enumerate(soak.runs):
-        if not run["finished"] or "without a new run" in run["status"]:
+        if not run["finished"] or "for another page" in run["status"]:
             print(f"  run {i} ({run['took_ms']} ms): {run['status'] or '(no status box)'}")

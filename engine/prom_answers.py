@@ -105,14 +105,20 @@ def field_value(name: str, samples: list[Sample]) -> FieldReading:
         return FieldReading(None, f"the query returned {'+' if value > 0 else '-'}Inf")
     span = (spec.maximum or 0.0) - spec.minimum
     slack = max(_SLACK * span, 1e-9) if spec.maximum is not None else 1e-9
-    if value < spec.minimum - slack or (spec.maximum is not None and value > spec.maximum + slack):
+    # `upper`: the field's maximum, or the snapshot's MAX_VALUE for a field without one
+    # (1e308 is finite, but a snapshot refuses it: its arithmetic overflows).
+    if spec.maximum is None and value > spec.upper:
+        return FieldReading(
+            None, f"value {value:g} is beyond {spec.upper:g} {spec.unit}, the most a field takes"
+        )
+    if value < spec.minimum - slack or value > spec.upper + slack:
         bounds = (
             f"{spec.minimum:g}…{spec.maximum:g}"
             if spec.maximum is not None
             else f"≥ {spec.minimum:g}"
         )
         return FieldReading(None, f"value {value:g} is outside {bounds} {spec.unit}")
-    clamped = max(spec.minimum, value if spec.maximum is None else min(spec.maximum, value))
+    clamped = max(spec.minimum, min(spec.upper, value))
     return FieldReading(round(clamped, 3))
 
 

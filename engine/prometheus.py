@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from engine import sanitize
 from engine.prom_answers import (
     FieldReading,
     PrometheusError,
@@ -56,7 +57,7 @@ from engine.prom_queries import (
     node_queries,
     selector,
 )
-from engine.snapshot import FIELD_BY_NAME, FIELDS, Snapshot
+from engine.snapshot import FIELD_BY_NAME, FIELDS, MAX_CPU_COUNT, Snapshot
 
 # One import for callers (CLI, dashboard, tests): the parts live in engine/prom_*.py.
 __all__ = [
@@ -212,7 +213,7 @@ def read_snapshot(
             values[name] = reading.value
             if reading.problem:
                 warnings.append(f"{name}: unknown, {reading.problem}; query: {promql}")
-        cores = _cores(client, sel) if node_ok else None
+        cores = _cores(client, sel, warnings) if node_ok else None
         host = _hostname(client, sel) if node_ok else None
     snap = build_snapshot(values, target, cores=cores, host=host)
     return PromReading(snap, target, tuple(warnings), time.time(), asked)
@@ -223,11 +224,13 @@ def build_snapshot(
 ) -> Snapshot:
     """The snapshot (None = unknown); the instance names it, never the server URL."""
     data: dict[str, Any] = {name: values.get(name) for name in FIELD_BY_NAME}
+    # Labels are the server's text: made safe where they enter (`engine/sanitize.py`).
+    instance = sanitize.line(target.instance, limit=180) or "?"
     data.update(
-        host=host or target.instance,
+        host=sanitize.line(host or instance, limit=253) or instance,
         timestamp=time.time(),
-        cpu_count=cores if cores and cores >= 1 else 1,
-        source=f"prometheus:{target.instance}",
+        cpu_count=cores if cores and 1 <= cores <= MAX_CPU_COUNT else 1,
+        source=f"prometheus:{instance}",
     )
     return Snapshot.from_dict(data, source=data["source"], allow_unknown=True)
 
@@ -272,12 +275,18 @@ def _node_is_fresh(
     return True
 
 
-def _cores(client: PrometheusClient, sel: str) -> int | None:
+def _cores(client: PrometheusClient, sel: str, warnings: list[str]) -> int | None:
     try:
         samples = client.query(core_count_query(sel))
     except QueryError:
         return None
-    return int(samples[0].value) if samples and math.isfinite(samples[0].value) else None
+    if not samples:
+        return None
+    value = samples[0].value
+    if not (math.isfinite(value) and 1 <= value <= MAX_CPU_COUNT):  # NaN, ±Inf, 1e308
+        warnings.append(f"cpu_count: unknown, the core count {value:g} is not 1…{MAX_CPU_COUNT}")
+        return None
+    return int(value)
 
 
 def _hostname(client: PrometheusClient, sel: str) -> str | None:

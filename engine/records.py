@@ -7,8 +7,11 @@ documented in docs/contract.md.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
+
+from engine import sanitize
 
 AgentStatus = Literal["ok", "timeout", "error", "cancelled"]
 Severity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"]
@@ -199,6 +202,10 @@ class AnalysisResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AnalysisResult:
+        # Stored text enters here (the cache, Redis, the history), possibly written by an
+        # older version or another replica: made safe once, like a backend's answers
+        # (not capped: what was stored is not cut).
+        data = sanitize.tree(data, limit=sys.maxsize, finite=False)
         picked = _pick(cls, data)
         picked["backend"] = BackendInfo.from_dict(data["backend"])
         picked["cache"] = CacheInfo.from_dict(data.get("cache") or {})

@@ -12,7 +12,10 @@ Rules it keeps:
   cannot finish before the deadline are cancelled (`engine/stragglers.py`);
 - an agent that fails, hangs or writes nonsense degrades itself, never the run;
 - no task, stream or connection outlives the run (the backend is closed in `finally`);
-- every agent ends with a status: ok, timeout, error or cancelled.
+- every agent ends with a status: ok, timeout, error or cancelled;
+- the deadline bounds the whole run in every mode: each call (agents and the
+  consolidation) is cut at it, and so is the wait for a warm-up;
+- model text is made safe once, here, where it enters (`engine/sanitize.py`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from engine import use_method
+from engine import sanitize, use_method
 from engine.agents import (
     AGENT_SCHEMA,
     CONSOLIDATION_SCHEMA,
@@ -109,10 +112,11 @@ class RunSettings:
 @dataclass(frozen=True)
 class ProgressEvent:
     """Live progress for a UI: `queued` (waiting for a server slot), `started` (request
-    sent), `tokens` (output chunks so far) or `finished`."""
+    sent), `tokens` (output chunks so far) or `finished`; `waiting` (from
+    `Engine.analyze`): this caller waits for the same analysis, already under way."""
 
     agent: str
-    kind: Literal["queued", "started", "tokens", "finished"]
+    kind: Literal["queued", "started", "tokens", "finished", "waiting"]
     elapsed_s: float
     tokens: int = 0
     status: AgentStatus | None = None
@@ -177,6 +181,18 @@ class _Run:
     records: dict[str, AgentRun]
     seen: dict[str, Progress]
     warmer: ConsolidatorWarmer | None = None
+    deadline_s: float | None = None  # the run's deadline on `clock`; None: none
+
+
+def _run_deadline(ctx: _Run) -> asyncio.Timeout:
+    """The run's deadline as a timeout for one wait (no deadline: one that never expires)."""
+    if ctx.deadline_s is None:
+        return asyncio.timeout(None)
+    return asyncio.timeout(max(0.0, ctx.deadline_s - ctx.clock.now()))
+
+
+def _deadline_reached(deadline_s: float) -> str:
+    return f"the run deadline ({deadline_s:g} s) was reached"
 
 
 async def _call(
@@ -188,19 +204,20 @@ async def _call(
     *,
     register: bool = True,
 ) -> _Outcome:
-    """One LLM call: wait for a server slot, then its own timeout; every way it can end
-    becomes an AgentRun status (the cancellation itself propagates)."""
+    """One LLM call: wait for a server slot, then its own timeout, all within the run's
+    deadline; every way it can end becomes an AgentRun status (a cancellation from
+    outside propagates). The answer is made safe here, where it enters."""
     model = spec.model or ""
     clock = ctx.clock
     run = AgentRun(name=spec.name, role=spec.role, model=model, start_s=clock.now())
     seen = Progress(queued_s=run.start_s)
     if register:
         ctx.records[spec.name], ctx.seen[spec.name] = run, seen
-    _emit(ctx.progress, ProgressEvent(spec.name, "queued", run.start_s))
+    emit(ctx.progress, ProgressEvent(spec.name, "queued", run.start_s))
 
     def on_tokens(n: int) -> None:
         seen.on_tokens(n, clock.now())
-        _emit(ctx.progress, ProgressEvent(spec.name, "tokens", clock.now(), tokens=n))
+        emit(ctx.progress, ProgressEvent(spec.name, "tokens", clock.now(), tokens=n))
 
     request = ChatRequest(
         model=model,
@@ -211,21 +228,25 @@ async def _call(
         max_tokens=spec.max_tokens,
     )
     answer: dict[str, Any] | None = None
+    cut = _run_deadline(ctx)
     try:
-        async with ctx.scheduler.slot() as waited_s:
+        async with cut, ctx.scheduler.slot() as waited_s:
             run.client_queue_s = waited_s
             seen.on_dispatch(clock.now())
-            _emit(ctx.progress, ProgressEvent(spec.name, "started", clock.now()))
+            emit(ctx.progress, ProgressEvent(spec.name, "started", clock.now()))
             async with asyncio.timeout(timeout_s):
                 result = await ctx.backend.chat(request, on_tokens)
         _copy_timings(run, result)
-        answer = parse_json_answer(result.content)
+        answer = sanitize.tree(parse_json_answer(result.content))
         if answer is None:
             run.status, run.error = "error", _not_json(result)
     except TimeoutError:
-        run.status, run.error = "timeout", f"no answer within {timeout_s:g} s of being sent"
-    except BackendError as exc:
-        run.status, run.error = "error", str(exc)
+        if cut.expired() and ctx.deadline_s is not None:
+            run.status, run.error = "cancelled", f"cancelled: {_deadline_reached(ctx.deadline_s)}"
+        else:
+            run.status, run.error = "timeout", f"no answer within {timeout_s:g} s of being sent"
+    except BackendError as exc:  # its message quotes the server: untrusted text
+        run.status, run.error = "error", sanitize.line(exc)
     except asyncio.CancelledError:
         run.status, run.error = "cancelled", "cancelled: the run no longer needed this answer"
         _finish(run, seen, clock, ctx.progress)
@@ -269,10 +290,12 @@ def _finish(run: AgentRun, seen: Progress, clock: _Clock, progress: ProgressFn |
         run.duration_s,
         run.output_tokens if run.output_tokens is not None else "?",
     )
-    _emit(progress, ProgressEvent(run.name, "finished", run.end_s, status=run.status))
+    emit(progress, ProgressEvent(run.name, "finished", run.end_s, status=run.status))
 
 
-def _emit(progress: ProgressFn | None, event: ProgressEvent) -> None:
+def emit(progress: ProgressFn | None, event: ProgressEvent) -> None:
+    """Tell the UI; a broken callback is logged, never raised (Streamlit's own stop and
+    rerun requests, which are not Exceptions, do go through)."""
     if progress is None:
         return
     try:
@@ -311,9 +334,8 @@ async def _fan_out_sequential(
     outcomes: dict[str, _Outcome] = {}
     for spec in specs:
         if deadline is not None and clock.now() >= deadline:
-            outcomes[spec.name] = _never_started(
-                spec, clock, "run deadline reached before it started"
-            )
+            why = f"cancelled: {_deadline_reached(deadline)} before it started"
+            outcomes[spec.name] = _never_started(spec, clock, why)
             continue
         outcomes[spec.name] = await ask(spec)
     return _FanOut(outcomes)
@@ -400,7 +422,7 @@ async def _fan_out_parallel(
         # no task outlives the fan-out: each cancelled agent returns its own record.
         for task in pending:
             if deadline is not None and clock.now() >= deadline:
-                dropped.setdefault(tasks[task], f"the run deadline ({deadline:g} s) was reached")
+                dropped.setdefault(tasks[task], _deadline_reached(deadline))
             task.cancel()
         if pending:
             await asyncio.wait(pending)
@@ -569,7 +591,9 @@ async def run_analysis(
     slots = slots or ServerSlots(None, "not limited")
     limit = _limit(slots.slots, settings.max_concurrency)
     backend = backend_factory()
-    ctx = _Run(backend, clock, progress, SlotScheduler(limit), records={}, seen={})
+    ctx = _Run(
+        backend, clock, progress, SlotScheduler(limit), records={}, seen={}, deadline_s=deadline
+    )
     if settings.warmup and settings.mode == "parallel" and limit is not None:
         consolidator = roster.consolidator
         ctx.warmer = ConsolidatorWarmer(
@@ -586,9 +610,7 @@ async def run_analysis(
             return _call(ctx, spec, user, AGENT_SCHEMA, settings.agent_timeout_s)
 
         async def consolidate(ok: list[_Outcome]) -> tuple[ConsolidationRun, list[Insight]]:
-            timeout = settings.agent_timeout_s
-            if deadline is not None:
-                timeout = max(0.001, min(timeout, deadline - clock.now()))
+            timeout = settings.agent_timeout_s  # the deadline cuts it too (`_call`)
             return await _consolidate(ctx, roster, values, ok, timeout, settings.consolidation)
 
         if settings.mode == "single":
@@ -600,8 +622,7 @@ async def run_analysis(
         else:
             specs = roster.specialists
             fan = await _fan_out_parallel(specs, ask, settings, ctx, deadline, consolidate)
-            if ctx.warmer is not None:  # its prefill is the consolidation's: let it land
-                await ctx.warmer.settle()
+            await _settle_warmup(ctx)
         agents_done_s = clock.now()
         log.info(
             "all agents completed in %.2fs (%s, %d/%d ok)",
@@ -680,6 +701,16 @@ async def run_analysis(
         result.critical_path_s,
     )
     return result
+
+
+async def _settle_warmup(ctx: _Run) -> None:
+    """A warm-up in flight is the consolidation's own prefill: let it land, but not past
+    the run's deadline (the `finally` of `run_analysis` cancels what is left)."""
+    if ctx.warmer is None:
+        return
+    with suppress(TimeoutError):
+        async with _run_deadline(ctx):
+            await ctx.warmer.settle()
 
 
 def _insights_of(outcome: _Outcome) -> list[Insight]:

@@ -31,7 +31,7 @@ from engine.backends.pool import PoolBackend, PoolMember, watched_transport
 from engine.cache import ResultCache
 from engine.endpoints import EndpointSpec, public_url
 from engine.records import AnalysisResult, CacheInfo
-from engine.runner import ProgressEvent, ProgressFn, RunSettings, run_analysis
+from engine.runner import ProgressEvent, ProgressFn, RunSettings, emit, run_analysis
 from engine.simulated import SimConfig, SimulatedOllamaServer, shared_server
 from engine.slot_probe import probe_slots
 from engine.slots import ServerSlots
@@ -40,6 +40,7 @@ from engine.state import HistoryStore, ResultStore, ttl_for
 from engine.timeline import CONSOLIDATION_VARIANTS
 
 BackendKind = Literal["simulated", "ollama", "openai"]
+SHARED_RUN = "the same analysis"  # the `agent` of a "waiting" progress event
 BACKEND_KINDS: tuple[BackendKind, ...] = ("simulated", "ollama", "openai")
 
 
@@ -283,6 +284,8 @@ class Engine:
                     with self._flights_lock:
                         del self._flights[flight_key]
             else:
+                # Say so: the caller may wait for a whole run (the Live page's status box).
+                emit(progress, ProgressEvent(SHARED_RUN, "waiting", time.perf_counter() - started))
                 try:
                     result = self._follow(flight.result(), started)
                 except Exception:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from engine import sanitize
+
 Resource = Literal["cpu", "memory", "disk", "network", "service"]
 Kind = Literal["utilization", "saturation", "errors", "service"]
 
@@ -25,7 +27,12 @@ Kind = Literal["utilization", "saturation", "errors", "service"]
 # A snapshot is a few hundred bytes; a file past this is a mistake, and is not read further.
 MAX_SNAPSHOT_BYTES = 1 * 2**20
 _MAX_TIMESTAMP = 1e11  # year ~5138: past it, the number is not unix seconds
-_MAX_CPU_COUNT = 1 << 20
+MAX_CPU_COUNT = 1 << 20
+# The largest value any field takes, with or without a maximum of its own: beyond every
+# real measurement, and far enough below float's range (≈ 1.8e308) that quantising,
+# deltas and rates never overflow (1e308 / 0.1 is inf), and below 2**53, so a count
+# stays a whole number.
+MAX_VALUE = 1e15
 
 
 class SnapshotError(ValueError):
@@ -56,6 +63,11 @@ class FieldSpec:
     maximum: float | None
     quantum: float  # step values are rounded to for the cache key and the prompts
     required: bool = True
+
+    @property
+    def upper(self) -> float:
+        """The largest value accepted: the field's maximum, else MAX_VALUE."""
+        return MAX_VALUE if self.maximum is None else self.maximum
 
 
 # The analysis-relevant fields. Order is display order.
@@ -145,8 +157,8 @@ class Snapshot:
         host = data.get("host", "unknown")
         if not isinstance(host, str) or not host.strip() or len(host) > 253:
             raise SnapshotError("host", "must be a non-empty string of at most 253 characters")
-        if not host.isprintable():
-            raise SnapshotError("host", "must not contain control characters")
+        if not host.isprintable():  # controls, escapes, invisible formatting, lone surrogates
+            raise SnapshotError("host", "must not contain control characters or invalid Unicode")
         timestamp = data.get("timestamp", time.time())
         if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
             raise SnapshotError("timestamp", "must be unix seconds (a number)")
@@ -157,16 +169,18 @@ class Snapshot:
         cpu_count = data.get("cpu_count", 1)
         if isinstance(cpu_count, bool) or not isinstance(cpu_count, int) or cpu_count < 1:
             raise SnapshotError("cpu_count", "must be a whole number ≥ 1")
-        if cpu_count > _MAX_CPU_COUNT:
-            raise SnapshotError("cpu_count", f"must be at most {_MAX_CPU_COUNT}")
+        if cpu_count > MAX_CPU_COUNT:
+            raise SnapshotError("cpu_count", f"must be at most {MAX_CPU_COUNT}")
         src = data.get("source", source)
         if not isinstance(src, str) or len(src) > 200 or not src.isprintable():
             raise SnapshotError("source", "must be a printable string of at most 200 characters")
+        # A file's text that is not printable is rejected above (bad input, one line); what
+        # is accepted still passes the one sanitiser (`engine/sanitize.py`) on its way in.
         return cls(
-            host=host.strip(),
+            host=sanitize.line(host, limit=253),
             timestamp=float(timestamp),
             cpu_count=cpu_count,
-            source=str(src),
+            source=sanitize.line(src, limit=200),
             **values,
         )
 
@@ -211,8 +225,8 @@ def _validate_value(spec: FieldSpec, raw: Any, allow_unknown: bool = False) -> f
         raise SnapshotError(spec.name, "must be a finite number")
     if value < spec.minimum:
         raise SnapshotError(spec.name, f"must be ≥ {spec.minimum:g}, got {value:g}")
-    if spec.maximum is not None and value > spec.maximum:
-        raise SnapshotError(spec.name, f"must be ≤ {spec.maximum:g}, got {value:g}")
+    if value > spec.upper:
+        raise SnapshotError(spec.name, f"must be ≤ {spec.upper:g}, got {value:g}")
     return value
 
 

@@ -430,7 +430,7 @@ def normalise_insight(raw: Any, default_agents: Iterable[str] = ()) -> Insight |
     )
     try:
         confidence = int(float(raw.get("confidence", 70)))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # "high", None, "inf"
         confidence = 70
     return Insight(
         title=title or observation[:80],

@@ -23,7 +23,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from engine import use_method
+from engine import sanitize, use_method
 from engine.agents import AgentSpec, consolidation_prefix
 from engine.backends.base import Backend, BackendError, ChatRequest
 from engine.records import AgentRun, AgentStatus
@@ -82,7 +82,8 @@ async def prefill(backend: Backend, request: ChatRequest, timeout_s: float) -> W
             None, None, time.perf_counter() - started, f"no answer in {timeout_s:g} s"
         )
     except BackendError as exc:
-        return WarmupResult(None, None, time.perf_counter() - started, str(exc))
+        # Its message quotes the server: untrusted text, made safe where it enters.
+        return WarmupResult(None, None, time.perf_counter() - started, sanitize.line(exc))
     return WarmupResult(result.prompt_tokens, result.cached_tokens, time.perf_counter() - started)
 
 

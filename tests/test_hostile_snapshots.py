@@ -78,6 +78,13 @@ BAD: dict[str, tuple[bytes, str, str]] = {
         "must be a finite number",
     ),
     "5000-digit-integer": (with_raw("p95_latency_ms", "9" * 5000), "file", "too many digits"),
+    # Finite, but its arithmetic overflows (1e308 / 0.1 quantum is inf): issue 18.
+    "1e308-no-maximum": (doc(cpu_load_per_core=1e308), "cpu_load_per_core", "must be ≤ 1e+15"),
+    "1e308-with-maximum": (doc(cpu_util_pct=1e308), "cpu_util_pct", "must be ≤ 100"),
+    "2e15-request-rate": (doc(request_rate_per_s=2e15), "request_rate_per_s", "must be ≤ 1e+15"),
+    "-1e308": (doc(mem_oom_kills=-1e308), "mem_oom_kills", "must be ≥ 0"),
+    "host-lone-surrogate": (with_raw("host", '"web-\\ud800"'), "host", "invalid Unicode"),
+    "host-terminal-escape": (doc(host="\x1b]0;pwned\x07web"), "host", "control characters"),
     "huge-string-value": (doc(cpu_util_pct="x" * 500_000), "cpu_util_pct", "must be a number"),
     "huge-host": (doc(host="h" * 10_000), "host", "at most 253 characters"),
     "host-with-newline": (doc(host="web-1\nrm -rf /"), "host", "control characters"),

@@ -9,6 +9,14 @@ every script run (no run can slip between two polls); for each one the page must
 result or a clear banner, and never an exception. The dashboard process's memory (RSS) is
 sampled at every refresh and must stay flat.
 
+A second tab watches the same Live page with the same settings, as a second user (or a
+session the browser reconnected while its old one still ran) would: its runs ask the same
+analysis at the same time, and the engine's single-flight serves one run to both. Each
+watched run must end with its status box saying how it ended ("Analysis finished…",
+"Analysis failed", "Analysis interrupted…"), never still "Analysing…" and never silent:
+a run served by the other tab's run had no box at all (the 3 of 494 refreshes, issue 18).
+Only a run Streamlit stopped mid-analysis and replaced within a frame is excused (`replaced`).
+
 Duration: $QUORUM_SOAK_S seconds (CI: 60; the bench: 600).
 """
 
@@ -68,9 +76,22 @@ WATCH_RUNS_JS = r"""() => {
             exceptions: document.querySelectorAll('[data-testid=stException]').length
                 + (text.includes('Traceback') ? 1 : 0),
             finished: /Analysis finished in/.test(text),
+            // the status box's last word: how the run ended (or "Analysing…", still going)
+            ended: /Analysis (finished in|failed|interrupted)/.test(text),
+            analysing: /Analysing…/.test(text),
+            status: (text.match(/Analys(is|ing)[^\n]{0,90}/g) || []).join(' | '),
             banners: [...document.querySelectorAll('[data-testid=stMain] [data-testid=stAlert]')]
                 .map(a => a.innerText.replace(/\s+/g, ' ').slice(0, 160)),
         });
+        // One frame later: still idle, or already the next run (Streamlit stopped this one
+        // and started another at once, so the box on screen is the new run's)?
+        const rec = window.__runs[window.__runs.length - 1];
+        requestAnimationFrame(() => setTimeout(() => {
+            const now = document.querySelector('[data-testid=stMain]');
+            rec.next_state = app.getAttribute('data-test-script-state');
+            rec.next_frame = ((now ? now.innerText : '').match(/Analys(is|ing)[^\n]{0,90}/g)
+                || []).join(' | ');
+        }, 0));
     }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
 }"""
 
@@ -169,6 +190,10 @@ def test_dashboard_survives_a_server_that_restarts_hangs_and_recovers(
         wait_idle(page, "Live insights", timeout_ms=RUN_TIMEOUT_MS)
         configure(page)
         page.get_by_test_id("stMain").get_by_text("re-read every 1 s").wait_for()
+        other = page.context.new_page()  # the second tab (see the module's docstring)
+        other.goto(server.url)
+        wait_idle(other, "Live insights", timeout_ms=RUN_TIMEOUT_MS)
+        configure(other)
         page.evaluate(WATCH_RUNS_JS)
 
         soak = Soak()
@@ -189,6 +214,10 @@ def test_dashboard_survives_a_server_that_restarts_hangs_and_recovers(
     assert set(soak.phases_seen) == {"healthy", "hang", "down"}
     assert flaky.restarts >= 2, "the server was never restarted"
     assert len(soak.runs) >= DURATION_S / 4, f"only {len(soak.runs)} refreshes"
+    silent = [(i, r["took_ms"], r["status"] or "(no status box)", r.get("next_frame"), r["badges"][:6])
+              for i, r in enumerate(soak.runs) if not replaced(r)
+              and (r["analysing"] or not (r["ended"] or any("could not run" in b for b in r["banners"])))]  # fmt: skip
+    assert not silent, f"{len(silent)} runs ended without saying how: {silent[:5]}"
     for i, run in enumerate(soak.runs):
         assert run["exceptions"] == 0, f"run {i}: an exception on the page"
         assert run["result"] or run["banners"], f"run {i}: neither a result nor a banner: {run}"
@@ -202,6 +231,14 @@ def test_dashboard_survives_a_server_that_restarts_hangs_and_recovers(
     )
 
 
+def replaced(run: dict[str, Any]) -> bool:
+    """Streamlit stopped this script run mid-analysis and started the next one within a
+    frame (a stopped script cannot write: its box could not say so): the page never rested
+    on it, and the box on screen is the new run's. A run that ends idle still saying
+    "Analysing…", or with no box at all, is never excused."""
+    return run["analysing"] and run.get("next_state") not in (None, "notRunning")
+
+
 def report(soak: Soak, flaky: FlakyServer) -> None:
     banners = sorted({b for r in soak.runs for b in r["banners"]})
     print(
@@ -209,8 +246,15 @@ def report(soak: Soak, flaky: FlakyServer) -> None:
         f"{sum(1 for r in soak.runs if r['result'] and not r['banners'])} clean results, "
         f"{sum(1 for r in soak.runs if r['banners'])} with a banner, "
         f"{sum(1 for r in soak.runs if not r['finished'])} ended before their status said "
-        f"'Analysis finished', {flaky.restarts} server starts; RSS {min(soak.rss_mb):.0f}-{max(soak.rss_mb):.0f} MB "
+        f"'Analysis finished', "
+        f"{sum(1 for r in soak.runs if 'for another page' in r['status'])} served by the other "
+        f"tab's run, {sum(1 for r in soak.runs if replaced(r))} replaced by the next run within a "
+        f"frame, {flaky.restarts} server starts; RSS {min(soak.rss_mb):.0f}-{max(soak.rss_mb):.0f} MB "
         f"(first {soak.rss_mb[0]:.0f}, last {soak.rss_mb[-1]:.0f})"
     )
     for banner in banners[:8]:
         print("  banner:", banner)
+    for i, run in enumerate(soak.runs):
+        if not run["finished"] or "for another page" in run["status"]:
+            then = f" → next frame: {run.get('next_frame')} [{run.get('next_state')}]"
+            print(f"  run {i} ({run['took_ms']} ms): {run['status'] or '(no status box)'}{then}")

@@ -7,6 +7,7 @@ Anything a model (or a server) wrote is untrusted: it reaches the page only as
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ MISSING_TIMINGS = (
     "started or timed out reports nothing."
 )
 SIMULATED_LABEL = "Simulated Ollama — timings are modelled, not measured on a real LLM"
+INTERRUPTED_LABEL = "Analysis interrupted: the page started a new run"
 
 BadgeColour = Literal["red", "orange", "yellow", "blue", "green", "violet", "gray", "primary"]
 TIER_BADGE: dict[str, BadgeColour] = {
@@ -473,16 +475,21 @@ class LiveProgress:
     run: RunProgress | None = None
     drawn_at: float = 0.0
     off_thread_events: int = 0
-    interrupted: bool = False
+    interrupted: bool = False  # Streamlit stopped or reran the script mid-analysis
+    broken: bool = False  # drawing a line failed (the runner logged it): lines stop
+    shared: bool = False  # the result came from the same analysis run for another page
 
     def __call__(self, event: ProgressEvent) -> None:
         if threading.get_ident() != self.thread_id:
             self.off_thread_events += 1
             return
-        if self.interrupted:
+        if self.interrupted or self.broken:
             return
         try:
             self._draw(event)
+        except Exception:
+            self.broken = True
+            raise
         except BaseException:
             # Streamlit stops or reruns a script by raising from the next st.* call, which
             # here is inside the engine: let that one abort the run (the runner cancels the
@@ -495,6 +502,11 @@ class LiveProgress:
         if self.status is None:
             self.status = self.slot.status(self.label, expanded=True)
             self.body = self.status.empty()
+        if event.kind == "waiting":  # Engine.analyze: another page's run is ours too
+            self.shared = True
+            self.body.text("waiting for the same analysis, already under way for another page")
+            return
+        self.shared = False  # any other event: this run leads after all
         if self.run is None:
             self.run = RunProgress(list(self.agents), self.consolidator, self.scale)
         self.run.apply(event)
@@ -506,18 +518,46 @@ class LiveProgress:
         self.status.update(label=f"{self.label} {self.run.label()}")
 
     def close(self, result: AnalysisResult | None) -> None:
-        if self.status is None or self.interrupted:
+        """The box's last word, however the run ended: finished, failed or interrupted.
+
+        A run that waited for the same analysis already under way for another page (a
+        second tab, a session the browser reconnected: the engine's single-flight) drew
+        no box and said nothing about how it ended (the soak's 3 in 494): it gets a
+        "waiting" event now, and this last word. So does a run interrupted mid-analysis
+        (Streamlit reran or stopped the script), which kept saying "Analysing…". A cache
+        hit draws no box: its badge says "cached"."""
+        if self.status is None:
             return
+        label, state, expanded = self._last_word(result)
+        try:
+            self._write_last(label, state, expanded)
+        except BaseException:
+            # Streamlit raises a pending rerun from the next st.* call, before it sends
+            # anything: this one. The raise took the request, so a second write goes
+            # through (a stop raises again: the session is ending); then the rerun goes on.
+            with contextlib.suppress(BaseException):
+                self._write_last(INTERRUPTED_LABEL, "error", False)
+            raise
+
+    def _last_word(self, result: AnalysisResult | None) -> tuple[str, str, bool]:
+        if self.interrupted:
+            return INTERRUPTED_LABEL, "error", False
         if result is None:
-            self.status.update(label="Analysis failed", state="error", expanded=True)
-            return
+            return "Analysis failed", "error", True
         warm = f", {len(result.warmups)} consolidation warm-ups" if result.warmups else ""
-        self.status.update(
-            label=f"Analysis finished in {real_time(result.execution_time_s, result_scale(result))} "
-            f"({result.agents_participated}/{result.agents_total} agents{warm})",
-            state="complete" if result.status == "success" else "error",
-            expanded=False,
+        label = (
+            f"Analysis finished in {real_time(result.execution_time_s, result_scale(result))} "
+            f"({result.agents_participated}/{result.agents_total} agents{warm})"
         )
+        if self.shared:
+            label += " · the same analysis, run for another page"
+        return label, "complete" if result.status == "success" else "error", False
+
+    def _write_last(self, label: str, state: str, expanded: bool) -> None:
+        if self.status is None:
+            self.status = self.slot.status(label, state=state, expanded=expanded)
+        else:
+            self.status.update(label=label, state=state, expanded=expanded)
 
 
 # --- the status strip (Live's first screen, the wall view) ---------------------------------

@@ -6,6 +6,7 @@ backslash-escaped, so escaping all of it leaves no emphasis, heading, list, link
 autolink, code span, HTML tag, entity, table or directive: the text renders literally.
 
 `plotly` is for chart labels and hover text, which plotly reads as a small HTML subset.
+Both start from `clean`, the engine's sanitiser (`engine/sanitize.py`) on one line.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from __future__ import annotations
 import html
 import re
 import string
+import sys
+
+from engine import sanitize
 
 _PUNCTUATION = frozenset(string.punctuation)
-# C0/C1 control characters (other than tab/newline) and the bidi overrides that can make
-# text read differently from what it is.
-_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_SPACES = re.compile(r"\s+")
 # GFM turns bare URLs, `www.` names and e-mail addresses into links *after* escapes are
 # resolved, so escaping cannot stop it; an invisible word joiner breaks each pattern.
 _AUTOLINK = re.compile(
@@ -28,11 +28,9 @@ _WORD_JOINER = "\u2060"
 
 
 def clean(text: object, *, limit: int | None = 2000) -> str:
-    """Text on one line: control characters dropped, whitespace runs collapsed, capped."""
-    flat = _SPACES.sub(" ", _INVISIBLE.sub("", str(text))).strip()
-    if limit is not None and len(flat) > limit:
-        flat = flat[: limit - 1] + "…"
-    return flat
+    """Text on one line, made safe by the engine's one sanitiser (`engine/sanitize.py`:
+    valid Unicode, no control or escape characters, whitespace runs collapsed), capped."""
+    return sanitize.line(text, limit=sys.maxsize if limit is None else limit)
 
 
 def md(text: object, *, limit: int | None = 2000) -> str:

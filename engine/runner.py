@@ -675,7 +675,9 @@ async def run_analysis(
         missing_roles=missing if settings.mode != "single" else [],
         execution_time_s=clock.now(),
         critical_path_s=_critical_path(settings.mode, runs, consolidation, fan.late)
-        + _settled_warmup_s(runs, ctx.warmer.records if ctx.warmer is not None else []),
+        + _settled_warmup_s(
+            runs, ctx.warmer.records if ctx.warmer is not None else [], consolidation
+        ),
         critical_path_source=_critical_path_source(runs, consolidation, fan.late),
         cache=CacheInfo(hit=False, age_s=None),
         agents=runs,
@@ -731,12 +733,19 @@ def _critical_path(
     return chain_length_s(critical_chain(runs, consolidation, late))
 
 
-def _settled_warmup_s(runs: list[AgentRun], warmups: list[AgentRun]) -> float:
+def _settled_warmup_s(
+    runs: list[AgentRun], warmups: list[AgentRun], consolidation: ConsolidationRun | None
+) -> float:
     """A warm-up still prefilling when the last agent answered is finished before the
-    consolidation (it is the consolidation's own prefill): that wait is on the path too."""
-    if not warmups or not runs:
+    consolidation (it is the consolidation's own prefill): that wait is on the path too —
+    only up to when the consolidation was sent, so the path stays inside the wall."""
+    from engine.timeline import sent_s
+
+    if not warmups or not runs or consolidation is None:
         return 0.0
-    return max(0.0, max(w.end_s for w in warmups) - max(r.end_s for r in runs))
+    last_answer = max(r.end_s for r in runs)
+    until = min(max(w.end_s for w in warmups), sent_s(consolidation))
+    return max(0.0, until - last_answer)
 
 
 def _critical_path_source(

@@ -653,7 +653,7 @@ def test_queued_agents_are_not_counted_as_done() -> None:
     progress = render.LiveProgress(slot, min_redraw_s=0.0)
     progress(ProgressEvent("A", "queued", 0.0))
     progress(ProgressEvent("B", "queued", 0.0))
-    assert slot.boxes[0].labels[-1] == "Analysing… 0 done, 2 running"
+    assert slot.boxes[0].labels[-1] == "Analysing… agents 0/2 done, 0 running, 2 waiting for a slot"
 
 
 def test_a_caller_of_an_analysis_under_way_is_told_it_waits(tmp_path: Path) -> None:

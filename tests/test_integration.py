@@ -372,3 +372,17 @@ def test_consolidation_variants_each_get_a_fresh_embedded_server() -> None:
     with simulated() as (_, external):
         assert not isolates_variants(external)  # a server we did not start keeps its KV
     assert not isolates_variants(BackendConfig(kind="ollama"))
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+@pytest.mark.parametrize("slots", [1, 2, 6])
+def test_the_critical_path_never_exceeds_the_wall(slots: int, overlap: bool) -> None:
+    """With warm-ups (their settled tail counts on the path), one slot or several, and with
+    the consolidation overlapping late agents: the chain the run waited for fits in its wall."""
+    backend = BackendConfig(sim=SimConfig(num_parallel=slots, time_scale=0.02, seed=slots))
+    for name in ("cpu-saturation", "memory-leak"):
+        result = Engine(backend).analyze(
+            scenario(name), RunSettings(overlap=overlap, agent_timeout_s=30.0)
+        )
+        assert result.agents_participated >= 3, [a.error for a in result.agents]  # the quorum
+        assert 0 < result.critical_path_s <= result.execution_time_s, (name, slots, overlap)

@@ -365,3 +365,19 @@ async def test_one_at_a_time_the_critical_path_is_every_agent_and_never_the_wall
     work = sum(a.work_s for a in result.agents) + result.consolidation.work_s
     assert result.critical_path_s == pytest.approx(work, rel=0.05)
     assert result.critical_path_s <= result.execution_time_s
+
+
+def test_a_warm_up_counts_on_the_path_only_until_the_consolidation_was_sent() -> None:
+    """The consolidation was sent at 1.2 s while a warm-up ran on until 1.5 s: only the
+    0.2 s between the last answer (1.0 s) and the send is a wait the run could not avoid;
+    counting the warm-up's whole tail made the path longer than the wall."""
+    from engine.records import AgentRun, ConsolidationRun
+    from engine.runner import _settled_warmup_s
+
+    agents = [AgentRun("A", "r", "m", start_s=0.0, end_s=1.0, duration_s=1.0)]
+    warmups = [AgentRun("warm", "r", "m", start_s=0.5, end_s=1.5, duration_s=1.0)]
+    consolidation = ConsolidationRun("C", "r", "m", start_s=1.2, end_s=2.0, duration_s=0.8)
+    assert _settled_warmup_s(agents, warmups, consolidation) == pytest.approx(0.2)
+    late = ConsolidationRun("C", "r", "m", start_s=1.6, end_s=2.0, duration_s=0.4)
+    assert _settled_warmup_s(agents, warmups, late) == pytest.approx(0.5)
+    assert _settled_warmup_s(agents, warmups, None) == 0.0

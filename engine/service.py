@@ -150,7 +150,7 @@ class BackendConfig:
         if self.simulated:
             # Like Ollama, the simulated server does not report its slots; it is configured
             # by the same SimConfig we hold (--sim-num-parallel), so we know them.
-            return ServerSlots(self.sim.num_parallel, "the simulated server's num_parallel")
+            return ServerSlots(self.sim.slots, self.sim.slots_source)
         return await probe_slots(self.kind, self.url(), api_key=self.api_key)
 
     def factory(

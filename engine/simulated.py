@@ -15,6 +15,13 @@ is inside `total_duration` but outside load/prefill/decode, so a client can comp
 queue = total − load − prompt_eval − eval), prefill over the prompt and decode streamed
 token by token. Every duration, keep-alive included, is multiplied by `time_scale`.
 
+Slots, as Ollama picks them: `num_parallel` if given (OLLAMA_NUM_PARALLEL), else 4 where
+the model fits in memory (`fits_in_memory`, the default) and 1 where it does not, as
+Ollama does since its "concurrency by default" change (ollama/ollama PR #4218). Like
+Ollama, it reports nothing about its slots: a client has to be told or find out
+(engine/slot_probe.py). In llama.cpp mode (`llama_props`) it answers `GET /props` with
+`total_slots`, `GET /slots` and `GET /health` as llama.cpp's server does.
+
 Prefix caching, as Ollama's and llama.cpp's servers do: each slot keeps the KV of the
 last prompt it read; the request at the head of the queue goes to the free slot whose
 cached prompt shares the longest prefix with its own (least recently used among
@@ -90,6 +97,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "hang", "error", "error-midstream", "malformed", "slow", "busy", "notfound",
 )  # fmt: skip
 
+LLAMA_CTX_PER_SLOT = 4096  # what llama_props mode reports as each slot's n_ctx
 _POLL_S = 0.05  # how often long waits look for a stop or a vanished client
 _WARM_LOAD_S = (0.001, 0.005)  # what Ollama reports for a model that is already loaded
 _SLOW_FACTOR = 3.0
@@ -170,10 +178,17 @@ def answer_tokens(profile: SimProfile, kind: str, text: str, draw: float) -> int
     return max(1, round(length * (1 + profile.jitter * draw)))
 
 
+# Ollama's own choice when OLLAMA_NUM_PARALLEL is unset, since its "Enable concurrency by
+# default" change (ollama/ollama PR #4218): 4 parallel requests per model where the model
+# fits in memory 4 times over, else 1.
+OLLAMA_AUTO_PARALLEL = 4
+
+
 @dataclass(frozen=True)
 class SimConfig:
     profile: str = "baseline"
-    num_parallel: int = 6
+    # None: pick as Ollama does without OLLAMA_NUM_PARALLEL (see `slots`).
+    num_parallel: int | None = None
     time_scale: float = 1.0
     seed: int = 7
     faults: tuple[tuple[str, str], ...] = ()  # (agent name, fault kind)
@@ -181,13 +196,36 @@ class SimConfig:
     models: tuple[str, ...] = DEFAULT_MODELS
     accept_any_model: bool = True
     prefix_cache: bool = True  # keep each slot's KV and reuse the longest common prefix
+    # Stands in for "the model fits in memory for 4 parallel requests", which decides
+    # Ollama's default of 4 or 1 slots (only used when `num_parallel` is None).
+    fits_in_memory: bool = True
+    # llama.cpp mode: answer `GET /props` with `total_slots` (and `GET /slots`) as
+    # llama.cpp's server does. Off, the server is like Ollama: it says nothing of its slots.
+    llama_props: bool = False
+
+    @property
+    def slots(self) -> int:
+        """The requests it runs at once: `num_parallel`, else Ollama's own pick."""
+        if self.num_parallel is not None:
+            return self.num_parallel
+        return OLLAMA_AUTO_PARALLEL if self.fits_in_memory else 1
+
+    @property
+    def slots_source(self) -> str:
+        """Where `slots` came from, in words (for a client that knows this config)."""
+        if self.num_parallel is not None:
+            return "the simulated server's num_parallel"
+        fits = "the model fits in memory" if self.fits_in_memory else "the model does not fit 4×"
+        return f"the simulated server's default, as Ollama picks it ({fits})"
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise ValueError(
                 f"profile: unknown {self.profile!r}; choose one of {', '.join(PROFILES)}"
             )
-        if type(self.num_parallel) is not int or self.num_parallel < 1:  # bool is no count
+        if self.num_parallel is not None and (
+            type(self.num_parallel) is not int or self.num_parallel < 1  # bool is no count
+        ):
             raise ValueError(f"num_parallel: must be a whole number ≥ 1, got {self.num_parallel!r}")
         if not (isinstance(self.time_scale, int | float) and 0 < self.time_scale < math.inf):
             raise ValueError(f"time_scale: must be a finite number > 0, got {self.time_scale!r}")
@@ -370,6 +408,10 @@ class _FifoSlots:
         with self._cond:
             self._cond.notify_all()
 
+    def busy_flags(self) -> list[bool]:
+        with self._cond:
+            return [s.busy for s in self._slots]
+
 
 @dataclass
 class _Model:
@@ -508,6 +550,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"models": tags}, head)
         elif path == "/api/ps":
             self._json(200, {"models": self.sim._loaded_models()}, head)
+        elif self.sim.config.llama_props and path in ("/props", "/slots", "/health"):
+            self._json(200, self.sim._llama_state(path), head)
         else:
             self._send(404, b"404 page not found", "text/plain", head)
 
@@ -745,7 +789,7 @@ class SimulatedOllamaServer:
         self._models: dict[str, _Model] = {}
         self._counters: Counter[str] = Counter()
         self._conns: set[socket.socket] = set()
-        self._slots = _FifoSlots(config.num_parallel, self.stats, reuse_prefix=config.prefix_cache)
+        self._slots = _FifoSlots(config.slots, self.stats, reuse_prefix=config.prefix_cache)
         self._stopping = threading.Event()
         self._httpd = _HTTPServer((host, port), self)
         self._thread: threading.Thread | None = None
@@ -887,6 +931,23 @@ class SimulatedOllamaServer:
             if _peer_closed(conn):
                 return
 
+    def _llama_state(self, path: str) -> Any:
+        """llama.cpp's `/props` (its `total_slots` is `--parallel`), `/slots` (one object
+        per slot, `is_processing` while it works) and `/health`, in llama.cpp's shapes."""
+        if path == "/health":
+            return {"status": "ok"}
+        if path == "/props":
+            return {
+                "total_slots": self.config.slots,
+                "default_generation_settings": {"n_ctx": LLAMA_CTX_PER_SLOT},
+                "model_path": f"simulated/{self.config.profile}.gguf",
+                "build_info": VERSION,
+            }
+        return [
+            {"id": i, "n_ctx": LLAMA_CTX_PER_SLOT, "is_processing": busy}
+            for i, busy in enumerate(self._slots.busy_flags())
+        ]
+
     def _loaded_models(self) -> list[dict[str, Any]]:
         now_mono, now = time.monotonic(), time.time()
         keep = self.config.keep_alive_s * self.config.time_scale
@@ -945,7 +1006,7 @@ def serve_forever(config: SimConfig, host: str, port: int) -> None:
     with SimulatedOllamaServer(config, host, port) as server:
         faults = ", ".join(f"{agent}={kind}" for agent, kind in config.faults)
         print(
-            f"Simulated Ollama ({config.profile}, {config.num_parallel} slot(s), "
+            f"Simulated Ollama ({config.profile}, {config.slots} slot(s), "
             f"time scale {config.time_scale:g}{', faults: ' + faults if faults else ''}) "
             f"at {server.url} — Ctrl-C to stop",
             flush=True,

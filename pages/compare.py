@@ -38,7 +38,7 @@ if backend.simulated:
         "Simulated server slots (OLLAMA_NUM_PARALLEL)",
         1,
         8,
-        value=backend.sim.num_parallel,
+        value=backend.sim.slots,
         key="compare_slots",
         help="Run the comparison against a simulated server with this many slots: "
         "1 shows what a default Ollama does to a parallel run.",
@@ -46,7 +46,7 @@ if backend.simulated:
     backend = state.with_slots(backend, int(slots))
 
 setup = f"{backend.kind} · {ctx.source.label}" + (
-    f" · {backend.sim.num_parallel} slot(s) · time scale {backend.sim.time_scale:g}"
+    f" · {backend.sim.slots} slot(s) · time scale {backend.sim.time_scale:g}"
     if backend.simulated
     else f" · {backend.model}"
 )

@@ -34,7 +34,7 @@ def plot_specs(at: AppTest) -> dict[str, dict[str, object]]:
 def test_nothing_runs_until_asked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     at = compare_page(monkeypatch, tmp_path)
     assert at.button(key="compare_run").label == "Run comparison"
-    assert at.slider(key="compare_slots").value == 6  # the sidebar's slots
+    assert at.slider(key="compare_slots").value == 4  # the sidebar's slots: Ollama's default
     assert any("Run comparison" in i.value for i in at.info)
     assert not at.metric
 
@@ -56,7 +56,7 @@ def test_a_comparison_shows_table_speedup_and_shared_axis_waterfalls(
     assert {"compare_bars", "compare_waterfalls"} <= set(specs)
     layout = specs["compare_waterfalls"]["layout"]
     assert isinstance(layout, dict) and layout["xaxis"]["matches"] == "x2"
-    assert not at.warning  # six slots: the server ran the agents in parallel
+    assert not at.warning  # four slots (the default): the server ran the agents in parallel
 
 
 def test_one_slot_is_called_out_as_serialised(

@@ -353,7 +353,8 @@ def test_consolidation_variants_each_get_a_fresh_embedded_server() -> None:
     from engine.service import isolates_variants
     from engine.simulated import shared_server
 
-    config = SimConfig(profile="gpu", time_scale=0.01)
+    # A slot per agent, so no agent can find another one's prefix within its own run.
+    config = SimConfig(profile="gpu", num_parallel=6, time_scale=0.01)
     embedded = BackendConfig(kind="simulated", sim=config)
     assert isolates_variants(embedded)
     shared = shared_server(config).url

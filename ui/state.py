@@ -554,7 +554,7 @@ def _sim_section() -> SimConfig:
         "Server slots (OLLAMA_NUM_PARALLEL)",
         1,
         8,
-        value=6,
+        value=SimConfig().slots,  # Ollama's own default where the model fits in memory
         key="sim_slots",
         help="How many requests the simulated server runs at once; the rest queue.",
     )

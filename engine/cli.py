@@ -65,7 +65,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--server-slots",
         default=None,
         metavar="auto|N",
-        help="requests the server runs at once (auto: ask llama.cpp; Ollama: assume 1); "
+        help="requests the server runs at once (auto: ask llama.cpp; Ollama: learn them); "
         "default: [server] slots in quorum.toml, else auto",
     )
     r = p.add_argument_group("run")

@@ -185,6 +185,8 @@ class AnalysisResult:
     server_slots: int | None = None  # requests Quorum sent at once; None: no limit
     server_slots_source: str = ""  # where that number came from, in words
     warmups: list[AgentRun] = field(default_factory=list)  # consolidator prefix warm-ups
+    # The requests that learned the server's slots before the fan-out (engine/slot_probe.py)
+    slot_probes: list[AgentRun] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -200,4 +202,5 @@ class AnalysisResult:
         picked["consolidation"] = ConsolidationRun.from_dict(cons) if cons else None
         picked["insights"] = [Insight.from_dict(i) for i in data.get("insights", [])]
         picked["warmups"] = [AgentRun.from_dict(w) for w in data.get("warmups", [])]
+        picked["slot_probes"] = [AgentRun.from_dict(p) for p in data.get("slot_probes", [])]
         return cls(**picked)

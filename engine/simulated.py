@@ -280,8 +280,11 @@ class SimStats:
 
     def answers_by_agent(self) -> dict[str, int]:
         """Completion requests that asked for an answer: prefix warm-ups (agent names
-        ending in `.warmup`, see engine/warmup.py) left out."""
-        return {a: n for a, n in self.chat_by_agent.items() if not a.endswith(".warmup")}
+        ending in `.warmup`, see engine/warmup.py) and slot probes (`.probe`,
+        engine/slot_probe.py) left out."""
+        return {
+            a: n for a, n in self.chat_by_agent.items() if not a.endswith((".warmup", ".probe"))
+        }
 
     def reset(self) -> None:
         """Start a new measurement (a shared server outlives any one run)."""

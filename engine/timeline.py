@@ -39,6 +39,7 @@ SEGMENT_LABELS: dict[SegmentKind, str] = {
 }
 CONSOLIDATION_LABEL = "Consolidation"
 WARMUP_LABEL = "Consolidation warm-up"
+PROBE_LABEL = "Slot probe"
 
 # Below this, a remainder is clock noise between client and server, not a segment.
 _EPSILON_S = 1e-4
@@ -79,6 +80,7 @@ class Row:
     method: str | None  # consolidation only: "llm" or "fallback"
     cached_tokens: int | None = None  # prompt tokens the server's prefix cache saved
     warmup: bool = False  # a prefill-only request that warmed the consolidation's prompt
+    probe: bool = False  # a one-token request that learned the server's slots
 
     @property
     def end_s(self) -> float:
@@ -156,7 +158,7 @@ def critical_agent(result: AnalysisResult) -> str | None:
 
 def _row(
     run: AgentRun, *, label: str, critical: bool, late: bool, consolidation: bool,
-    warmup: bool = False,
+    warmup: bool = False, probe: bool = False,
 ) -> Row:  # fmt: skip
     return Row(
         label=label,
@@ -176,16 +178,23 @@ def _row(
         method=run.method if isinstance(run, ConsolidationRun) else None,
         cached_tokens=run.cached_tokens,
         warmup=warmup,
+        probe=probe,
     )
 
 
 def timeline(result: AnalysisResult) -> Timeline:
-    """Rows in the order the agents were asked, then the warm-ups, the consolidation last."""
+    """Rows: the slot probes (they come first), the agents in the order they were asked,
+    then the warm-ups, the consolidation last."""
     slowest = critical_agent(result)
     late = set(result.late_agents)
     # One after another, every agent the run waited for is on its critical path.
     on_path = {a.name for a in waited_for(result)} if result.mode == "sequential" else {slowest}
     rows = [
+        _row(p, label=f"{PROBE_LABEL} {i}", critical=False, late=False, consolidation=False,
+             probe=True)
+        for i, p in enumerate(result.slot_probes, start=1)
+    ]  # fmt: skip
+    rows += [
         _row(a, label=a.name, critical=a.name in on_path, late=a.name in late, consolidation=False)
         for a in result.agents
     ]

@@ -483,7 +483,7 @@ def _backend_section() -> tuple[
 
 
 def _slots_input(kind: str) -> int | None:
-    """`auto` (ask the server; Ollama: assume 1) or a number; raises ValueError naming the field."""
+    """`auto` (ask the server; Ollama: learn them) or a number; raises ValueError naming the field."""
     try:
         configured = slots_from_config(roster_file())
     except ValueError as exc:
@@ -494,8 +494,8 @@ def _slots_input(kind: str) -> int | None:
         value="auto" if configured is None else str(configured),
         key=f"{kind}_slots",
         help="How many requests the server runs at once. auto: llama.cpp reports it; "
-        "Ollama does not, so its default of 1 (OLLAMA_NUM_PARALLEL) is assumed — type the "
-        "server's OLLAMA_NUM_PARALLEL here if you changed it.",
+        "Ollama does not, so Quorum learns them with a short probe before the first run; "
+        "type the server's OLLAMA_NUM_PARALLEL here to skip it.",
     )
     return parse_slots_setting(raw)
 

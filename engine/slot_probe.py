@@ -44,10 +44,10 @@ OLLAMA_LEARNS = (
     "a probe learns it before the first run (or set --server-slots N)"
 )
 # The probe: first PROBE_FIRST requests at once (a one-slot server shows itself with the
-# cost of two tiny requests), then, if neither waited, PROBE_WIDE at once: the agents
-# and a warm-up. A server with more slots than that is learned as "at least" that many.
+# cost of two tiny requests), then, if neither waited, PROBE_WIDE at once: one per agent.
+# A server with more slots than that is learned as "at least" that many.
 PROBE_FIRST = 2
-PROBE_WIDE = 6
+PROBE_WIDE = 5
 PROBE_USER = "Reply with one word: ready."
 PROBE_AGENT = "SlotProbe"  # X-Quorum-Agent: SlotProbe<i>.probe
 PROBE_ROLE = "slot-probe"
@@ -56,7 +56,7 @@ PROBE_ROLE = "slot-probe"
 QUEUED_SHARE = 0.5
 # The wide wave's requests must overlap at the server: each works OVERLAP_FACTOR × the
 # client's own overhead per request (a few ms), at most PROBE_MAX_TOKENS tokens.
-OVERLAP_FACTOR = 3.0
+OVERLAP_FACTOR = 2.0
 PROBE_MAX_TOKENS = 32
 LEARNED_TTL_S = 6 * 3600.0  # then learn again: the server may have been restarted
 Clock = Callable[[], float]
@@ -279,12 +279,10 @@ async def learn_slots(
 def overlap_tokens(results: Sequence[ChatResult], runs: Sequence[AgentRun]) -> int:
     """Tokens each request of the wide wave writes so that all of them reach the server
     before the first one finishes: the requests arrive spread over about the client's
-    own overhead (its wall time less the server's), so each must work several times that.
+    own overhead (its wall time less the server's), so each must work a few times that.
     One token where the server is slow next to the client (any real model)."""
-    overhead = max(
-        (run.duration_s - (r.total_s or 0.0) for r, run in zip(results, runs, strict=False)),
-        default=0.0,
-    )
+    overheads = [run.duration_s - (r.total_s or 0.0) for r, run in zip(results, runs, strict=False)]
+    overhead = statistics.median(overheads) if overheads else 0.0
     per_token = max(
         ((r.decode_s or 0.0) / r.output_tokens for r in results if r.output_tokens), default=0.0
     )

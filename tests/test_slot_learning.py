@@ -65,7 +65,8 @@ async def test_the_probe_learns_the_servers_slots(slots: int, learned: int, at_l
         f"learned: {'≥ ' if at_least else ''}{learned} (probe at "
     )
     assert all(r.status == "ok" and r.end_s >= r.start_s for r in runs)
-    assert len(runs) == (2 if slots == 1 else 7)  # a one-slot server shows itself in 2 requests
+    # Waves of 2, then 5, then (if the 5 did not overlap at the server) 5 longer ones.
+    assert len(runs) in (2, 7, 12) and (slots > 1 or len(runs) < 12)
 
 
 def test_first_run_on_a_default_ollama_learns_4_slots_then_remembers(tmp_path: Path) -> None:

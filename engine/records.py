@@ -187,6 +187,9 @@ class AnalysisResult:
     warmups: list[AgentRun] = field(default_factory=list)  # consolidator prefix warm-ups
     # The requests that learned the server's slots before the fan-out (engine/slot_probe.py)
     slot_probes: list[AgentRun] = field(default_factory=list)
+    # The server's throughput curve learned from its measured runs (engine/throughput.py):
+    # {"prefill": [...], "decode": [...], "source": "..."}; None until one is known.
+    server_curve: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -36,7 +36,10 @@ from engine.slot_probe import LEARNED_TTL_S, LearnedSlots, contradicted, learn_s
 from engine.slots import ServerSlots
 from engine.snapshot import Snapshot
 from engine.state import HistoryStore, ResultStore, SlotMemory, slot_memory_for, ttl_for
-from engine.timeline import CONSOLIDATION_VARIANTS
+from engine.throughput import learned_curve, merge_samples
+from engine.timeline import CONSOLIDATION_VARIANTS, curve_samples
+
+CURVE_TTL_S = 7 * 24 * 3600.0  # a server's measured curve, kept a week (latest samples win)
 
 BackendKind = Literal["simulated", "ollama", "openai"]
 BACKEND_KINDS: tuple[BackendKind, ...] = ("simulated", "ollama", "openai")
@@ -437,7 +440,29 @@ class Engine:
             )
         )
         self._check_learned(result)
+        self._learn_curve(result)
         return result
+
+    def _learn_curve(self, result: AnalysisResult) -> None:
+        """Fold this run's per-stream rates into what is known of the server's curve
+        (one endpoint only) and attach the curve learned so far to the result."""
+        if self.backend.pooled:
+            return
+        key = "curve|" + self._slot_key(self.backend.members()[0])
+        record = self.slot_memory.recall(key) or {}
+        try:
+            merged = merge_samples(record.get("samples", {}), curve_samples(result))
+            runs = int(record.get("runs", 0)) + 1
+        except (TypeError, ValueError, AttributeError):
+            merged, runs = merge_samples({}, curve_samples(result)), 1
+        self.slot_memory.remember(key, {"samples": merged, "runs": runs}, CURVE_TTL_S)
+        learned = learned_curve(merged, runs)
+        if learned is not None:
+            result.server_curve = {
+                "prefill": list(learned.prefill),
+                "decode": list(learned.decode),
+                "source": learned.source,
+            }
 
     def compare(self, snapshot: Snapshot, settings: RunSettings) -> dict[str, Any]:
         """The plan's comparison: single, sequential, parallel (all fresh), then parallel

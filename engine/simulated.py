@@ -47,6 +47,14 @@ prompt is ≈ 1500 tokens on `cpu-saturation`, a specialist's ≈ 300):
 - `cpu-small`: a 3B model on the same CPU (≈ 600 / 24 tok/s): ≈ 5.4 s a specialist,
   ≈ 7.5 s the consolidator, ≈ 6 s on average; 1.5 s load.
 - `fast-consolidator`: `baseline`, but the consolidator writes at most 24 tokens.
+- `ci-smollm2`: the CI's llama.cpp server with SmolLM2-135M on 2 threads, its rates as
+  measured here (`python -m bench.calibrate`).
+
+Slots share compute: each profile has a throughput curve (engine/throughput.py), the
+per-stream prefill and decode speed by how many sequences are in a slot, re-read as they
+start and end. Single-stream speed is the profile's rate. CPU profiles use the curve
+measured here on llama.cpp's server (bench/calibration/llama_cpu.json), `gpu` llama.cpp's
+published batched-bench numbers; each curve names its source.
 
 Decode follows the answer actually written: its tokens by `estimate_tokens`, but at most
 the profile's length for that kind of answer (the calibrated length of what the measured
@@ -54,8 +62,8 @@ model wrote: the rule-based text is denser than a model's prose, so a longer tex
 spread over that many tokens), ± the profile's jitter. A specialist's answer is therefore
 ≈ 120 tokens, while the compact consolidation verdict (≈ 25 tokens) takes ≈ 2 s.
 
-Simplifications: slots do not slow each other down (real parallel decoding shares the
-hardware), every model runs at the profile's speed. `/api/generate` omits the `context`
+Simplifications: every model runs at the profile's speed; a hung request holds a slot
+and counts as running. `/api/generate` omits the `context`
 token array (no client here continues from one). A client that disconnects ends its
 request (checked before every wait), queued, prefilling or decoding, streamed or not.
 
@@ -86,6 +94,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
 from engine import agents, use_method
+from engine.throughput import CI_SMOLLM2_RATES, CPU_CURVE, FLAT_CURVE, GPU_CURVE, ThroughputCurve
 
 VERSION = "0.6.0-simulated"
 # The final report's count of prompt tokens reused from the slot's KV cache. Ollama
@@ -98,6 +107,7 @@ FAULT_KINDS: tuple[str, ...] = (
 )  # fmt: skip
 
 LLAMA_CTX_PER_SLOT = 4096  # what llama_props mode reports as each slot's n_ctx
+_CURVE_STEP_S = 0.02  # how often a stream re-reads its speed while others start and end
 _POLL_S = 0.05  # how often long waits look for a stop or a vanished client
 _WARM_LOAD_S = (0.001, 0.005)  # what Ollama reports for a model that is already loaded
 _SLOW_FACTOR = 3.0
@@ -126,6 +136,7 @@ class SimProfile:
     generalist_output_tokens: int
     jitter: float  # ± fraction of the output tokens, drawn per request
     description: str
+    curve: ThroughputCurve = FLAT_CURVE  # how its slots share compute
 
     def output_tokens(self, kind: str) -> int:
         if kind == "consolidator":
@@ -141,13 +152,17 @@ PROFILES: dict[str, SimProfile] = {
     p.name: p
     for p in (
         SimProfile("baseline", 3.0, 250, 12, 120, 120, 200, 0.15,
-                   "8B model on CPU: ≈ 11 s a specialist, ≈ 16 s a full consolidation"),
+                   "8B model on CPU: ≈ 11 s a specialist, ≈ 16 s a full consolidation",
+                   CPU_CURVE),
         SimProfile("gpu", 2.0, 2500, 65, 120, 120, 200, 0.10,
-                   "8B model on a GPU: ≈ 2 s a call"),
+                   "8B model on a GPU: ≈ 2 s a call", GPU_CURVE),
         SimProfile("cpu-small", 1.5, 600, 24, 120, 120, 200, 0.15,
-                   "3B model on CPU: ≈ 6 s a call"),
+                   "3B model on CPU: ≈ 6 s a call", CPU_CURVE),
         SimProfile("fast-consolidator", 3.0, 250, 12, 120, 24, 200, 0.15,
-                   "baseline, the consolidator writing at most 24 tokens"),
+                   "baseline, the consolidator writing at most 24 tokens", CPU_CURVE),
+        SimProfile("ci-smollm2", *CI_SMOLLM2_RATES, 0.0,
+                   "the CI's llama.cpp server + SmolLM2-135M on 2 threads, as measured here",
+                   CPU_CURVE),
     )
 }  # fmt: skip
 
@@ -202,6 +217,9 @@ class SimConfig:
     # llama.cpp mode: answer `GET /props` with `total_slots` (and `GET /slots`) as
     # llama.cpp's server does. Off, the server is like Ollama: it says nothing of its slots.
     llama_props: bool = False
+    # False: every slot at full single-stream speed (the profile's curve ignored), for
+    # tests of scheduling logic that want a run's proportions exact.
+    share_compute: bool = True
 
     @property
     def slots(self) -> int:
@@ -410,6 +428,11 @@ class _FifoSlots:
     def wake_all(self) -> None:
         with self._cond:
             self._cond.notify_all()
+
+    @property
+    def running(self) -> int:
+        """Sequences in a slot now (prefilling, decoding, or held by a hung request)."""
+        return self._n - self._free
 
     def busy_flags(self) -> list[bool]:
         with self._cond:
@@ -688,7 +711,7 @@ class _Handler(BaseHTTPRequestHandler):
                     sim._hold(conn)
                     raise _Gone
                 evaluated, cached = split_prompt_tokens(prompt, reused_chars)
-                prefill_s = sim._pause(evaluated / profile.prefill_tps * scale * slow, conn)
+                prefill_s = sim._prefill(evaluated / profile.prefill_tps * scale * slow, conn)
                 sim._slots.remember(slot, prompt)
                 sim.stats._add(evaluated=evaluated, cached=cached)
                 if stream:
@@ -731,13 +754,15 @@ class _Handler(BaseHTTPRequestHandler):
         fail: bool,
     ) -> float | None:
         """Emit the tokens on schedule; seconds taken, or None if it failed midstream."""
-        start, sent = time.monotonic(), 0
+        start, sent, done = time.monotonic(), 0, 0.0
         while sent < len(pieces):
-            self.sim._wait_until(start + (sent + 1) * per_token, self.connection)
+            done = self.sim._advance("decode", per_token, done, sent + 1, self.connection)
             # Everything due by now goes in one write: at small time scales the schedule
             # outruns the sleeps, and a write per token would fall behind it.
-            due = int((time.monotonic() - start) / per_token)
-            upto = min(len(pieces), max(sent + 1, due))
+            due = int(done + 1e-9)
+            if due <= sent:
+                continue  # a shared curve's step ended before the next token
+            upto = min(len(pieces), due)
             lines = [_line(reply(p)) for p in pieces[sent:upto] if p]
             if fail and upto >= _MIDSTREAM_TOKENS:
                 error = {"error": "simulated runner failure: unexpected EOF"}
@@ -911,6 +936,26 @@ class SimulatedOllamaServer:
             entry.active -= 1
             if entry.active == 0:
                 entry.expires = time.monotonic() + self.config.keep_alive_s * self.config.time_scale
+
+    def _advance(
+        self, kind: str, per_unit_s: float, done: float, target: float, conn: socket.socket
+    ) -> float:
+        """Work from `done` towards `target` units (tokens, or the whole prefill as 1) at
+        the speed the running sequences leave each one (the profile's curve); a shared
+        curve is read again every `_CURVE_STEP_S`. The units now done."""
+        curve = self.profile.curve if self.config.share_compute else FLAT_CURVE
+        factor = curve.factor(kind, self._slots.running)
+        start = time.monotonic()
+        wait = (target - done) * per_unit_s / factor
+        self._wait_until(start + (wait if curve.flat else min(wait, _CURVE_STEP_S)), conn)
+        return done + (time.monotonic() - start) * factor / per_unit_s
+
+    def _prefill(self, seconds: float, conn: socket.socket) -> float:
+        """The prompt's prefill: `seconds` alone, longer while other sequences run."""
+        start, done = time.monotonic(), 0.0
+        while seconds > 0 and done < 1.0:
+            done = self._advance("prefill", seconds, done, 1.0, conn)
+        return time.monotonic() - start
 
     def _pause(self, seconds: float, conn: socket.socket | None) -> float:
         start = time.monotonic()

@@ -46,9 +46,13 @@ def test_a_comparison_shows_table_speedup_and_shared_axis_waterfalls(
     at.button(key="compare_run").click().run()
     assert not at.exception
     speedup = metric(at, "Speedup")
-    assert speedup.endswith("×") and float(speedup[:-1]) > 1.0  # parallel beat sequential
     assert metric(at, "Ideal speedup").endswith("×")
     table = at.dataframe[0].value
+    # The speedup is the table's sequential ÷ parallel time (on the baseline profile's
+    # CPU curve, measured here, parallel slots may not beat one at a time: it says so).
+    times = dict(zip(table["run"], table["time (s)"], strict=True))
+    assert speedup.endswith("×")
+    assert float(speedup[:-1]) == pytest.approx(times["sequential"] / times["parallel"], abs=0.02)
     assert list(table["run"]) == ["single", "sequential", "parallel", "cached"]
     assert list(table["cache hit"]) == [False, False, False, True]
     assert set(table["tier"]) <= {"single", "excellent"}
@@ -56,7 +60,8 @@ def test_a_comparison_shows_table_speedup_and_shared_axis_waterfalls(
     assert {"compare_bars", "compare_waterfalls"} <= set(specs)
     layout = specs["compare_waterfalls"]["layout"]
     assert isinstance(layout, dict) and layout["xaxis"]["matches"] == "x2"
-    assert not at.warning  # four slots (the default): the server ran the agents in parallel
+    # Four slots (the default) for five agents: any warning is the advice on a fifth slot.
+    assert all(safe.md("at most 4 at a time") in w.value for w in at.warning)
 
 
 def test_one_slot_is_called_out_as_serialised(
@@ -68,7 +73,14 @@ def test_one_slot_is_called_out_as_serialised(
     assert not at.exception
     (warning,) = at.warning
     assert "one at a time" in warning.value
-    assert safe.md("(Ollama: OLLAMA_NUM_PARALLEL=5; llama.cpp: --parallel 5)") in warning.value
+    # What 5 slots would give, on the profile's curve: the instruction where they help,
+    # else that they would not (the CPU curve measured here shares two cores).
+    assert safe.md("On its throughput curve (the simulated baseline profile's") in warning.value
+    assert any(
+        safe.md(text) in warning.value
+        for text in ("(Ollama: OLLAMA_NUM_PARALLEL=5; llama.cpp: --parallel 5)", "would not help",
+                     "would slow it down")
+    )  # fmt: skip
     assert any(safe.md("Server slots: 1 (the simulated") in c.value for c in at.caption)
     assert any(safe.md("1 slot(s)") in c.value for c in at.caption)
 

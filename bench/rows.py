@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench import (
+    row_bound,
     row_cache,
     row_concurrency,
     row_consolidation,
@@ -34,6 +35,7 @@ ROWS: dict[str, Callable[[Level], Row]] = {
     "P8": row_consolidation.run,
     "P9": row_stagger.run,
     "P10": row_learn.run,
+    "P11": row_bound.run,
     "D1": row_dashboard.run,
     "R1": row_replicas.run,
     "R2": row_realserver.run,

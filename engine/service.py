@@ -29,6 +29,7 @@ from engine.backends.openai_compat import OpenAICompatBackend
 from engine.backends.pool import PoolBackend, PoolMember, watched_transport
 from engine.cache import ResultCache
 from engine.endpoints import EndpointSpec, public_url
+from engine.live_state import live_state
 from engine.records import AgentRun, AnalysisResult, CacheInfo
 from engine.runner import ProgressFn, RunSettings, SlotLearner, run_analysis
 from engine.simulated import SimConfig, SimulatedOllamaServer, shared_server
@@ -556,6 +557,17 @@ class Engine:
 
         statuses: list[ServerStatus] = _run_sync(ask_all())
         return [(public_url(m.url()), s) for m, s in zip(members, statuses, strict=True)]
+
+    def endpoint_live(self) -> list[str | None]:
+        """Each endpoint's live state where its server reports one (llama.cpp /slots,
+        /metrics of llama.cpp or vLLM; engine/live_state.py), asked all at once."""
+        members = self.backend.members()
+
+        async def ask_all() -> list[str | None]:
+            return list(await asyncio.gather(*(live_state(m.url(), m.api_key) for m in members)))
+
+        found: list[str | None] = _run_sync(ask_all())
+        return found
 
     def server_status(self) -> ServerStatus:
         status: ServerStatus = _run_sync(_status_of(self.backend))

@@ -89,6 +89,24 @@ async def step(root: str, streams: int, round_: int) -> dict[str, Any]:
     }
 
 
+def tokenizer_density(root: str) -> dict[str, Any]:
+    """Characters a token of the server's model on Quorum's own agent prompts (system +
+    user for the cpu-saturation snapshot), counted by llama.cpp's `/tokenize`."""
+    from engine.agents import DEFAULT_ROSTER, agent_user_prompt
+    from engine.snapshot import scenario
+
+    values = scenario("cpu-saturation").quantised(None)
+    per_agent = {}
+    for spec in DEFAULT_ROSTER.specialists:
+        text = spec.system_prompt + agent_user_prompt(spec.role, values, spec.instructions)
+        reply = httpx.post(f"{root}/tokenize", json={"content": text}, timeout=30)
+        tokens = len(reply.json()["tokens"])
+        per_agent[spec.name] = {"chars": len(text), "tokens": tokens}
+    chars = sum(v["chars"] for v in per_agent.values())
+    tokens = sum(v["tokens"] for v in per_agent.values())
+    return {"chars_per_token": round(chars / tokens, 3), "prompts": per_agent}
+
+
 def summarise(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per concurrency: median per-stream rates and their ratio to one stream's."""
     out = []
@@ -119,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.calibrate")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--tokens-only",
+        action="store_true",
+        help="only (re)measure the tokenizer's density into the existing file",
+    )
     args = parser.parse_args(argv)
     launcher, model = llama_server.find_server()
     if launcher is None or model is None:
@@ -129,6 +152,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             root = server.url.removesuffix("/v1")
             props = httpx.get(f"{root}/props", timeout=10).json()
+            tokenizer = tokenizer_density(root)
+            if args.tokens_only:
+                record = json.loads(args.out.read_text())
+                record["tokenizer"] = tokenizer
+                args.out.write_text(json.dumps(record, indent=1) + "\n")
+                print(json.dumps(tokenizer, indent=1))
+                return 0
             steps = asyncio.run(measure(root, args.rounds))
         finally:
             llama_server.stop(server)
@@ -151,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             "output_tokens": OUTPUT_TOKENS,
         },
         "curve": summarise(steps),
+        "tokenizer": tokenizer,
         "steps": steps,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

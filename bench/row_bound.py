@@ -21,6 +21,7 @@ from engine.throughput import Job, shared_makespan
 PROFILES_RUN = ("baseline", "cpu-small", "gpu", "ci-smollm2")
 FAST = {"gpu", "ci-smollm2"}  # seconds a call, not tens: twice the row's time scale
 PLAN_TARGET_S = 15.0
+PATIENT_S = 3600.0  # simulated seconds
 
 
 def bound_s(result: AnalysisResult, profile: str, scale: float) -> float:
@@ -57,11 +58,17 @@ def run(level: Level) -> Row:
         with running(sim_config(profile, slots=6, scale=scale)) as server:
             engine = engine_for(server)
             for _ in range(level.repeats):
-                seq = engine.analyze(
-                    snapshot(), scaled_settings(scale, mode="sequential", consolidation="full"),
-                    refresh=True,
-                )  # fmt: skip
-                par = engine.analyze(snapshot(), scaled_settings(scale, quorum=5), refresh=True)
+                before = scaled_settings(
+                    scale,
+                    mode="sequential",
+                    consolidation="full",
+                    agent_timeout_s=PATIENT_S * scale,
+                )
+                seq = engine.analyze(snapshot(), before, refresh=True)
+                # Every agent is waited for (the bound is theirs): no timeout cuts one that
+                # shares a slow CPU with four others.
+                patient = scaled_settings(scale, quorum=5, agent_timeout_s=PATIENT_S * scale)
+                par = engine.analyze(snapshot(), patient, refresh=True)
                 bound = bound_s(par, profile, scale)
                 seq_s.append(seq.execution_time_s / scale)
                 par_s.append(par.execution_time_s / scale)

@@ -94,7 +94,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
 from engine import agents, use_method
-from engine.throughput import CI_SMOLLM2_RATES, CPU_CURVE, FLAT_CURVE, GPU_CURVE, ThroughputCurve
+from engine.throughput import (
+    CI_SMOLLM2_RATES,
+    CPU_CURVE,
+    FLAT_CURVE,
+    GPU_CURVE,
+    SMOLLM2_CHARS_PER_TOKEN,
+    ThroughputCurve,
+)
 
 VERSION = "0.6.0-simulated"
 # The final report's count of prompt tokens reused from the slot's KV cache. Ollama
@@ -137,6 +144,9 @@ class SimProfile:
     jitter: float  # ± fraction of the output tokens, drawn per request
     description: str
     curve: ThroughputCurve = FLAT_CURVE  # how its slots share compute
+    # Characters a prompt token: 4 by rule of thumb; a profile of a measured model may
+    # carry its tokenizer's (ci-smollm2: SmolLM2's on Quorum's prompts, llama.cpp /tokenize).
+    prompt_chars_per_token: float = 4.0
 
     def output_tokens(self, kind: str) -> int:
         if kind == "consolidator":
@@ -162,7 +172,7 @@ PROFILES: dict[str, SimProfile] = {
                    "baseline, the consolidator writing at most 24 tokens", CPU_CURVE),
         SimProfile("ci-smollm2", *CI_SMOLLM2_RATES, 0.0,
                    "the CI's llama.cpp server + SmolLM2-135M on 2 threads, as measured here",
-                   CPU_CURVE),
+                   CPU_CURVE, SMOLLM2_CHARS_PER_TOKEN),
     )
 }  # fmt: skip
 
@@ -173,12 +183,15 @@ def estimate_tokens(text: str) -> int:
     return max(1, round(len(text) / 4))
 
 
-def split_prompt_tokens(prompt: str, reused_chars: int) -> tuple[int, int]:
+def split_prompt_tokens(
+    prompt: str, reused_chars: int, chars_per_token: float = 4.0
+) -> tuple[int, int]:
     """(evaluated, cached) tokens of `prompt` when its first `reused_chars` characters are
-    in the slot's KV cache. At least one token is always evaluated, as llama.cpp does
-    to get the logits of the next token."""
-    total = estimate_tokens(prompt)
-    cached = min(total - 1, reused_chars // 4)
+    in the slot's KV cache, at `chars_per_token` (the profile's tokenizer; 4 by default).
+    At least one token is always evaluated, as llama.cpp does to get the logits of the
+    next token."""
+    total = max(1, round(len(prompt) / chars_per_token))
+    cached = min(total - 1, int(reused_chars // chars_per_token))
     return total - cached, cached
 
 
@@ -710,7 +723,9 @@ class _Handler(BaseHTTPRequestHandler):
                         self._chunk(_line(reply(pieces[0])))
                     sim._hold(conn)
                     raise _Gone
-                evaluated, cached = split_prompt_tokens(prompt, reused_chars)
+                evaluated, cached = split_prompt_tokens(
+                    prompt, reused_chars, profile.prompt_chars_per_token
+                )
                 prefill_s = sim._prefill(evaluated / profile.prefill_tps * scale * slow, conn)
                 sim._slots.remember(slot, prompt)
                 sim.stats._add(evaluated=evaluated, cached=cached)

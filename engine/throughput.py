@@ -85,6 +85,9 @@ CPU_PREFILL_FACTORS: tuple[float, ...] = (1.0, 0.648, 0.222, 0.316, 0.261, 0.357
 CPU_DECODE_FACTORS: tuple[float, ...] = (1.0, 0.236, 0.28, 0.338, 0.046, 0.058)
 SMOLLM2_PREFILL_TPS = 134.97
 SMOLLM2_DECODE_TPS = 31.89
+# SmolLM2's tokenizer on Quorum's agent prompts (system + user, cpu-saturation), counted
+# by llama.cpp's /tokenize: `python -m bench.calibrate --tokens-only` (the JSON's `tokenizer`).
+SMOLLM2_CHARS_PER_TOKEN = 2.877
 # (load_s, prefill tok/s, decode tok/s, agent, consolidator, generalist output tokens):
 # the lengths SmolLM2 wrote in this checkout's bench row R2 (medians of its answers).
 CI_SMOLLM2_RATES = (0.3, SMOLLM2_PREFILL_TPS, SMOLLM2_DECODE_TPS, 354, 64, 354)

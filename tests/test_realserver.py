@@ -170,7 +170,7 @@ def test_the_simulator_caches_prefixes_as_llama_cpp_does(llama1: LlamaServer) ->
 
 # --- the simulator's curve and the slot advice against the real server ---------------------
 
-ANSWER_CAP = 96  # SmolLM2 writes ≥ 160 tokens here: every answer ends at the cap, on both
+ANSWER_CAP = 64  # SmolLM2 writes more here: (nearly) every answer ends at the cap, on both
 REAL = RunSettings(agent_timeout_s=TIMEOUT_S, grace_s=TIMEOUT_S)
 SIM_SCALE = 0.25  # the simulator's walls are projected back (÷ this)
 
@@ -181,6 +181,10 @@ def capped_runs(llama5: LlamaServer, llama1: LlamaServer) -> dict[str, AnalysisR
     parallel on 5 slots, parallel on 1; then the same on the simulator's ci-smollm2."""
     roster = with_cap(DEFAULT_ROSTER, ANSWER_CAP)
     snap = scenario("cpu-saturation")
+    # Both servers warmed the same way first (a server's first requests are slow, and the
+    # slots then hold the shared prefix), as the simulator is below.
+    engine(llama5, roster).analyze(snap, replace(REAL, mode="single"))
+    engine(llama1, roster).analyze(snap, replace(REAL, mode="single"))
     runs = {
         "real_sequential": engine(llama5, roster).analyze(snap, replace(REAL, mode="sequential")),
         "real_parallel": engine(llama5, roster).analyze(snap, REAL),
@@ -202,9 +206,9 @@ def test_the_simulator_s_walls_match_the_real_server_s(
 ) -> None:
     real = capped_runs[f"real_{mode}"]
     simulated = capped_runs[f"sim_{mode}"]
-    assert all(a.output_tokens == ANSWER_CAP for a in real.agents), [
-        a.output_tokens for a in real.agents
-    ]
+    # The same work on both: SmolLM2 may end an answer early (EOS), rarely.
+    written = sum(a.output_tokens or 0 for a in real.agents)
+    assert written >= 0.9 * ANSWER_CAP * len(real.agents), [a.output_tokens for a in real.agents]
     projected = simulated.execution_time_s / SIM_SCALE
     assert projected == pytest.approx(real.execution_time_s, rel=0.15), (
         mode, projected, real.execution_time_s,

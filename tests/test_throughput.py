@@ -37,6 +37,8 @@ def test_the_cpu_curve_is_the_calibration_measured_here() -> None:
     single = points[0]
     assert CI_SMOLLM2_RATES[1:3] == (single["prefill_tps"], single["decode_tps"])
     assert record["machine"]["cpu_model"] and all("loadavg_before" in s for s in record["steps"])
+    density = record["tokenizer"]["chars_per_token"]
+    assert PROFILES["ci-smollm2"].prompt_chars_per_token == density
 
 
 def test_every_profile_has_a_named_curve_and_its_single_stream_rates() -> None:

@@ -75,16 +75,15 @@ def curve_from_aggregates(
     return ThroughputCurve(table(prefill), table(decode), source)
 
 
-# Measured here (bench/calibration/llama_cpu.json, `curve`, measured_at 2026-12-04T19:04:08Z):
-# per-stream factors at 1–6 streams (medians over 2 rounds) and the single-stream rates of
-# the CI's server (SmolLM2-135M, 2 threads). The machine's 2 cores were shared with other
-# work (load average 2.7–5.6 during the steps, recorded per step): on 2 busy cores, more
-# streams cost more than they gave (aggregate decode 0.47× at 2 streams, 1.35× at 4,
-# 0.23× at 5) — what issue 15 saw too (5 slots 2.2× slower than 1).
-CPU_PREFILL_FACTORS: tuple[float, ...] = (1.0, 0.648, 0.222, 0.316, 0.261, 0.357)
-CPU_DECODE_FACTORS: tuple[float, ...] = (1.0, 0.236, 0.28, 0.338, 0.046, 0.058)
-SMOLLM2_PREFILL_TPS = 134.97
-SMOLLM2_DECODE_TPS = 31.89
+# Measured here (bench/calibration/llama_cpu.json, `curve`, measured_at 2026-12-04T19:30:18Z):
+# per-stream factors at 1–6 streams (medians over 3 rounds) and the single-stream
+# rates of the CI's server (SmolLM2-135M, 2 threads). The 2 cores were shared with other
+# work (load average 3.3–6.2 during the steps, recorded per step). Aggregate decode:
+# 1.46× at 2, 1.48× at 3, 0.75× at 4, 1.06× at 5, 0.56× at 6.
+CPU_PREFILL_FACTORS: tuple[float, ...] = (1.0, 0.631, 0.379, 0.199, 0.265, 0.222)
+CPU_DECODE_FACTORS: tuple[float, ...] = (1.0, 0.732, 0.493, 0.188, 0.212, 0.093)
+SMOLLM2_PREFILL_TPS = 179.71
+SMOLLM2_DECODE_TPS = 38.64
 # SmolLM2's tokenizer on Quorum's agent prompts (system + user, cpu-saturation), counted
 # by llama.cpp's /tokenize: `python -m bench.calibrate --tokens-only` (the JSON's `tokenizer`).
 SMOLLM2_CHARS_PER_TOKEN = 2.877

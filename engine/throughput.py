@@ -75,15 +75,15 @@ def curve_from_aggregates(
     return ThroughputCurve(table(prefill), table(decode), source)
 
 
-# Measured here (bench/calibration/llama_cpu.json, `curve`, measured_at 2026-12-04T19:30:18Z):
-# per-stream factors at 1–6 streams (medians over 3 rounds) and the single-stream
+# Measured here (bench/calibration/llama_cpu.json, `curve`, measured_at 2026-12-04T19:37:13Z):
+# per-stream factors at 1–6 streams (medians over 2 rounds) and the single-stream
 # rates of the CI's server (SmolLM2-135M, 2 threads). The 2 cores were shared with other
-# work (load average 3.3–6.2 during the steps, recorded per step). Aggregate decode:
-# 1.46× at 2, 1.48× at 3, 0.75× at 4, 1.06× at 5, 0.56× at 6.
-CPU_PREFILL_FACTORS: tuple[float, ...] = (1.0, 0.631, 0.379, 0.199, 0.265, 0.222)
-CPU_DECODE_FACTORS: tuple[float, ...] = (1.0, 0.732, 0.493, 0.188, 0.212, 0.093)
-SMOLLM2_PREFILL_TPS = 179.71
-SMOLLM2_DECODE_TPS = 38.64
+# work (load average 0.7–1.9 during the steps, recorded per step). Aggregate decode:
+# 1.17× at 2, 1.22× at 3, 1.28× at 4, 1.08× at 5, 1.45× at 6.
+CPU_PREFILL_FACTORS: tuple[float, ...] = (1.0, 0.716, 0.332, 0.264, 0.273, 0.295)
+CPU_DECODE_FACTORS: tuple[float, ...] = (1.0, 0.583, 0.407, 0.321, 0.216, 0.241)
+SMOLLM2_PREFILL_TPS = 306.93
+SMOLLM2_DECODE_TPS = 70.26
 # SmolLM2's tokenizer on Quorum's agent prompts (system + user, cpu-saturation), counted
 # by llama.cpp's /tokenize: `python -m bench.calibrate --tokens-only` (the JSON's `tokenizer`).
 SMOLLM2_CHARS_PER_TOKEN = 2.877

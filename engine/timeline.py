@@ -413,13 +413,22 @@ def _spans(result: AnalysisResult) -> list[tuple[float, float]]:
 
 
 def single_stream_job(
-    run: AgentRun, spans: list[tuple[float, float]], curve: ThroughputCurve
+    run: AgentRun,
+    spans: list[tuple[float, float]],
+    curve: ThroughputCurve,
+    *,
+    cold_kind: str | None = None,
 ) -> Job:
     """`run`'s work as it would take alone: its measured prefill and decode, each sped up
-    by the curve's factor for the streams that were running beside it."""
+    by the curve's factor for the streams that were running beside it. `cold_kind` (the
+    backend's kind): in a slot of its own that holds no prefix yet, so its whole prompt
+    is prefilled at the rate it measured (a new slot's KV cache is empty)."""
     if run.server_work_s is None:
         return Job(0.0, run.work_s)
     decode, prefill = run.decode_s or 0.0, run.prefill_s or 0.0
+    evaluated = evaluated_tokens(run, cold_kind) if cold_kind is not None else None
+    if evaluated and run.cached_tokens and prefill > 0:
+        prefill *= (evaluated + run.cached_tokens) / evaluated
     n_decode = concurrency_at(run.end_s - decode / 2, spans)
     n_prefill = concurrency_at(run.end_s - decode - prefill / 2, spans)
     return Job(
@@ -466,10 +475,16 @@ def slot_advice(result: AnalysisResult) -> SlotAdvice | None:
     curve, curve_source = run_curve(result)
     spans = _spans(result)
     jobs = [single_stream_job(a, spans, curve) for a in agents]
+    # With a slot per agent, the agents beyond the slots there are now land in new slots
+    # that hold no prefix yet: they prefill their whole prompt.
+    kind = result.backend.kind
+    wider = jobs[:slots] + [
+        single_stream_job(a, spans, curve, cold_kind=kind) for a in agents[slots:]
+    ]
     consolidation = result.consolidation.work_s if result.consolidation else 0.0
     now = shared_makespan(jobs, slots, curve) + consolidation
-    wide = shared_makespan(jobs, len(result.agents), curve) + consolidation
-    batching = shared_makespan(jobs, len(result.agents), BATCHING_CURVE) + consolidation
+    wide = shared_makespan(wider, len(result.agents), curve) + consolidation
+    batching = shared_makespan(wider, len(result.agents), BATCHING_CURVE) + consolidation
     # Scale the estimates by what the run really took over its own estimate: overheads stay.
     ratio = span / now if now > 0 else 1.0
     return SlotAdvice(

@@ -9,8 +9,9 @@ every run is a first run: `--server-slots auto` probes the server before the fan
 - 1 slot (the model does not fit 4×): P2b's bar — 5/5 agents, tier excellent, wall
   ≤ 1.02 × the one-at-a-time bound (every call's server work one after another; the
   probe's requests are not in the bound: they are ours to pay for);
-- a hung agent (`SecurityAnalyst=hang`, agent timeout 2 s, on the 4-slot server): it ends
-  at its timeout + ≤ 0.5 s after it was sent, and the others answer.
+- a hung agent (`SecurityAnalyst=hang`, agent timeout 100 simulated seconds, on the
+  4-slot server): it ends by its timeout + 0.5 s after it was sent (the straggler rules
+  may cancel it sooner), and the others answer.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from engine.service import BackendConfig, Engine
 from engine.simulated import SimConfig, SimulatedOllamaServer
 from engine.state import ProcessSlotMemory
 
-HANG_TIMEOUT_S = 5.0  # the others, sharing 4 slots on the CPU curve, need more than 2 s
+# The hung agent's timeout, in simulated seconds (× the time scale): the others, four
+# sharing the CPU curve's slots, take ≈ 35 s each on `baseline`, so 30 s would cut them.
+HANG_TIMEOUT_SIM_S = 100.0
 
 
 def first_run(config: SimConfig, settings: RunSettings, slots: int | None = None) -> AnalysisResult:
@@ -74,7 +77,8 @@ def run(level: Level) -> Row:
         learned.append(first_run(fits, defaults))
         configured.append(first_run(fits, defaults, slots=4))
     one = _repeat(level.repeats, lambda: first_run(no_fit, defaults))
-    hang_settings = RunSettings(agent_timeout_s=HANG_TIMEOUT_S)
+    hang_timeout = HANG_TIMEOUT_SIM_S * scale
+    hang_settings = RunSettings(agent_timeout_s=hang_timeout)
     hangs = _repeat(level.repeats, lambda: first_run(hung, hang_settings))
     row = Row(
         "P10",
@@ -96,7 +100,7 @@ def run(level: Level) -> Row:
         next(a for a in r.agents if a.name == "SecurityAnalyst").end_s
         - next(a for a in r.agents if a.name == "SecurityAnalyst").start_s
         - (next(a for a in r.agents if a.name == "SecurityAnalyst").client_queue_s or 0.0)
-        - HANG_TIMEOUT_S
+        - hang_timeout
         for r in hangs
     ]
     row.checks += [

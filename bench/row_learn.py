@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bench import plan_baseline
 from bench.levels import Level
 from bench.measure import Row, Target, check
 from bench.sim import (
@@ -46,6 +47,15 @@ def first_run(config: SimConfig, settings: RunSettings, slots: int | None = None
         backend = BackendConfig(kind="ollama", base_url=server.url, server_slots=slots)
         engine = Engine(backend, slot_memory=ProcessSlotMemory())
         return engine.analyze(snapshot(), settings)
+
+
+def plan_wall(config: SimConfig, timeout_s: float) -> tuple[float, int]:
+    """The plan's `asyncio.gather` client on a fresh server of the same kind: (its wall,
+    agents that answered)."""
+    with SimulatedOllamaServer(config) as server:
+        preload_model(server)
+        result = plan_baseline.analyze(server.url, snapshot(), agent_timeout_s=timeout_s)
+        return result.execution_time_s, result.agents_participated
 
 
 def _one_at_a_time_s(result: AnalysisResult) -> float:
@@ -77,6 +87,9 @@ def run(level: Level) -> Row:
         learned.append(first_run(fits, defaults))
         configured.append(first_run(fits, defaults, slots=4))
     one = _repeat(level.repeats, lambda: first_run(no_fit, defaults))
+    plan_timeout = defaults.agent_timeout_s  # the plan's 30 s, scaled like Quorum's
+    plan4 = [plan_wall(fits, plan_timeout) for _ in range(level.repeats)]
+    plan1 = [plan_wall(no_fit, plan_timeout) for _ in range(level.repeats)]
     hang_timeout = HANG_TIMEOUT_SIM_S * scale
     hang_settings = RunSettings(agent_timeout_s=hang_timeout)
     hangs = _repeat(level.repeats, lambda: first_run(hung, hang_settings))
@@ -117,6 +130,12 @@ def run(level: Level) -> Row:
               "share", Target(">=", 1.0)),
         check("1 slot: wall ÷ one-at-a-time bound", [r.execution_time_s / _one_at_a_time_s(r) for r in one],
               "×", Target("<=", 1.02)),
+        check("4 slots: Quorum wall ÷ the plan's gather wall",
+              [r.execution_time_s / p[0] for r, p in zip(learned, plan4, strict=True)], "×",
+              Target("<=", 0.6), note=f"the plan's agents answered: {[p[1] for p in plan4]}"),
+        check("1 slot: Quorum wall ÷ the plan's gather wall",
+              [r.execution_time_s / p[0] for r, p in zip(one, plan1, strict=True)], "×",
+              Target("<=", 0.9), note=f"the plan's agents answered: {[p[1] for p in plan1]}"),
         check("hung agent: end − (sent + timeout)", hang_over, "s", Target("<=", 0.5)),
         check("hung agent: the others answered", [float(r.agents_participated) for r in hangs],
               "of 5", Target(">=", 4.0)),

@@ -6,10 +6,12 @@ from collections.abc import Callable
 
 from bench import (
     row_api,
+    row_bound,
     row_cache,
     row_concurrency,
     row_consolidation,
     row_dashboard,
+    row_learn,
     row_memory,
     row_overhead,
     row_plan,
@@ -33,6 +35,8 @@ ROWS: dict[str, Callable[[Level], Row]] = {
     "P7": row_plan.run,
     "P8": row_consolidation.run,
     "P9": row_stagger.run,
+    "P10": row_learn.run,
+    "P11": row_bound.run,
     "D1": row_dashboard.run,
     "R1": row_replicas.run,
     "R2": row_realserver.run,

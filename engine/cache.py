@@ -180,3 +180,33 @@ class ResultCache:
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+
+
+class DiskSlotMemory:
+    """`SlotMemory` in a diskcache directory (beside the result cache): shared by every
+    process on this machine. A storage failure logs once and forgets."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self._store: diskcache.Cache | None = None
+        try:
+            self._store = diskcache.Cache(str(directory), size_limit=2**20)
+        except Exception as exc:
+            log.warning("learned server slots kept in memory only: %s", exc)
+
+    def recall(self, key: str) -> dict[str, Any] | None:
+        if self._store is None:
+            return None
+        try:
+            record = self._store.get(key)
+        except Exception as exc:
+            log.warning("cannot read learned server slots: %s", exc)
+            return None
+        return dict(record) if isinstance(record, dict) else None
+
+    def remember(self, key: str, record: dict[str, Any], ttl_s: float) -> None:
+        if self._store is None:
+            return
+        try:
+            self._store.set(key, dict(record), expire=ttl_s)
+        except Exception as exc:
+            log.warning("cannot store learned server slots: %s", exc)

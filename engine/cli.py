@@ -67,7 +67,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--server-slots",
         default=None,
         metavar="auto|N",
-        help="requests the server runs at once (auto: ask llama.cpp; Ollama: assume 1); "
+        help="requests the server runs at once (auto: ask llama.cpp; Ollama: learn them); "
         "default: [server] slots in quorum.toml, else auto",
     )
     r = p.add_argument_group("run")
@@ -99,7 +99,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    f"[cache] degraded_ttl, else {DEFAULT_DEGRADED_TTL_S:g})")  # fmt: skip
     s = p.add_argument_group("simulated server")
     s.add_argument("--sim-profile", choices=sorted(PROFILES), default="baseline")
-    s.add_argument("--sim-num-parallel", type=int, default=6, metavar="N")
+    s.add_argument("--sim-num-parallel", type=int, default=None, metavar="N",
+                   help="the simulated server's slots (default: 4, as Ollama picks them "
+                   "where the model fits in memory)")  # fmt: skip
     s.add_argument("--sim-time-scale", type=float, default=1.0, metavar="X")
     s.add_argument("--sim-seed", type=int, default=7)
     s.add_argument("--sim-fault", action="append", default=[], metavar="AGENT=KIND",
@@ -142,7 +144,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve-simulated", help="run the simulated Ollama server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=11435)
-    serve.add_argument("--num-parallel", type=int, default=6)
+    serve.add_argument("--num-parallel", type=int, default=None,
+                       help="like OLLAMA_NUM_PARALLEL (default: 4, or 1 with --low-memory, "
+                       "as Ollama picks)")  # fmt: skip
+    serve.add_argument(
+        "--low-memory",
+        action="store_true",
+        help="the model does not fit in memory 4 times: Ollama's default is 1",
+    )
+    serve.add_argument(
+        "--llama-props",
+        action="store_true",
+        help="llama.cpp mode: report total_slots at GET /props",
+    )
     serve.add_argument("--profile", choices=sorted(PROFILES), default="baseline")
     serve.add_argument("--time-scale", type=float, default=1.0)
     serve.add_argument("--seed", type=int, default=7)
@@ -443,6 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve-simulated":
             serve_forever(
                 SimConfig(profile=args.profile, num_parallel=args.num_parallel,
+                          fits_in_memory=not args.low_memory, llama_props=args.llama_props,
                           time_scale=args.time_scale, seed=args.seed,
                           faults=_faults(args.fault, "--fault")),
                 args.host,

@@ -43,7 +43,7 @@ class EndpointSpec:
     kind: EndpointKind
     url: str | None = None  # None: $OLLAMA_HOST (ollama) or the embedded server (simulated)
     model: str | None = None  # None: the run's model
-    slots: int | None = None  # None: auto (ask the server; Ollama: assume 1)
+    slots: int | None = None  # None: auto (ask the server; Ollama: learn them)
     api_key_env: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

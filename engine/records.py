@@ -195,6 +195,11 @@ class AnalysisResult:
     simulated_time_scale: float | None = None
     host: str = ""
     source: str = ""
+    # The requests that learned the server's slots before the fan-out (engine/slot_probe.py)
+    slot_probes: list[AgentRun] = field(default_factory=list)
+    # The server's throughput curve learned from its measured runs (engine/throughput.py):
+    # {"prefill": [...], "decode": [...], "source": "..."}; None until one is known.
+    server_curve: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -214,4 +219,5 @@ class AnalysisResult:
         picked["consolidation"] = ConsolidationRun.from_dict(cons) if cons else None
         picked["insights"] = [Insight.from_dict(i) for i in data.get("insights", [])]
         picked["warmups"] = [AgentRun.from_dict(w) for w in data.get("warmups", [])]
+        picked["slot_probes"] = [AgentRun.from_dict(p) for p in data.get("slot_probes", [])]
         return cls(**picked)

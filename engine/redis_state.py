@@ -356,6 +356,29 @@ class RedisResultCache:
         """Nothing to do: the link is shared by the process's stores."""
 
 
+class RedisSlotMemory:
+    """`SlotMemory` in Redis: every replica learns a server's slots once."""
+
+    def __init__(self, link: RedisLink, prefix: str = PREFIX) -> None:
+        self.link = link
+        self.prefix = prefix
+
+    def recall(self, key: str) -> dict[str, Any] | None:
+        raw = self.link.call("read learned slots", lambda r: r.get(f"{self.prefix}slots:{key}"))
+        try:
+            record = json.loads(raw) if raw is not None else None
+        except (ValueError, TypeError):
+            return None
+        return record if isinstance(record, dict) else None
+
+    def remember(self, key: str, record: dict[str, Any], ttl_s: float) -> None:
+        value = json.dumps(record)
+        ttl_ms = max(1, round(ttl_s * 1000))
+        self.link.call(
+            "store learned slots", lambda r: r.set(f"{self.prefix}slots:{key}", value, px=ttl_ms)
+        )
+
+
 class RedisHistory:
     """The `HistoryStore` in Redis: a list capped at `max_entries`, newest first."""
 

@@ -124,6 +124,11 @@ class ProgressEvent:
 
 ProgressFn = Callable[[ProgressEvent], None]
 BackendFactory = Callable[[], Backend]
+# Learns the server's slots with the run's backend, on its clock: (the slots, the probe
+# requests as runs).
+SlotLearner = Callable[
+    [Backend, Callable[[], float]], Awaitable[tuple[ServerSlots, list[AgentRun]]]
+]
 
 
 # --- confidence tiers (the plan's Task 6) ----------------------------------------------
@@ -579,11 +584,14 @@ async def run_analysis(
     progress: ProgressFn | None = None,
     simulated_profile: str | None = None,
     slots: ServerSlots | None = None,
+    learn_slots: SlotLearner | None = None,
 ) -> AnalysisResult:
     """Analyse one snapshot. The backend is created here, in this loop, and closed here.
 
     `slots` is how many requests the server runs at once (None: no known limit); the
-    run sends no more than that, nor more than `settings.max_concurrency`."""
+    run sends no more than that, nor more than `settings.max_concurrency`. With
+    `learn_slots` (a server that does not report them) they are learned first, on this
+    run's clock (engine/slot_probe.py): its requests are the result's `slot_probes`."""
     clock = _Clock()
     roster = roster.with_default_model(model)
     values = snapshot.quantised(quanta)
@@ -594,16 +602,20 @@ async def run_analysis(
     ctx = _Run(
         backend, clock, progress, SlotScheduler(limit), records={}, seen={}, deadline_s=deadline
     )
-    if settings.warmup and settings.mode == "parallel" and limit is not None:
-        consolidator = roster.consolidator
-        ctx.warmer = ConsolidatorWarmer(
-            backend, consolidator, values, ctx.scheduler,
-            now=clock.now, timeout_s=settings.agent_timeout_s,
-        )  # fmt: skip
+    probes: list[AgentRun] = []
     try:
         # One-time set-up (HTTP client, TLS context) before the fan-out, so the first
         # agent's request does not leave later than the others.
         await backend.open()
+        if learn_slots is not None:
+            slots, probes = await learn_slots(backend, clock.now)
+            limit = _limit(slots.slots, settings.max_concurrency)
+            ctx.scheduler = SlotScheduler(limit)
+        if settings.warmup and settings.mode == "parallel" and limit is not None:
+            ctx.warmer = ConsolidatorWarmer(
+                backend, roster.consolidator, values, ctx.scheduler,
+                now=clock.now, timeout_s=settings.agent_timeout_s,
+            )  # fmt: skip
 
         def ask(spec: AgentSpec) -> Awaitable[_Outcome]:
             user = agent_user_prompt(spec.role, values, spec.instructions)
@@ -692,6 +704,7 @@ async def run_analysis(
         server_slots=limit,
         warmups=ctx.warmer.records if ctx.warmer is not None else [],
         server_slots_source=slots.source if limit == slots.slots else _cap_source(slots, limit),
+        slot_probes=probes,
     )
     log.info(
         "analysis %s finished in %.2fs: tier %s (%d/%d agents), critical path %.2fs",

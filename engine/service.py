@@ -30,14 +30,18 @@ from engine.backends.openai_compat import OpenAICompatBackend
 from engine.backends.pool import PoolBackend, PoolMember, watched_transport
 from engine.cache import ResultCache
 from engine.endpoints import EndpointSpec, public_url
-from engine.records import AnalysisResult, CacheInfo
-from engine.runner import ProgressEvent, ProgressFn, RunSettings, emit, run_analysis
+from engine.live_state import live_state
+from engine.records import AgentRun, AnalysisResult, CacheInfo
+from engine.runner import ProgressEvent, ProgressFn, RunSettings, SlotLearner, emit, run_analysis
 from engine.simulated import SimConfig, SimulatedOllamaServer, shared_server
-from engine.slot_probe import probe_slots
+from engine.slot_probe import LEARNED_TTL_S, LearnedSlots, contradicted, learn_slots, probe_slots
 from engine.slots import ServerSlots
 from engine.snapshot import Snapshot
-from engine.state import HistoryStore, ResultStore, ttl_for
-from engine.timeline import CONSOLIDATION_VARIANTS
+from engine.state import HistoryStore, ResultStore, SlotMemory, slot_memory_for, ttl_for
+from engine.throughput import learned_curve, merge_samples
+from engine.timeline import CONSOLIDATION_VARIANTS, curve_samples
+
+CURVE_TTL_S = 7 * 24 * 3600.0  # a server's measured curve, kept a week (latest samples win)
 
 BackendKind = Literal["simulated", "ollama", "openai"]
 SHARED_RUN = "the same analysis"  # the `agent` of a "waiting" progress event
@@ -152,7 +156,7 @@ class BackendConfig:
         if self.simulated:
             # Like Ollama, the simulated server does not report its slots; it is configured
             # by the same SimConfig we hold (--sim-num-parallel), so we know them.
-            return ServerSlots(self.sim.num_parallel, "the simulated server's num_parallel")
+            return ServerSlots(self.sim.slots, self.sim.slots_source)
         return await probe_slots(self.kind, self.url(), api_key=self.api_key)
 
     def factory(
@@ -218,26 +222,101 @@ class Engine:
         roster: Roster = DEFAULT_ROSTER,
         cache: ResultStore | None = None,
         history: HistoryStore | None = None,
+        slot_memory: SlotMemory | None = None,
     ) -> None:
         self.backend = backend
         self.roster = roster
         self.cache = cache
         self.history = history
+        # What was learned about servers that do not report their slots (Ollama).
+        self.slot_memory = slot_memory if slot_memory is not None else slot_memory_for(cache)
         # In-process single-flight: callers of a key that is already running wait for
         # that run's result instead of queueing on the cross-process lock and the disk.
         self._flights: dict[tuple[str, bool], concurrent.futures.Future[AnalysisResult]] = {}
         self._flights_lock = threading.Lock()
-        self._slots: ServerSlots | None = None  # asked once per engine
+        self._asked: list[ServerSlots] | None = None  # what each server said, asked once
         self._endpoint_slots: list[ServerSlots] | None = None  # each LLM host's
 
     def server_slots(self) -> ServerSlots:
-        """The server's slots (configured or probed once); the dashboard shows them.
-        With several endpoints: their sum (the source lists each one's)."""
-        if self._slots is None:
-            parts: list[ServerSlots] = _run_sync(self.backend.endpoint_slots())
-            self._endpoint_slots = parts
-            self._slots = self.backend.pool_slots(parts)
-        return self._slots
+        """The server's slots (configured, reported, or learned and remembered); the
+        dashboard shows them. With several endpoints: their sum (the source lists each)."""
+        if self._asked is None:
+            self._asked = _run_sync(self.backend.endpoint_slots())
+        members = self.backend.members()
+        parts = [self._recalled(m, p) for m, p in zip(members, self._asked, strict=True)]
+        self._endpoint_slots = parts
+        return self.backend.pool_slots(parts)
+
+    @staticmethod
+    def _slot_key(member: BackendConfig) -> str:
+        return f"{public_url(member.url())}|{member.model}"
+
+    def _recalled(self, member: BackendConfig, asked: ServerSlots) -> ServerSlots:
+        """A server to learn: what was learned about it, if still valid; else as asked."""
+        if not asked.learn:
+            return asked
+        record = self.slot_memory.recall(self._slot_key(member))
+        try:
+            learned = LearnedSlots.from_dict(record) if record is not None else None
+        except ValueError:
+            learned = None
+        if learned is None or (asked.server and learned.server != asked.server):
+            return asked  # never learned, expired, or the server changed: learn again
+        return learned.server_slots()
+
+    def _remember(self, member: BackendConfig, learned: LearnedSlots) -> None:
+        self.slot_memory.remember(self._slot_key(member), learned.to_dict(), LEARNED_TTL_S)
+
+    async def _learn(
+        self,
+        member: BackendConfig,
+        asked: ServerSlots,
+        clock: Callable[[], float],
+        backend: Backend | None = None,
+    ) -> tuple[ServerSlots, list[AgentRun]]:
+        """Probe one endpoint (engine/slot_probe.py) and remember what it showed. The
+        run's own backend is used when it speaks Ollama's native API (its connections
+        then serve the agents too)."""
+        native = backend if isinstance(backend, OllamaBackend) else None
+        learned, probes = await learn_slots(
+            member.url(), member.model, clock, timeout_s=member.timeout_s,
+            server=asked.server, backend=native,
+        )  # fmt: skip
+        if learned is None:
+            errors = [p.error for p in probes if p.error]
+            why = errors[0] if errors else "the server reported no timings"
+            return ServerSlots(1, f"assumed 1: the slot probe failed ({why})"), probes
+        self._remember(member, learned)
+        return learned.server_slots(), probes
+
+    def _learner(self) -> SlotLearner | None:
+        """For one endpoint whose slots are still to be learned: the run's first step."""
+        slots = self.server_slots()
+        if self.backend.pooled or not slots.learn:
+            return None
+        member, asked = self.backend.members()[0], slots
+        return lambda backend, clock: self._learn(member, asked, clock, backend)
+
+    def _learn_pool(self) -> None:
+        """Several endpoints: learn each unknown one before the run (not on its waterfall)."""
+        if not self.backend.pooled:
+            return
+        started = time.perf_counter()
+        for member, part in zip(self.backend.members(), self.endpoint_slots(), strict=True):
+            if part.learn:
+                _run_sync(self._learn(member, part, lambda: time.perf_counter() - started))
+
+    def _check_learned(self, result: AnalysisResult) -> None:
+        """A run that contradicts the learned slots (the server queued requests we sent
+        within them) replaces them with what it showed (one endpoint only)."""
+        slots = self.server_slots()
+        if self.backend.pooled or not slots.learned or result.server_slots is None:
+            return
+        if result.mode != "parallel":
+            return
+        found = contradicted(result.server_slots, result.agents, slots.server)
+        if found is not None:
+            self._remember(self.backend.members()[0], found)
 
     def cache_key(self, snapshot: Snapshot, settings: RunSettings) -> str:
         parts = (
@@ -348,6 +427,8 @@ class Engine:
     def _run(
         self, snapshot: Snapshot, settings: RunSettings, progress: ProgressFn | None
     ) -> AnalysisResult:
+        self._learn_pool()
+        learner = self._learner()
         slots = self.server_slots()
         result: AnalysisResult = _run_sync(
             run_analysis(
@@ -361,13 +442,37 @@ class Engine:
                 progress=progress,
                 simulated_profile=self.backend.sim.profile if self.backend.simulated else None,
                 slots=slots,
+                learn_slots=learner,
             )
         )
         result.simulated_time_scale = (
             self.backend.sim.time_scale if self.backend.simulated else None
         )
         result.host, result.source = snapshot.host, snapshot.source
+        self._check_learned(result)
+        self._learn_curve(result)
         return result
+
+    def _learn_curve(self, result: AnalysisResult) -> None:
+        """Fold this run's per-stream rates into what is known of the server's curve
+        (one endpoint only) and attach the curve learned so far to the result."""
+        if self.backend.pooled:
+            return
+        key = "curve|" + self._slot_key(self.backend.members()[0])
+        record = self.slot_memory.recall(key) or {}
+        try:
+            merged = merge_samples(record.get("samples", {}), curve_samples(result))
+            runs = int(record.get("runs", 0)) + 1
+        except (TypeError, ValueError, AttributeError):
+            merged, runs = merge_samples({}, curve_samples(result)), 1
+        self.slot_memory.remember(key, {"samples": merged, "runs": runs}, CURVE_TTL_S)
+        learned = learned_curve(merged, runs)
+        if learned is not None:
+            result.server_curve = {
+                "prefill": list(learned.prefill),
+                "decode": list(learned.decode),
+                "source": learned.source,
+            }
 
     def compare(
         self,
@@ -391,7 +496,10 @@ class Engine:
             import tempfile
 
             scratch = cache = ResultCache(tempfile.mkdtemp(prefix="quorum-compare-"))
-        engine = Engine(self.backend, roster=self.roster, cache=cache, history=self.history)
+        engine = Engine(
+            self.backend, roster=self.roster, cache=cache, history=self.history,
+            slot_memory=self.slot_memory,
+        )  # fmt: skip
         plan = {
             "single": (replace(settings, mode="single"), True),
             "sequential": (
@@ -446,7 +554,10 @@ class Engine:
                 settings, mode="parallel", consolidation=variant.style, warmup=variant.warmup
             )
             with self._fresh_backend() as backend:
-                engine = Engine(backend, roster=self.roster, cache=cache, history=self.history)
+                engine = Engine(
+                    backend, roster=self.roster, cache=cache, history=self.history,
+                    slot_memory=self.slot_memory,
+                )  # fmt: skip
                 runs[variant.key] = engine.analyze(
                     snapshot, run_settings, refresh=True, progress=_tagged(progress, variant.key)
                 )
@@ -487,6 +598,17 @@ class Engine:
 
         statuses: list[ServerStatus] = _run_sync(ask_all())
         return [(public_url(m.url()), s) for m, s in zip(members, statuses, strict=True)]
+
+    def endpoint_live(self) -> list[str | None]:
+        """Each endpoint's live state where its server reports one (llama.cpp /slots,
+        /metrics of llama.cpp or vLLM; engine/live_state.py), asked all at once."""
+        members = self.backend.members()
+
+        async def ask_all() -> list[str | None]:
+            return list(await asyncio.gather(*(live_state(m.url(), m.api_key) for m in members)))
+
+        found: list[str | None] = _run_sync(ask_all())
+        return found
 
     def server_status(self) -> ServerStatus:
         status: ServerStatus = _run_sync(_status_of(self.backend))

@@ -15,6 +15,13 @@ is inside `total_duration` but outside load/prefill/decode, so a client can comp
 queue = total − load − prompt_eval − eval), prefill over the prompt and decode streamed
 token by token. Every duration, keep-alive included, is multiplied by `time_scale`.
 
+Slots, as Ollama picks them: `num_parallel` if given (OLLAMA_NUM_PARALLEL), else 4 where
+the model fits in memory (`fits_in_memory`, the default) and 1 where it does not, as
+Ollama does since its "concurrency by default" change (ollama/ollama PR #4218). Like
+Ollama, it reports nothing about its slots: a client has to be told or find out
+(engine/slot_probe.py). In llama.cpp mode (`llama_props`) it answers `GET /props` with
+`total_slots`, `GET /slots` and `GET /health` as llama.cpp's server does.
+
 Prefix caching, as Ollama's and llama.cpp's servers do: each slot keeps the KV of the
 last prompt it read; the request at the head of the queue goes to the free slot whose
 cached prompt shares the longest prefix with its own (least recently used among
@@ -40,6 +47,14 @@ prompt is ≈ 1500 tokens on `cpu-saturation`, a specialist's ≈ 300):
 - `cpu-small`: a 3B model on the same CPU (≈ 600 / 24 tok/s): ≈ 5.4 s a specialist,
   ≈ 7.5 s the consolidator, ≈ 6 s on average; 1.5 s load.
 - `fast-consolidator`: `baseline`, but the consolidator writes at most 24 tokens.
+- `ci-smollm2`: the CI's llama.cpp server with SmolLM2-135M on 2 threads, its rates as
+  measured here (`python -m bench.calibrate`).
+
+Slots share compute: each profile has a throughput curve (engine/throughput.py), the
+per-stream prefill and decode speed by how many sequences are in a slot, re-read as they
+start and end. Single-stream speed is the profile's rate. CPU profiles use the curve
+measured here on llama.cpp's server (bench/calibration/llama_cpu.json), `gpu` llama.cpp's
+published batched-bench numbers; each curve names its source.
 
 Decode follows the answer actually written: its tokens by `estimate_tokens`, but at most
 the profile's length for that kind of answer (the calibrated length of what the measured
@@ -47,8 +62,8 @@ model wrote: the rule-based text is denser than a model's prose, so a longer tex
 spread over that many tokens), ± the profile's jitter. A specialist's answer is therefore
 ≈ 120 tokens, while the compact consolidation verdict (≈ 25 tokens) takes ≈ 2 s.
 
-Simplifications: slots do not slow each other down (real parallel decoding shares the
-hardware), every model runs at the profile's speed. `/api/generate` omits the `context`
+Simplifications: every model runs at the profile's speed; a hung request holds a slot
+and counts as running. `/api/generate` omits the `context`
 token array (no client here continues from one). A client that disconnects ends its
 request (checked before every wait), queued, prefilling or decoding, streamed or not.
 
@@ -79,6 +94,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
 from engine import agents, use_method
+from engine.throughput import (
+    CI_SMOLLM2_RATES,
+    CPU_CURVE,
+    FLAT_CURVE,
+    GPU_CURVE,
+    SMOLLM2_CHARS_PER_TOKEN,
+    ThroughputCurve,
+)
 
 VERSION = "0.6.0-simulated"
 # The final report's count of prompt tokens reused from the slot's KV cache. Ollama
@@ -90,6 +113,8 @@ FAULT_KINDS: tuple[str, ...] = (
     "hang", "error", "error-midstream", "malformed", "slow", "busy", "notfound",
 )  # fmt: skip
 
+LLAMA_CTX_PER_SLOT = 4096  # what llama_props mode reports as each slot's n_ctx
+_CURVE_STEP_S = 0.02  # how often a stream re-reads its speed while others start and end
 _POLL_S = 0.05  # how often long waits look for a stop or a vanished client
 _WARM_LOAD_S = (0.001, 0.005)  # what Ollama reports for a model that is already loaded
 _SLOW_FACTOR = 3.0
@@ -118,6 +143,10 @@ class SimProfile:
     generalist_output_tokens: int
     jitter: float  # ± fraction of the output tokens, drawn per request
     description: str
+    curve: ThroughputCurve = FLAT_CURVE  # how its slots share compute
+    # Characters a prompt token: 4 by rule of thumb; a profile of a measured model may
+    # carry its tokenizer's (ci-smollm2: SmolLM2's on Quorum's prompts, llama.cpp /tokenize).
+    prompt_chars_per_token: float = 4.0
 
     def output_tokens(self, kind: str) -> int:
         if kind == "consolidator":
@@ -133,13 +162,17 @@ PROFILES: dict[str, SimProfile] = {
     p.name: p
     for p in (
         SimProfile("baseline", 3.0, 250, 12, 120, 120, 200, 0.15,
-                   "8B model on CPU: ≈ 11 s a specialist, ≈ 16 s a full consolidation"),
+                   "8B model on CPU: ≈ 11 s a specialist, ≈ 16 s a full consolidation",
+                   CPU_CURVE),
         SimProfile("gpu", 2.0, 2500, 65, 120, 120, 200, 0.10,
-                   "8B model on a GPU: ≈ 2 s a call"),
+                   "8B model on a GPU: ≈ 2 s a call", GPU_CURVE),
         SimProfile("cpu-small", 1.5, 600, 24, 120, 120, 200, 0.15,
-                   "3B model on CPU: ≈ 6 s a call"),
+                   "3B model on CPU: ≈ 6 s a call", CPU_CURVE),
         SimProfile("fast-consolidator", 3.0, 250, 12, 120, 24, 200, 0.15,
-                   "baseline, the consolidator writing at most 24 tokens"),
+                   "baseline, the consolidator writing at most 24 tokens", CPU_CURVE),
+        SimProfile("ci-smollm2", *CI_SMOLLM2_RATES, 0.0,
+                   "the CI's llama.cpp server + SmolLM2-135M on 2 threads, as measured here",
+                   CPU_CURVE, SMOLLM2_CHARS_PER_TOKEN),
     )
 }  # fmt: skip
 
@@ -150,12 +183,15 @@ def estimate_tokens(text: str) -> int:
     return max(1, round(len(text) / 4))
 
 
-def split_prompt_tokens(prompt: str, reused_chars: int) -> tuple[int, int]:
+def split_prompt_tokens(
+    prompt: str, reused_chars: int, chars_per_token: float = 4.0
+) -> tuple[int, int]:
     """(evaluated, cached) tokens of `prompt` when its first `reused_chars` characters are
-    in the slot's KV cache. At least one token is always evaluated, as llama.cpp does
-    to get the logits of the next token."""
-    total = estimate_tokens(prompt)
-    cached = min(total - 1, reused_chars // 4)
+    in the slot's KV cache, at `chars_per_token` (the profile's tokenizer; 4 by default).
+    At least one token is always evaluated, as llama.cpp does to get the logits of the
+    next token."""
+    total = max(1, round(len(prompt) / chars_per_token))
+    cached = min(total - 1, int(reused_chars // chars_per_token))
     return total - cached, cached
 
 
@@ -170,10 +206,17 @@ def answer_tokens(profile: SimProfile, kind: str, text: str, draw: float) -> int
     return max(1, round(length * (1 + profile.jitter * draw)))
 
 
+# Ollama's own choice when OLLAMA_NUM_PARALLEL is unset, since its "Enable concurrency by
+# default" change (ollama/ollama PR #4218): 4 parallel requests per model where the model
+# fits in memory 4 times over, else 1.
+OLLAMA_AUTO_PARALLEL = 4
+
+
 @dataclass(frozen=True)
 class SimConfig:
     profile: str = "baseline"
-    num_parallel: int = 6
+    # None: pick as Ollama does without OLLAMA_NUM_PARALLEL (see `slots`).
+    num_parallel: int | None = None
     time_scale: float = 1.0
     seed: int = 7
     faults: tuple[tuple[str, str], ...] = ()  # (agent name, fault kind)
@@ -181,13 +224,39 @@ class SimConfig:
     models: tuple[str, ...] = DEFAULT_MODELS
     accept_any_model: bool = True
     prefix_cache: bool = True  # keep each slot's KV and reuse the longest common prefix
+    # Stands in for "the model fits in memory for 4 parallel requests", which decides
+    # Ollama's default of 4 or 1 slots (only used when `num_parallel` is None).
+    fits_in_memory: bool = True
+    # llama.cpp mode: answer `GET /props` with `total_slots` (and `GET /slots`) as
+    # llama.cpp's server does. Off, the server is like Ollama: it says nothing of its slots.
+    llama_props: bool = False
+    # False: every slot at full single-stream speed (the profile's curve ignored), for
+    # tests of scheduling logic that want a run's proportions exact.
+    share_compute: bool = True
+
+    @property
+    def slots(self) -> int:
+        """The requests it runs at once: `num_parallel`, else Ollama's own pick."""
+        if self.num_parallel is not None:
+            return self.num_parallel
+        return OLLAMA_AUTO_PARALLEL if self.fits_in_memory else 1
+
+    @property
+    def slots_source(self) -> str:
+        """Where `slots` came from, in words (for a client that knows this config)."""
+        if self.num_parallel is not None:
+            return "the simulated server's num_parallel"
+        fits = "the model fits in memory" if self.fits_in_memory else "the model does not fit 4×"
+        return f"the simulated server's default, as Ollama picks it ({fits})"
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise ValueError(
                 f"profile: unknown {self.profile!r}; choose one of {', '.join(PROFILES)}"
             )
-        if type(self.num_parallel) is not int or self.num_parallel < 1:  # bool is no count
+        if self.num_parallel is not None and (
+            type(self.num_parallel) is not int or self.num_parallel < 1  # bool is no count
+        ):
             raise ValueError(f"num_parallel: must be a whole number ≥ 1, got {self.num_parallel!r}")
         if not (isinstance(self.time_scale, int | float) and 0 < self.time_scale < math.inf):
             raise ValueError(f"time_scale: must be a finite number > 0, got {self.time_scale!r}")
@@ -242,8 +311,11 @@ class SimStats:
 
     def answers_by_agent(self) -> dict[str, int]:
         """Completion requests that asked for an answer: prefix warm-ups (agent names
-        ending in `.warmup`, see engine/warmup.py) left out."""
-        return {a: n for a, n in self.chat_by_agent.items() if not a.endswith(".warmup")}
+        ending in `.warmup`, see engine/warmup.py) and slot probes (`.probe`,
+        engine/slot_probe.py) left out."""
+        return {
+            a: n for a, n in self.chat_by_agent.items() if not a.endswith((".warmup", ".probe"))
+        }
 
     def reset(self) -> None:
         """Start a new measurement (a shared server outlives any one run)."""
@@ -369,6 +441,15 @@ class _FifoSlots:
     def wake_all(self) -> None:
         with self._cond:
             self._cond.notify_all()
+
+    @property
+    def running(self) -> int:
+        """Sequences in a slot now (prefilling, decoding, or held by a hung request)."""
+        return self._n - self._free
+
+    def busy_flags(self) -> list[bool]:
+        with self._cond:
+            return [s.busy for s in self._slots]
 
 
 @dataclass
@@ -508,6 +589,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"models": tags}, head)
         elif path == "/api/ps":
             self._json(200, {"models": self.sim._loaded_models()}, head)
+        elif self.sim.config.llama_props and path in ("/props", "/slots", "/health"):
+            self._json(200, self.sim._llama_state(path), head)
         else:
             self._send(404, b"404 page not found", "text/plain", head)
 
@@ -640,8 +723,10 @@ class _Handler(BaseHTTPRequestHandler):
                         self._chunk(_line(reply(pieces[0])))
                     sim._hold(conn)
                     raise _Gone
-                evaluated, cached = split_prompt_tokens(prompt, reused_chars)
-                prefill_s = sim._pause(evaluated / profile.prefill_tps * scale * slow, conn)
+                evaluated, cached = split_prompt_tokens(
+                    prompt, reused_chars, profile.prompt_chars_per_token
+                )
+                prefill_s = sim._prefill(evaluated / profile.prefill_tps * scale * slow, conn)
                 sim._slots.remember(slot, prompt)
                 sim.stats._add(evaluated=evaluated, cached=cached)
                 if stream:
@@ -684,13 +769,15 @@ class _Handler(BaseHTTPRequestHandler):
         fail: bool,
     ) -> float | None:
         """Emit the tokens on schedule; seconds taken, or None if it failed midstream."""
-        start, sent = time.monotonic(), 0
+        start, sent, done = time.monotonic(), 0, 0.0
         while sent < len(pieces):
-            self.sim._wait_until(start + (sent + 1) * per_token, self.connection)
+            done = self.sim._advance("decode", per_token, done, sent + 1, self.connection)
             # Everything due by now goes in one write: at small time scales the schedule
             # outruns the sleeps, and a write per token would fall behind it.
-            due = int((time.monotonic() - start) / per_token)
-            upto = min(len(pieces), max(sent + 1, due))
+            due = int(done + 1e-9)
+            if due <= sent:
+                continue  # a shared curve's step ended before the next token
+            upto = min(len(pieces), due)
             lines = [_line(reply(p)) for p in pieces[sent:upto] if p]
             if fail and upto >= _MIDSTREAM_TOKENS:
                 error = {"error": "simulated runner failure: unexpected EOF"}
@@ -745,7 +832,7 @@ class SimulatedOllamaServer:
         self._models: dict[str, _Model] = {}
         self._counters: Counter[str] = Counter()
         self._conns: set[socket.socket] = set()
-        self._slots = _FifoSlots(config.num_parallel, self.stats, reuse_prefix=config.prefix_cache)
+        self._slots = _FifoSlots(config.slots, self.stats, reuse_prefix=config.prefix_cache)
         self._stopping = threading.Event()
         self._httpd = _HTTPServer((host, port), self)
         self._thread: threading.Thread | None = None
@@ -865,6 +952,26 @@ class SimulatedOllamaServer:
             if entry.active == 0:
                 entry.expires = time.monotonic() + self.config.keep_alive_s * self.config.time_scale
 
+    def _advance(
+        self, kind: str, per_unit_s: float, done: float, target: float, conn: socket.socket
+    ) -> float:
+        """Work from `done` towards `target` units (tokens, or the whole prefill as 1) at
+        the speed the running sequences leave each one (the profile's curve); a shared
+        curve is read again every `_CURVE_STEP_S`. The units now done."""
+        curve = self.profile.curve if self.config.share_compute else FLAT_CURVE
+        factor = curve.factor(kind, self._slots.running)
+        start = time.monotonic()
+        wait = (target - done) * per_unit_s / factor
+        self._wait_until(start + (wait if curve.flat else min(wait, _CURVE_STEP_S)), conn)
+        return done + (time.monotonic() - start) * factor / per_unit_s
+
+    def _prefill(self, seconds: float, conn: socket.socket) -> float:
+        """The prompt's prefill: `seconds` alone, longer while other sequences run."""
+        start, done = time.monotonic(), 0.0
+        while seconds > 0 and done < 1.0:
+            done = self._advance("prefill", seconds, done, 1.0, conn)
+        return time.monotonic() - start
+
     def _pause(self, seconds: float, conn: socket.socket | None) -> float:
         start = time.monotonic()
         self._wait_until(start + seconds, conn)
@@ -886,6 +993,23 @@ class SimulatedOllamaServer:
         while not self._stopping.wait(_POLL_S):
             if _peer_closed(conn):
                 return
+
+    def _llama_state(self, path: str) -> Any:
+        """llama.cpp's `/props` (its `total_slots` is `--parallel`), `/slots` (one object
+        per slot, `is_processing` while it works) and `/health`, in llama.cpp's shapes."""
+        if path == "/health":
+            return {"status": "ok"}
+        if path == "/props":
+            return {
+                "total_slots": self.config.slots,
+                "default_generation_settings": {"n_ctx": LLAMA_CTX_PER_SLOT},
+                "model_path": f"simulated/{self.config.profile}.gguf",
+                "build_info": VERSION,
+            }
+        return [
+            {"id": i, "n_ctx": LLAMA_CTX_PER_SLOT, "is_processing": busy}
+            for i, busy in enumerate(self._slots.busy_flags())
+        ]
 
     def _loaded_models(self) -> list[dict[str, Any]]:
         now_mono, now = time.monotonic(), time.time()
@@ -945,7 +1069,7 @@ def serve_forever(config: SimConfig, host: str, port: int) -> None:
     with SimulatedOllamaServer(config, host, port) as server:
         faults = ", ".join(f"{agent}={kind}" for agent, kind in config.faults)
         print(
-            f"Simulated Ollama ({config.profile}, {config.num_parallel} slot(s), "
+            f"Simulated Ollama ({config.profile}, {config.slots} slot(s), "
             f"time scale {config.time_scale:g}{', faults: ' + faults if faults else ''}) "
             f"at {server.url} — Ctrl-C to stop",
             flush=True,

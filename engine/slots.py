@@ -30,6 +30,12 @@ class ServerSlots:
 
     slots: int | None
     source: str
+    # An Ollama-protocol server that does not report its slots: `learn` while they are
+    # still to be learned (engine/slot_probe.py; `slots` is then a safe 1), `learned` once
+    # they are; `server` names its software and version, when known.
+    learn: bool = False
+    server: str = ""
+    learned: bool = False
 
     def __post_init__(self) -> None:
         if self.slots is not None and self.slots < 1:
@@ -41,7 +47,13 @@ class ServerSlots:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ServerSlots:
         slots = data.get("slots")
-        return cls(int(slots) if slots is not None else None, str(data.get("source", "")))
+        return cls(
+            int(slots) if slots is not None else None,
+            str(data.get("source", "")),
+            bool(data.get("learn", False)),
+            str(data.get("server", "")),
+            bool(data.get("learned", False)),
+        )
 
 
 def parse_slots_setting(value: str | int | None) -> int | None:

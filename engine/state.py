@@ -15,6 +15,7 @@ logged, shown or stored.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -230,6 +231,42 @@ def open_cache(config: StateConfig, directory: str | Path) -> ResultStore:
     from engine.cache import ResultCache
 
     return ResultCache(directory, ttl_s=config.ttl_s, degraded_ttl_s=config.degraded_ttl_s)
+
+
+class SlotMemory(Protocol):
+    """What was learned about servers' slots (engine/slot_probe.py), per endpoint and
+    model: a small record with its own expiry. Never raises: a failing store forgets."""
+
+    def recall(self, key: str) -> dict[str, Any] | None: ...
+
+    def remember(self, key: str, record: dict[str, Any], ttl_s: float) -> None: ...
+
+
+class ProcessSlotMemory:
+    """In this process only: where the engine runs without a cache."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def recall(self, key: str) -> dict[str, Any] | None:
+        expires, record = self._entries.get(key, (0.0, {}))
+        return dict(record) if expires > time.time() else None
+
+    def remember(self, key: str, record: dict[str, Any], ttl_s: float) -> None:
+        self._entries[key] = (time.time() + ttl_s, dict(record))
+
+
+def slot_memory_for(cache: ResultStore | None) -> SlotMemory:
+    """Learned slots live beside the result cache: the same Redis when it is Redis (every
+    replica learns once), a diskcache next to it on disk, else this process's memory."""
+    from engine.cache import DiskSlotMemory, ResultCache
+    from engine.redis_state import RedisResultCache, RedisSlotMemory
+
+    if isinstance(cache, ResultCache) and cache.degraded is None:
+        return DiskSlotMemory(cache.directory / "slots")
+    if isinstance(cache, RedisResultCache):
+        return RedisSlotMemory(cache.link, cache.prefix)
+    return ProcessSlotMemory()
 
 
 def open_history(config: StateConfig, path: str | Path) -> HistoryStore:

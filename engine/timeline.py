@@ -17,6 +17,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from engine.records import AgentRun, AgentStatus, AnalysisResult, ConsolidationRun
+from engine.simulated import PROFILES
+from engine.throughput import (
+    BATCHING_CURVE,
+    CPU_CURVE,
+    Job,
+    ThroughputCurve,
+    concurrency_at,
+    shared_makespan,
+)
 
 SegmentKind = Literal["wait", "queue", "load", "prefill", "decode", "other", "total"]
 SEGMENT_KINDS: tuple[SegmentKind, ...] = (
@@ -39,6 +48,7 @@ SEGMENT_LABELS: dict[SegmentKind, str] = {
 }
 CONSOLIDATION_LABEL = "Consolidation"
 WARMUP_LABEL = "Consolidation warm-up"
+PROBE_LABEL = "Slot probe"
 
 # Below this, a remainder is clock noise between client and server, not a segment.
 _EPSILON_S = 1e-4
@@ -79,6 +89,7 @@ class Row:
     method: str | None  # consolidation only: "llm" or "fallback"
     cached_tokens: int | None = None  # prompt tokens the server's prefix cache saved
     warmup: bool = False  # a prefill-only request that warmed the consolidation's prompt
+    probe: bool = False  # a one-token request that learned the server's slots
 
     @property
     def end_s(self) -> float:
@@ -210,7 +221,7 @@ def unlimited_slots_s(result: AnalysisResult) -> float:
 
 def _row(
     run: AgentRun, *, label: str, critical: bool, late: bool, consolidation: bool,
-    warmup: bool = False,
+    warmup: bool = False, probe: bool = False,
 ) -> Row:  # fmt: skip
     return Row(
         label=label,
@@ -230,15 +241,22 @@ def _row(
         method=run.method if isinstance(run, ConsolidationRun) else None,
         cached_tokens=run.cached_tokens,
         warmup=warmup,
+        probe=probe,
     )
 
 
 def timeline(result: AnalysisResult) -> Timeline:
-    """Rows in the order the agents were asked, then the warm-ups, the consolidation last."""
+    """Rows: the slot probes (they come first), the agents in the order they were asked,
+    then the warm-ups, the consolidation last."""
     slowest = critical_agent(result)
     late = set(result.late_agents)
     on_path = {r.name for r in result_chain(result) if not isinstance(r, ConsolidationRun)}
     rows = [
+        _row(p, label=f"{PROBE_LABEL} {i}", critical=False, late=False, consolidation=False,
+             probe=True)
+        for i, p in enumerate(result.slot_probes, start=1)
+    ]  # fmt: skip
+    rows += [
         _row(a, label=a.name, critical=a.name in on_path, late=a.name in late, consolidation=False)
         for a in result.agents
     ]
@@ -361,32 +379,139 @@ def comparison(data: Mapping[str, Any]) -> Comparison:
 @dataclass(frozen=True)
 class SlotAdvice:
     """A parallel run the server's slots made (mostly) one-at-a-time, and what more slots
-    would give, estimated from the agents' own measured work."""
+    would give, estimated from the agents' own measured work on the server's throughput
+    curve (engine/throughput.py): its slots share compute, so N slots are not N× faster."""
 
     slots: int
     source: str
     agents: int
     wall_s: float
-    estimated_s: float  # the same run with one slot per agent
+    estimated_s: float  # the same run with one slot per agent, on the curve
+    curve_source: str = ""  # which curve: learned from this server's runs, or a profile's
+    aggregate_x: float = 1.0  # the curve's decode aggregate at one slot per agent
+    batching_s: float | None = None  # the same work on a batching server's curve
+
+    @property
+    def helps(self) -> bool:
+        return self.estimated_s < HELPS_SHARE * self.wall_s
 
     def sentence(self) -> str:
-        return (
-            f"The server ran the {self.agents} agents "
-            + ("one at a time" if self.slots == 1 else f"at most {self.slots} at a time")
-            + f" (server slots: {self.slots}, {self.source}). From the work each agent "
-            f"measured, {self.agents} slots would take ≈ {self.estimated_s:.1f} s instead of "
-            f"{self.wall_s:.1f} s: start the server with {self.agents} slots "
-            f"(Ollama: OLLAMA_NUM_PARALLEL={self.agents}; llama.cpp: --parallel {self.agents}) "
-            "and memory for them."
+        ran = "one at a time" if self.slots == 1 else f"at most {self.slots} at a time"
+        text = (
+            f"The server ran the {self.agents} agents {ran} (server slots: {self.slots}, "
+            f"{self.source}). On its throughput curve ({self.curve_source}), {self.agents} "
+            f"slots would take ≈ {self.estimated_s:.1f} s instead of {self.wall_s:.1f} s"
         )
+        if self.helps:
+            text += (
+                f": start the server with {self.agents} slots (Ollama: "
+                f"OLLAMA_NUM_PARALLEL={self.agents}; llama.cpp: --parallel {self.agents}) "
+                "and memory for them."
+            )
+        else:
+            verb = "would slow it down" if self.estimated_s > self.wall_s else "would not help"
+            text += (
+                f": its slots share the same compute ({self.aggregate_x:.1f}× the throughput "
+                f"of one stream with {self.agents} at once), so more slots {verb}."
+            )
+        if self.batching_s is not None and self.batching_s < BATCHING_SHARE * self.estimated_s:
+            text += (
+                f" A batching server (vLLM, SGLang) would give more than more slots can: "
+                f"≈ {self.batching_s:.1f} s for the same work at its published "
+                f"{BATCHING_CURVE.aggregate('decode', self.agents):.1f}× aggregate decode."
+            )
+        return text
+
+
+HELPS_SHARE = 0.9  # more slots "help" when they save at least a tenth of the wall
+BATCHING_SHARE = 0.8  # a batching server is worth naming when it saves a fifth more
 
 
 def makespan(works: list[float], slots: int) -> float:
-    """Finish time of `works` on `slots` slots, longest first to the least-loaded slot."""
+    """Finish time of `works` on `slots` slots, longest first to the least-loaded slot
+    (slots at full single-stream speed: an upper bound on what slots can give)."""
     loads = [0.0] * max(1, slots)
     for work in sorted(works, reverse=True):
         loads[loads.index(min(loads))] += work
     return max(loads)
+
+
+def run_curve(result: AnalysisResult) -> tuple[ThroughputCurve, str]:
+    """The curve to predict this server by: learned from its own measured runs where there
+    are any (`server_curve`), the simulated profile's otherwise, else the CPU curve
+    measured here (said so: nothing is known about this server's yet)."""
+    learned = result.server_curve
+    if learned:
+        try:
+            curve = ThroughputCurve(
+                tuple(learned["prefill"]), tuple(learned["decode"]), str(learned["source"])
+            )
+            return curve, curve.source
+        except (KeyError, TypeError, ValueError):
+            pass
+    profile = PROFILES.get(result.simulated_profile or "")
+    if profile is not None:
+        return profile.curve, f"the simulated {profile.name} profile's: {profile.curve.source}"
+    return CPU_CURVE, (
+        "assumed: no run of this server with more than one stream yet, so the CPU curve "
+        f"{CPU_CURVE.source.removeprefix('measured here: ')}"
+    )
+
+
+def _spans(result: AnalysisResult) -> list[tuple[float, float]]:
+    calls = [*result.agents, *result.warmups]
+    if result.consolidation is not None and result.consolidation.method == "llm":
+        calls.append(result.consolidation)
+    return [(c.start_s + (c.client_queue_s or 0.0), c.end_s) for c in calls]
+
+
+def single_stream_job(
+    run: AgentRun,
+    spans: list[tuple[float, float]],
+    curve: ThroughputCurve,
+    *,
+    cold_kind: str | None = None,
+) -> Job:
+    """`run`'s work as it would take alone: its measured prefill and decode, each sped up
+    by the curve's factor for the streams that were running beside it. `cold_kind` (the
+    backend's kind): in a slot of its own that holds no prefix yet, so its whole prompt
+    is prefilled at the rate it measured (a new slot's KV cache is empty)."""
+    if run.server_work_s is None:
+        return Job(0.0, run.work_s)
+    decode, prefill = run.decode_s or 0.0, run.prefill_s or 0.0
+    evaluated = evaluated_tokens(run, cold_kind) if cold_kind is not None else None
+    if evaluated and run.cached_tokens and prefill > 0:
+        prefill *= (evaluated + run.cached_tokens) / evaluated
+    n_decode = concurrency_at(run.end_s - decode / 2, spans)
+    n_prefill = concurrency_at(run.end_s - decode - prefill / 2, spans)
+    return Job(
+        prefill * curve.factor("prefill", n_prefill) + (run.load_s or 0.0),
+        decode * curve.factor("decode", n_decode),
+    )
+
+
+def curve_samples(result: AnalysisResult) -> dict[str, dict[int, list[float]]]:
+    """Per-stream rates this run measured, by kind and by how many streams ran beside
+    each call: what `engine.throughput.learned_curve` learns a server's curve from.
+    Calls too short to time well (a few tokens) are left out."""
+    out: dict[str, dict[int, list[float]]] = {"prefill": {}, "decode": {}}
+    spans = _spans(result)
+    calls: list[AgentRun] = [a for a in result.agents if a.status == "ok"]
+    if result.consolidation is not None and result.consolidation.method == "llm":
+        calls.append(result.consolidation)
+    for run in calls:
+        decode, prefill = run.decode_s or 0.0, run.prefill_s or 0.0
+        if run.output_tokens and run.output_tokens >= MIN_SAMPLE_TOKENS and decode > 0:
+            n = concurrency_at(run.end_s - decode / 2, spans)
+            out["decode"].setdefault(n, []).append(run.output_tokens / decode)
+        evaluated = evaluated_tokens(run, result.backend.kind)
+        if evaluated and evaluated >= MIN_SAMPLE_TOKENS and prefill > 0:
+            n = concurrency_at(run.end_s - decode - prefill / 2, spans)
+            out["prefill"].setdefault(n, []).append(evaluated / prefill)
+    return out
+
+
+MIN_SAMPLE_TOKENS = 16
 
 
 def slot_advice(result: AnalysisResult) -> SlotAdvice | None:
@@ -400,13 +525,25 @@ def slot_advice(result: AnalysisResult) -> SlotAdvice | None:
     span = timeline(result).span_s
     if span <= 0 or waited < SERIALISED_SHARE * span:
         return None
+    curve, curve_source = run_curve(result)
+    spans = _spans(result)
+    jobs = [single_stream_job(a, spans, curve) for a in agents]
+    # With a slot per agent, the agents beyond the slots there are now land in new slots
+    # that hold no prefix yet: they prefill their whole prompt.
+    kind = result.backend.kind
+    wider = jobs[:slots] + [
+        single_stream_job(a, spans, curve, cold_kind=kind) for a in agents[slots:]
+    ]
     consolidation = result.consolidation.work_s if result.consolidation else 0.0
-    works = [a.work_s for a in agents]
-    now = makespan(works, slots) + consolidation
-    wide = makespan(works, len(result.agents)) + consolidation
-    # Scale the estimate by what the run really took over its own estimate: overheads stay.
-    estimated = wide * (span / now) if now > 0 else wide
-    return SlotAdvice(slots, result.server_slots_source, len(result.agents), span, estimated)
+    now = shared_makespan(jobs, slots, curve) + consolidation
+    wide = shared_makespan(wider, len(result.agents), curve) + consolidation
+    batching = shared_makespan(wider, len(result.agents), BATCHING_CURVE) + consolidation
+    # Scale the estimates by what the run really took over its own estimate: overheads stay.
+    ratio = span / now if now > 0 else 1.0
+    return SlotAdvice(
+        slots, result.server_slots_source, len(result.agents), span, wide * ratio,
+        curve_source, curve.aggregate("decode", len(result.agents)), batching * ratio,
+    )  # fmt: skip
 
 
 # --- consolidation variants: full vs compact, cold vs warm (issue 8) ----------------------

@@ -37,7 +37,7 @@ if ctx.backend is None:
 
 backend = ctx.backend
 setup = f"{backend.kind} · {ctx.source.label}" + (
-    f" · {backend.sim.num_parallel} slot(s) · time scale {backend.sim.time_scale:g}"
+    f" · {backend.sim.slots} slot(s) · time scale {backend.sim.time_scale:g}"
     if backend.simulated
     else f" · {backend.model}"
 )

@@ -120,6 +120,7 @@ elif (engine := state.engine_for(ctx)) is not None:
     hosts = ctx.backend.members()
     statuses = state.endpoint_statuses(ctx.backend)
     slots = engine.endpoint_slots()
+    live = engine.endpoint_live()
     st.dataframe(
         pd.DataFrame(
             [
@@ -133,9 +134,12 @@ elif (engine := state.engine_for(ctx)) is not None:
                     + (" …" if len(status.models) > 6 else ""),
                     "slots": "no limit" if part.slots is None else str(part.slots),
                     "slots from": part.source,
+                    "live": now or "",
                     "error": status.error or "",
                 }
-                for member, (url, status), part in zip(hosts, statuses, slots, strict=True)
+                for member, (url, status), part, now in zip(
+                    hosts, statuses, slots, live, strict=True
+                )
             ]
         ),
         hide_index=True,

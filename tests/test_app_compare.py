@@ -47,11 +47,15 @@ def test_a_comparison_shows_before_after_tiles_and_shared_axis_waterfalls(
     at.button(key="compare_run").click().run()
     assert not at.exception
     speedup = metric(at, "Speedup")
-    assert speedup.endswith("×") and float(speedup[:-1]) > 1.0  # parallel beat sequential
     before, after = metric(at, "Wall: before → after").split(" → ")
     assert float(before.removesuffix(" s")) > float(after.removesuffix(" s"))
     assert metric(at, "Cached").endswith(" ms")
     table = at.dataframe[0].value
+    # The speedup is the table's sequential ÷ parallel time (on the baseline profile's
+    # CPU curve, measured here, parallel slots may not beat one at a time: it says so).
+    times = dict(zip(table["run"], table["time (s)"], strict=True))
+    assert speedup.endswith("×")
+    assert float(speedup[:-1]) == pytest.approx(times["sequential"] / times["parallel"], abs=0.02)
     assert list(table["run"]) == ["single", "sequential", "parallel", "cached"]
     assert list(table["cache hit"]) == [False, False, False, True]
     assert set(table["tier"]) <= {"single", "excellent"}
@@ -68,8 +72,9 @@ def test_a_comparison_shows_before_after_tiles_and_shared_axis_waterfalls(
     assert not [k for k in specs if k.startswith("compare_race_")]
     assert not [t for t in at.text if "before: sequential" in t.value]
     # one sentence on what bounded the result
-    assert any(m.value.startswith("Bounded by its critical path") for m in at.markdown)
-    assert not at.warning  # six slots: the server ran the agents in parallel
+    assert any(m.value.startswith("Bounded by") for m in at.markdown)
+    # Four slots (the default) for five agents: any warning is the advice on a fifth slot.
+    assert all(safe.md("at most 4 at a time") in w.value for w in at.warning)
 
 
 def test_one_slot_is_called_out_as_serialised(
@@ -80,7 +85,14 @@ def test_one_slot_is_called_out_as_serialised(
     at.button(key="compare_run").click().run()
     assert not at.exception
     (bound,) = [m.value for m in at.markdown if "one at a time" in m.value]
-    assert safe.md("(Ollama: OLLAMA_NUM_PARALLEL=5; llama.cpp: --parallel 5)") in bound
+    # What 5 slots would give, on the profile's curve: the instruction where they help,
+    # else that they would not (the CPU curve measured here shares two cores).
+    assert safe.md("On its throughput curve (the simulated baseline profile's") in bound
+    assert any(
+        safe.md(text) in bound
+        for text in ("(Ollama: OLLAMA_NUM_PARALLEL=5; llama.cpp: --parallel 5)", "would not help",
+                     "would slow it down")
+    )  # fmt: skip
     assert any(safe.md("Server slots: 1 (the simulated") in c.value for c in at.caption)
     assert any(safe.md("1 slot(s)") in c.value for c in at.caption)
 

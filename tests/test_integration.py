@@ -24,7 +24,7 @@ from engine.cache import ResultCache
 from engine.records import AnalysisResult
 from engine.runner import RunSettings
 from engine.service import BackendConfig, Engine
-from engine.simulated import SimConfig, SimulatedOllamaServer
+from engine.simulated import PROFILES, SimConfig, SimulatedOllamaServer
 from engine.snapshot import scenario
 from engine.timeline import result_chain
 
@@ -45,12 +45,14 @@ def simulated(
     scale: float = 0.01,
     profile: str = "gpu",
     faults: dict[str, str] | None = None,
+    share_compute: bool = True,
 ) -> Iterator[tuple[SimulatedOllamaServer, BackendConfig]]:
     config = SimConfig(
         profile=profile,
         num_parallel=slots,
         time_scale=scale,
         faults=tuple((faults or {}).items()),
+        share_compute=share_compute,
     )
     with SimulatedOllamaServer(config) as server:
         yield server, BackendConfig(kind="simulated", base_url=server.url, sim=config)
@@ -66,8 +68,8 @@ def agents_phase(result: AnalysisResult) -> float:
     return max(a.end_s for a in result.agents) - min(a.start_s for a in result.agents)
 
 
-def test_parallel_is_at_least_4x_faster_than_sequential_on_5_slots() -> None:
-    with simulated(slots=6, scale=0.1) as (_, backend):
+def test_parallel_is_at_least_4x_faster_than_sequential_on_5_full_speed_slots() -> None:
+    with simulated(slots=6, scale=0.1, share_compute=False) as (_, backend):
         analyze(backend, RunSettings(mode="single"))  # load the model first, as a warm server would
         sequential = analyze(backend, RunSettings(mode="sequential"))
         parallel = analyze(backend, RunSettings(mode="parallel", quorum=5))
@@ -75,6 +77,17 @@ def test_parallel_is_at_least_4x_faster_than_sequential_on_5_slots() -> None:
     assert agents_phase(sequential) / agents_phase(parallel) >= 4.0
     assert sum(a.queue_s or 0.0 for a in parallel.agents) < 0.1 * agents_phase(parallel)
     assert parallel.backend.simulated and parallel.simulated_profile == "gpu"
+
+
+def test_on_slots_that_share_compute_the_speedup_is_the_servers_aggregate() -> None:
+    # gpu: llama.cpp's published batched decode, ≈ 2.2× aggregate at 5 sequences.
+    with simulated(slots=6, scale=0.1) as (_, backend):
+        analyze(backend, RunSettings(mode="single"))
+        sequential = analyze(backend, RunSettings(mode="sequential"))
+        parallel = analyze(backend, RunSettings(mode="parallel", quorum=5))
+    speedup = agents_phase(sequential) / agents_phase(parallel)
+    aggregate = PROFILES["gpu"].curve.aggregate("decode", 5)
+    assert 0.75 * aggregate < speedup < 1.25 * aggregate, (speedup, aggregate)
 
 
 def test_one_slot_serialises_the_parallel_run_and_reports_the_queue() -> None:
@@ -122,7 +135,10 @@ def test_quorum_keeps_a_slow_straggler_that_is_on_course() -> None:
 
 
 def test_quorum_cancels_a_straggler_that_cannot_make_the_deadline() -> None:
-    with simulated(scale=0.05, faults={"CostOptimizer": "slow"}) as (_, backend):
+    with simulated(scale=0.05, faults={"CostOptimizer": "slow"}, share_compute=False) as (
+        _,
+        backend,
+    ):
         analyze(backend, RunSettings(mode="single"))
         probe = analyze(backend, RunSettings(quorum=5, agent_timeout_s=30))
         fast = max(a.end_s for a in probe.agents if a.name != "CostOptimizer")
@@ -357,7 +373,8 @@ def test_consolidation_variants_each_get_a_fresh_embedded_server() -> None:
     from engine.service import isolates_variants
     from engine.simulated import shared_server
 
-    config = SimConfig(profile="gpu", time_scale=0.01)
+    # A slot per agent, so no agent can find another one's prefix within its own run.
+    config = SimConfig(profile="gpu", num_parallel=6, time_scale=0.01)
     embedded = BackendConfig(kind="simulated", sim=config)
     assert isolates_variants(embedded)
     shared = shared_server(config).url

@@ -166,3 +166,61 @@ def test_the_simulator_caches_prefixes_as_llama_cpp_does(llama1: LlamaServer) ->
         simulated = asyncio.run(cached_share(backend, DEFAULT_MODEL, evaluated_only=True))
     assert real > 0.8 and simulated > 0.8  # the shared prefix was reused, the rest evaluated
     assert abs(real - simulated) < 0.1, (real, simulated)
+
+
+# --- the simulator's curve and the slot advice against the real server ---------------------
+
+ANSWER_CAP = 64  # SmolLM2 writes more here: (nearly) every answer ends at the cap, on both
+REAL = RunSettings(agent_timeout_s=TIMEOUT_S, grace_s=TIMEOUT_S)
+SIM_SCALE = 0.25  # the simulator's walls are projected back (÷ this)
+
+
+@pytest.fixture(scope="module")
+def capped_runs(llama5: LlamaServer, llama1: LlamaServer) -> dict[str, AnalysisResult]:
+    """One analysis, answers of a fixed length, on the real server: sequential and
+    parallel on 5 slots, parallel on 1; then the same on the simulator's ci-smollm2."""
+    roster = with_cap(DEFAULT_ROSTER, ANSWER_CAP)
+    snap = scenario("cpu-saturation")
+    # Both servers warmed the same way first (a server's first requests are slow, and the
+    # slots then hold the shared prefix), as the simulator is below.
+    engine(llama5, roster).analyze(snap, replace(REAL, mode="single"))
+    engine(llama1, roster).analyze(snap, replace(REAL, mode="single"))
+    runs = {
+        "real_sequential": engine(llama5, roster).analyze(snap, replace(REAL, mode="sequential")),
+        "real_parallel": engine(llama5, roster).analyze(snap, REAL),
+        "real_one_slot": engine(llama1, roster).analyze(snap, REAL),
+    }
+    sim = SimConfig(profile="ci-smollm2", num_parallel=5, time_scale=SIM_SCALE, keep_alive_s=1e7)
+    with SimulatedOllamaServer(sim) as server:
+        config = BackendConfig(kind="simulated", base_url=server.url, sim=sim, model=MODEL)
+        simulated = Engine(config, roster=roster)
+        simulated.analyze(snap, replace(REAL, mode="single"))  # loads the model
+        runs["sim_sequential"] = simulated.analyze(snap, replace(REAL, mode="sequential"))
+        runs["sim_parallel"] = simulated.analyze(snap, REAL)
+    return runs
+
+
+@pytest.mark.parametrize("mode", ["sequential", "parallel"])
+def test_the_simulator_s_walls_match_the_real_server_s(
+    capped_runs: dict[str, AnalysisResult], mode: str
+) -> None:
+    real = capped_runs[f"real_{mode}"]
+    simulated = capped_runs[f"sim_{mode}"]
+    # The same work on both: SmolLM2 may end an answer early (EOS), rarely.
+    written = sum(a.output_tokens or 0 for a in real.agents)
+    assert written >= 0.9 * ANSWER_CAP * len(real.agents), [a.output_tokens for a in real.agents]
+    projected = simulated.execution_time_s / SIM_SCALE
+    assert projected == pytest.approx(real.execution_time_s, rel=0.15), (
+        mode, projected, real.execution_time_s,
+    )  # fmt: skip
+
+
+def test_advice_after_one_slot_comes_true_on_five(capped_runs: dict[str, AnalysisResult]) -> None:
+    from engine.timeline import slot_advice
+
+    advice = slot_advice(capped_runs["real_one_slot"])
+    assert advice is not None and advice.agents == 5
+    measured = capped_runs["real_parallel"].execution_time_s
+    assert advice.estimated_s == pytest.approx(measured, rel=0.20), (
+        advice.sentence(), measured,
+    )  # fmt: skip

@@ -85,7 +85,8 @@ def test_two_processes_of_25_callers_make_one_fan_out(redis_url: str) -> None:
 
 def test_leader_killed_mid_run_a_follower_takes_over_within_the_lease(redis_url: str) -> None:
     lease = 1.0
-    config = SimConfig(profile="baseline", num_parallel=6, time_scale=0.2)  # a run of ≈ 5 s
+    # A run of ≈ 5 s: slots at full speed (this is about the lease, not the CPU's curve).
+    config = SimConfig(profile="baseline", num_parallel=6, time_scale=0.2, share_compute=False)
     with (
         SimulatedOllamaServer(config) as server,
         workers((redis_url, server.url, 0.2, 1, lease), (redis_url, server.url, 0.2, 1, lease)) as (

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine.slot_probe import OLLAMA_ASSUMED, probe_slots, server_root, slots_from_props
+from engine.slot_probe import OLLAMA_LEARNS, probe_slots, server_root, slots_from_props
 from tests.loopback import LoopbackServer, Route
 
 
@@ -22,20 +22,27 @@ async def test_llama_cpp_reports_its_slots_in_props() -> None:
     assert slots.slots == 5 and "llama.cpp /props" in slots.source
 
 
-async def test_ollama_behind_its_openai_api_is_assumed_to_have_one_slot() -> None:
+async def test_ollama_behind_its_openai_api_is_to_be_learned() -> None:
     routes = {
         "/props": _json({"error": "not found"}, 404),
         "/api/version": _json({"version": "0.9"}),
     }
     with LoopbackServer(routes) as server:
         slots = await probe_slots("openai", server.url + "/v1")
-    assert (slots.slots, slots.source) == (1, OLLAMA_ASSUMED)
+    assert (slots.slots, slots.source, slots.learn) == (1, OLLAMA_LEARNS, True)
+    assert slots.server == "ollama 0.9"
 
 
-async def test_native_ollama_is_assumed_without_asking() -> None:
+async def test_native_ollama_that_is_down_is_still_to_be_learned() -> None:
     slots = await probe_slots("ollama", "http://127.0.0.1:9")  # nothing listens there
-    assert (slots.slots, slots.source) == (1, OLLAMA_ASSUMED)
+    assert (slots.slots, slots.learn) == (1, True)  # safe until learned
     assert "OLLAMA_NUM_PARALLEL" in slots.source and "--server-slots" in slots.source
+
+
+async def test_llama_cpp_props_are_asked_first_even_for_the_ollama_protocol() -> None:
+    with LoopbackServer({"/props": _json({"total_slots": 3})}) as server:
+        slots = await probe_slots("ollama", server.url)
+    assert (slots.slots, slots.learn) == (3, False) and "llama.cpp /props" in slots.source
 
 
 async def test_a_server_that_does_not_say_gets_no_client_limit() -> None:

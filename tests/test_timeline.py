@@ -349,14 +349,48 @@ def test_makespan_places_the_longest_first() -> None:
     assert makespan([1.0, 1.0], 5) == 1.0 and makespan([], 3) == 0.0
 
 
+def with_curve(result: AnalysisResult, factors: tuple[float, ...], source: str) -> AnalysisResult:
+    result.server_curve = {"prefill": list(factors), "decode": list(factors), "source": source}
+    return result
+
+
 def test_one_slot_advice_says_what_more_slots_would_give() -> None:
-    advice = slot_advice(one_slot_run())
+    full_speed = (1.0,) * 5  # a server whose slots do not slow each other down
+    advice = slot_advice(with_curve(one_slot_run(), full_speed, "learned from 3 runs"))
     assert advice is not None and (advice.slots, advice.agents) == (1, 5)
     assert advice.wall_s == pytest.approx(11.0)
     assert advice.estimated_s == pytest.approx(3.0)  # one agent's 2 s, then the consolidation
     text = advice.sentence()
     assert "one at a time" in text and "≈ 3.0 s instead of 11.0 s" in text
     assert "OLLAMA_NUM_PARALLEL=5" in text and "Ollama's default" in text
+    assert "(learned from 3 runs)" in text and advice.helps
+
+
+def test_advice_on_a_server_whose_slots_share_compute_says_they_would_not_help() -> None:
+    no_gain = (1.0, 0.5, 1 / 3, 0.25, 0.2)  # five at once: each a fifth as fast
+    advice = slot_advice(with_curve(one_slot_run(), no_gain, "learned from 2 runs"))
+    assert advice is not None and not advice.helps
+    assert advice.estimated_s == pytest.approx(11.0)  # the same work, shared: no gain
+    text = advice.sentence()
+    assert "would not help" in text and "OLLAMA_NUM_PARALLEL=5" not in text
+    assert "1.0× the throughput of one stream with 5 at once" in text
+    # A batching server's published curve would give more: said in one sentence.
+    assert "A batching server (vLLM, SGLang) would give more than more slots can" in text
+    slower = (1.0, 0.4, 0.25, 0.18, 0.15)  # aggregate below one stream: slower than one slot
+    worse = slot_advice(with_curve(one_slot_run(), slower, "learned"))
+    assert worse is not None and "would slow it down" in worse.sentence()
+
+
+def test_advice_without_a_learned_curve_says_which_curve_it_assumed() -> None:
+    on_real = one_slot_run()
+    on_real.simulated_profile = None  # a real server, no runs with several streams yet
+    real = slot_advice(on_real)
+    assert real is not None and "assumed: no run of this server" in real.curve_source
+    simulated = one_slot_run()
+    simulated.simulated_profile = "gpu"
+    advice = slot_advice(simulated)
+    assert advice is not None and advice.curve_source.startswith("the simulated gpu profile's")
+    assert 3.0 < advice.estimated_s < 11.0  # shared GPU slots: better than one, not 5×
 
 
 def test_no_advice_when_there_are_enough_slots_or_nobody_waited() -> None:

@@ -496,7 +496,7 @@ def _backend_section() -> tuple[
 
 
 def _slots_input(kind: str) -> int | None:
-    """`auto` (ask the server; Ollama: assume 1) or a number; raises ValueError naming the field."""
+    """`auto` (ask the server; Ollama: learn them) or a number; raises ValueError naming the field."""
     try:
         configured = slots_from_config(roster_file())
     except ValueError as exc:
@@ -507,8 +507,8 @@ def _slots_input(kind: str) -> int | None:
         value="auto" if configured is None else str(configured),
         key=f"{kind}_slots",
         help="How many requests the server runs at once. auto: llama.cpp reports it; "
-        "Ollama does not, so its default of 1 (OLLAMA_NUM_PARALLEL) is assumed — type the "
-        "server's OLLAMA_NUM_PARALLEL here if you changed it.",
+        "Ollama does not, so Quorum learns them with a short probe before the first run; "
+        "type the server's OLLAMA_NUM_PARALLEL here to skip it.",
     )
     return parse_slots_setting(raw)
 
@@ -567,7 +567,7 @@ def _sim_section() -> SimConfig:
         "Server slots (OLLAMA_NUM_PARALLEL)",
         1,
         8,
-        value=6,
+        value=SimConfig().slots,  # Ollama's own default where the model fits in memory
         key="sim_slots",
         help="How many requests the simulated server runs at once; the rest queue.",
     )

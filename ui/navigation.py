@@ -105,6 +105,7 @@ def page_links() -> None:
     """The sidebar's navigation: one link per page (none on the wall)."""
     for page in dashboard_pages().navigable:
         st.page_link(page)
+    st.divider()  # Streamlit's own menu ends with a rule too: the sidebar looks as before
 
 
 def dashboard_url() -> str | None:

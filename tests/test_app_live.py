@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import FileUploader
 
@@ -18,6 +17,7 @@ from engine.snapshot import SCENARIOS, SnapshotError
 from ui import live_session, render, safe, sources
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
+APP_IN_CHARGE = Path(__file__).resolve().parent / "dashboard_app.py"
 TIMEOUT_S = 60  # generous: a 2-core CI machine runs five agents and a consolidation
 
 
@@ -35,24 +35,10 @@ def new_app(
     monkeypatch.setenv("QUORUM_ROSTER", str(tmp_path / "no-roster.toml"))
     monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")  # nothing listens on the discard port
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    if server_like_navigation:
-        _keep_navigation_in_charge(monkeypatch)
-    return AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
-
-
-def _keep_navigation_in_charge(monkeypatch: pytest.MonkeyPatch) -> None:
-    """AppTest resets `PagesManager.uses_pages_directory` before every run, so with a
-    `pages/` folder next to app.py each run starts in the old pages-directory mode and
-    `ui.state.context()` has to rerun it through app.py, which loses a button click. A
-    real server clears the flag for good the first time `st.navigation` runs; this does
-    the same for AppTest."""
-    original = PagesManager.__init__
-
-    def init(self: PagesManager, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+    # tests/dashboard_app.py runs app.py with navigation in charge, as a real server after
+    # its first request; app.py itself starts each AppTest run in the legacy pages mode.
+    script = APP_IN_CHARGE if server_like_navigation else APP
+    return AppTest.from_file(str(script), default_timeout=TIMEOUT_S)
 
 
 def uploader(at: AppTest) -> FileUploader:

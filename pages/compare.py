@@ -26,9 +26,10 @@ from engine.timeline import (
     projection_scale,
     slot_advice,
 )
-from ui import charts, compare_live, render, safe, state
+from ui import charts, compare_live, render, resources, safe, sources
+from ui import context as ui_context
 
-ctx = state.context()
+ctx = ui_context.context()
 st.title("Compare")
 
 if ctx.backend is None:
@@ -55,7 +56,7 @@ if st.session_state.pop("compare_cancelled", False):
 
 
 def run_comparison() -> None:
-    engine = state.engine_for(ctx, backend)
+    engine = resources.engine_for(ctx, backend)
     if engine is None:
         return
     snapshot = ctx.source.read()
@@ -89,7 +90,7 @@ if run:
     try:
         run_comparison()
     except SnapshotError as exc:
-        st.error(state.snapshot_error_message(exc), title="No snapshot to analyse")
+        st.error(sources.snapshot_error_message(exc), title="No snapshot to analyse")
     except (OSError, RuntimeError, ValueError) as exc:
         st.error(safe.md(safe.ui_words(exc)), title="The comparison could not run")
 

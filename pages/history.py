@@ -9,12 +9,13 @@ import streamlit as st
 
 from engine.history import row, run_link, to_csv, to_json
 from engine.records import AnalysisResult
-from ui import charts, render, safe, state
+from ui import charts, navigation, render, resources, safe
+from ui import context as ui_context
 
 HISTORY_LIMIT = 1000  # the table and chart stay responsive; the file keeps more
 
-ctx = state.context()
-history = state.history_for(ctx)
+ctx = ui_context.context()
+history = resources.history_for(ctx)
 st.title("History")
 st.caption(safe.md(f"From {history.where} (newest first, at most {HISTORY_LIMIT} shown)."))
 
@@ -66,7 +67,7 @@ if not shown:
     st.info("No run matches these filters.")
     st.stop()
 
-link_base = state.dashboard_url()
+link_base = navigation.dashboard_url()
 table = pd.DataFrame(
     [
         {

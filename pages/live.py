@@ -7,10 +7,11 @@ import streamlit as st
 
 from engine.records import AnalysisResult
 from engine.snapshot import SnapshotError
+from ui import context as ui_context
+from ui import live_session, render, resources, safe, sources
 from ui import prometheus as prom_ui
-from ui import render, safe, state
 
-ctx = state.context()
+ctx = ui_context.context()
 st.title("Live insights")
 
 if ctx.backend is None:
@@ -22,14 +23,14 @@ with controls:
     paused = st.toggle("Pause auto-refresh", value=False, key="live_paused")
     chosen = st.select_slider(
         "Refresh every",
-        options=list(state.REFRESH_OPTIONS_S),
+        options=list(live_session.REFRESH_OPTIONS_S),
         value=30,
         format_func=lambda s: f"{s} s",
         key="live_interval",
         disabled=paused,
         bind="query-params",
     )
-interval, stretched = state.refresh_interval(int(chosen), state.last_run_s())
+interval, stretched = live_session.refresh_interval(int(chosen), live_session.last_run_s())
 st.caption(
     safe.md(f"Snapshot: {ctx.source.label}")
     + (" · auto-refresh paused" if paused else f" · re-read every {interval} s")
@@ -46,14 +47,14 @@ def live_panel() -> None:
     try:
         snapshot, reading = ctx.source.read_detailed()
     except SnapshotError as exc:
-        st.error(state.snapshot_error_message(exc), title="No snapshot to analyse")
+        st.error(sources.snapshot_error_message(exc), title="No snapshot to analyse")
         return
-    previous = state.previous_snapshot(snapshot, ctx.source)
-    engine = state.engine_for(ctx)
+    previous = live_session.previous_snapshot(snapshot, ctx.source)
+    engine = resources.engine_for(ctx)
     if engine is None:  # the context checked this already; keeps the type checker honest
         return
     refresh = st.session_state.pop("live_bypass", False)
-    progress = render.LiveProgress(slot, **state.progress_steps(ctx, engine))
+    progress = render.LiveProgress(slot, **live_session.progress_steps(ctx, engine))
     result: AnalysisResult | None = None
     try:
         result = engine.analyze(snapshot, ctx.settings, refresh=refresh, progress=progress)
@@ -64,7 +65,7 @@ def live_panel() -> None:
     if result is not None:
         with strip:
             render.status_strip(result, snapshot)
-        if state.note_run(result, int(chosen)) and not paused:
+        if live_session.note_run(result, int(chosen)) and not paused:
             st.rerun(scope="app")  # the interval must be stretched: re-arm the timer
     render.metric_tiles(snapshot, previous)
     if reading is not None:  # Prometheus: last fetch, unknown fields, what changed
@@ -76,7 +77,7 @@ def live_panel() -> None:
         help="Analyse again even if the cache holds this snapshot's answer.",
         on_click=lambda: st.session_state.update(live_bypass=True),
     )
-    state.state_banner(engine)
+    resources.state_banner(engine)
     if result is not None:
         render.result_details(
             result,

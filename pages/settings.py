@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ui import safe, state
+from ui import config, resources, safe
+from ui import context as ui_context
 
 ROSTER_EXAMPLE = """\
 # quorum.toml — override any agent's model, instructions or token cap
@@ -19,11 +20,11 @@ model = "llama3.1:70b"
 max_tokens = 256
 """
 
-ctx = state.context()
+ctx = ui_context.context()
 st.title("Settings")
 
 st.markdown("#### Agent roster")
-path = ctx.roster_path or state.roster_file()
+path = ctx.roster_path or config.roster_file()
 if ctx.roster_error:
     st.error(safe.md(ctx.roster_error), title="quorum.toml is invalid: using the default roster")
 elif path.is_file():
@@ -68,7 +69,7 @@ with st.expander("Roster file format"):
     st.code(ROSTER_EXAMPLE, language="toml")
 
 st.markdown("#### Result cache")
-cache = state.cache_for(ctx)
+cache = resources.cache_for(ctx)
 
 
 def clear_cache() -> None:
@@ -116,9 +117,9 @@ st.dataframe(
 st.markdown("#### LLM endpoints")
 if ctx.backend is None:
     st.info("The backend settings in the sidebar are invalid: no endpoint to show.")
-elif (engine := state.engine_for(ctx)) is not None:
+elif (engine := resources.engine_for(ctx)) is not None:
     hosts = ctx.backend.members()
-    statuses = state.endpoint_statuses(ctx.backend)
+    statuses = resources.endpoint_statuses(ctx.backend)
     slots = engine.endpoint_slots()
     live = engine.endpoint_live()
     st.dataframe(

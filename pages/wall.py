@@ -10,7 +10,8 @@ import streamlit as st
 from engine import use_method
 from engine.records import AnalysisResult
 from engine.snapshot import FIELDS, Snapshot, SnapshotError
-from ui import render, safe, state
+from ui import context as ui_context
+from ui import live_session, render, resources, safe, sources
 
 SEVERITY_TEXT: dict[str, str] = {
     "CRITICAL": "red",
@@ -26,10 +27,10 @@ TIER_TEXT: dict[str, str] = {
     "fallback": "red",
 }
 
-ctx = state.context()
+ctx = ui_context.context()
 raw = st.query_params.get("refresh", "30")
 chosen = int(raw) if raw.isdigit() and int(raw) > 0 else 30
-interval, stretched = state.refresh_interval(chosen, state.last_run_s())
+interval, stretched = live_session.refresh_interval(chosen, live_session.last_run_s())
 
 
 def headline(result: AnalysisResult, host: str) -> None:
@@ -70,9 +71,9 @@ def wall_panel() -> None:
     try:
         snapshot = ctx.source.read()
     except SnapshotError as exc:
-        st.markdown(f"## No snapshot: {safe.md(state.snapshot_error_message(exc))}")
+        st.markdown(f"## No snapshot: {safe.md(sources.snapshot_error_message(exc))}")
         return
-    engine = state.engine_for(ctx)
+    engine = resources.engine_for(ctx)
     if engine is None:
         return
     try:
@@ -80,7 +81,7 @@ def wall_panel() -> None:
     except (OSError, RuntimeError, ValueError) as exc:
         st.markdown(f"## The analysis could not run: {safe.md(safe.ui_words(exc))}")
         return
-    state.note_run(result, chosen)
+    live_session.note_run(result, chosen)
     headline(result, snapshot.host)
     tiles(snapshot)
     note = f"##### Refreshes every {interval} s · {safe.md(ctx.source.label)}"

@@ -17,7 +17,7 @@ from ui import safe
 
 def compare_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AppTest:
     at = new_app(monkeypatch, tmp_path).run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("../pages/compare.py").run()
     assert not at.exception
     return at
 

@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import FileUploader
 
 from engine.runner import ProgressEvent
 from engine.snapshot import SCENARIOS, SnapshotError
-from ui import render, safe, state
+from ui import live_session, render, safe, sources
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
+APP_IN_CHARGE = Path(__file__).resolve().parent / "dashboard_app.py"
 TIMEOUT_S = 60  # generous: a 2-core CI machine runs five agents and a consolidation
 
 
@@ -35,24 +35,10 @@ def new_app(
     monkeypatch.setenv("QUORUM_ROSTER", str(tmp_path / "no-roster.toml"))
     monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")  # nothing listens on the discard port
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    if server_like_navigation:
-        _keep_navigation_in_charge(monkeypatch)
-    return AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
-
-
-def _keep_navigation_in_charge(monkeypatch: pytest.MonkeyPatch) -> None:
-    """AppTest resets `PagesManager.uses_pages_directory` before every run, so with a
-    `pages/` folder next to app.py each run starts in the old pages-directory mode and
-    `ui.state.context()` has to rerun it through app.py, which loses a button click. A
-    real server clears the flag for good the first time `st.navigation` runs; this does
-    the same for AppTest."""
-    original = PagesManager.__init__
-
-    def init(self: PagesManager, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+    # tests/dashboard_app.py runs app.py with navigation in charge, as a real server after
+    # its first request; app.py itself starts each AppTest run in the legacy pages mode.
+    script = APP_IN_CHARGE if server_like_navigation else APP
+    return AppTest.from_file(str(script), default_timeout=TIMEOUT_S)
 
 
 def uploader(at: AppTest) -> FileUploader:
@@ -248,21 +234,21 @@ def test_auto_falls_back_to_the_simulated_server_without_ollama(
 
 def test_parse_upload_names_the_bad_field() -> None:
     with pytest.raises(SnapshotError) as bad_value:
-        state.parse_upload(json.dumps({**SCENARIOS["healthy"], "mem_util_pct": -1}).encode(), "x")
+        sources.parse_upload(json.dumps({**SCENARIOS["healthy"], "mem_util_pct": -1}).encode(), "x")
     assert bad_value.value.field == "mem_util_pct"
     with pytest.raises(SnapshotError) as not_json:
-        state.parse_upload(b"{not json", "x")
+        sources.parse_upload(b"{not json", "x")
     assert not_json.value.field == "file" and "line 1" in not_json.value.message
     with pytest.raises(SnapshotError) as missing:
-        state.parse_upload(b"{}", "x")
+        sources.parse_upload(b"{}", "x")
     assert missing.value.field == "cpu_util_pct"
     with pytest.raises(SnapshotError) as huge:
-        state.parse_upload(b" " * (state.MAX_UPLOAD_BYTES + 1), "x")
+        sources.parse_upload(b" " * (sources.MAX_UPLOAD_BYTES + 1), "x")
     assert "too large" in huge.value.message
 
 
 def test_parse_upload_accepts_a_valid_snapshot() -> None:
-    snap = state.parse_upload(json.dumps(SCENARIOS["disk-io-bound"]).encode(), "disk.json")
+    snap = sources.parse_upload(json.dumps(SCENARIOS["disk-io-bound"]).encode(), "disk.json")
     assert snap.disk_util_pct == 99 and snap.source == "upload:disk.json"
 
 
@@ -407,11 +393,11 @@ def test_a_quiet_host_gets_one_all_clear_card(
 
 
 def test_a_refresh_shorter_than_the_last_run_is_stretched_and_says_why() -> None:
-    assert state.stretch_interval(15, 14.2) == (15, None)  # longer than the run: kept
-    interval, why = state.stretch_interval(10, 14.2)  # the issue's 10 s against 14 s
+    assert live_session.stretch_interval(15, 14.2) == (15, None)  # longer than the run: kept
+    interval, why = live_session.stretch_interval(10, 14.2)  # the issue's 10 s against 14 s
     assert interval == 30 and why is not None  # the first option ≥ 1.5 × 14.2 s
     assert "Refresh every 10 s is shorter than the last analysis (14.2 s" in why
     assert "stretched to 30 s" in why
-    assert state.stretch_interval(1, 1.05)[0] == 2
-    assert state.stretch_interval(300, 400.0)[0] == 601  # beyond the options: 1.5× the run
-    assert state.stretch_interval(5, None) == (5, None)  # nothing measured yet
+    assert live_session.stretch_interval(1, 1.05)[0] == 2
+    assert live_session.stretch_interval(300, 400.0)[0] == 601  # beyond the options: 1.5× the run
+    assert live_session.stretch_interval(5, None) == (5, None)  # nothing measured yet

@@ -104,7 +104,9 @@ def wait_idle(page: Page, title: str, *, timeout_ms: float = STEP_TIMEOUT_MS) ->
 
 
 def open_page(page: Page, link: str, title: str) -> None:
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=link, exact=True).click()
+    """Follow the sidebar's own page link (ui/navigation.py; Streamlit's menu is hidden)."""
+    nav_links = page.get_by_test_id("stSidebar").get_by_test_id("stPageLink-NavLink")
+    nav_links.get_by_text(link, exact=True).click()
     wait_idle(page, title)
 
 

@@ -203,7 +203,7 @@ def test_settings_page_shows_each_endpoint_s_health_and_slots(
         f'[[endpoints]]\nkind = "ollama"\nurl = "{dead}"\n'
     )
     at.run()
-    at.switch_page("pages/settings.py").run()
+    at.switch_page("../pages/settings.py").run()
     assert not at.exception
     rows = [
         {str(k): str(v) for k, v in r.items()} for r in at.dataframe[2].value.to_dict("records")

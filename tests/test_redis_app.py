@@ -39,11 +39,11 @@ def test_dashboard_on_redis_shares_state_and_never_shows_the_password(
     second = new_app(monkeypatch, tmp_path / "other").run()  # another session, other disk
     assert any("cached" in m.value for m in second.markdown)
     texts = [page_text(at)]
-    at.switch_page("pages/settings.py").run()
+    at.switch_page("../pages/settings.py").run()
     assert not at.exception
     assert any(t.value.startswith("Redis (shared by every replica): redis://***@") for t in at.text)
     texts.append(page_text(at))
-    at.switch_page("pages/history.py").run()
+    at.switch_page("../pages/history.py").run()
     assert not at.exception
     texts.append(page_text(at))
     assert not (tmp_path / "data" / "history.jsonl").exists()  # the history is in Redis

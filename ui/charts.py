@@ -9,7 +9,7 @@ label and hover string that can carry text from outside the code goes through
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ from engine.timeline import (
     SEGMENT_LABELS,
     CompareRow,
     Row,
+    SegmentKind,
     Timeline,
     timeline,
 )
@@ -130,72 +131,11 @@ def add_waterfall(
     where = _target(row, col)
 
     for kind in SEGMENT_KINDS:
-        xs: list[float] = []
-        bases: list[float] = []
-        ys: list[str] = []
-        data: list[list[str]] = []
-        borders: list[str] = []
-        widths: list[float] = []
-        patterns: list[str] = []
-        pattern_colours: list[str] = []
-        for r, label in zip(tl.rows, labels, strict=True):
-            for seg in r.segments:
-                if seg.kind != kind:
-                    continue
-                xs.append(seg.duration_s)
-                bases.append(seg.start_s)
-                ys.append(label)
-                border, width = _border(r)
-                borders.append(border)
-                widths.append(width)
-                style = STATUS_STYLES.get(r.status, STATUS_STYLES["error"])
-                patterns.append(style.pattern)
-                pattern_colours.append(style.border if style.pattern else SEGMENT_COLOURS[kind])
-                error = f"<br>error: {safe.plotly(r.error, limit=160)}" if r.error else ""
-                data.append(
-                    [
-                        label,
-                        SEGMENT_LABELS[kind],
-                        _ms(seg.duration_s),
-                        _ms(r.duration_s),
-                        _ms(seg.start_s),
-                        r.status,
-                        _tokens(r.prompt_tokens),
-                        _tokens(r.output_tokens),
-                        "-" if r.ttft_s is None else f"{_ms(r.ttft_s)} ms",
-                        error,
-                        _cached(r),
-                    ]
-                )
-        if not xs:
+        bars = _segment_bars(tl, labels, kind)
+        if not bars.xs:
             continue
+        _add_segment_trace(fig, kind, bars, where)
         name = SEGMENT_LABELS[kind]
-        fig.add_trace(
-            go.Bar(
-                orientation="h",
-                x=xs,
-                base=bases,
-                y=ys,
-                name=name,
-                legendgroup=kind,
-                # Plotly draws a legend key in the style of a trace's first bar, which may
-                # carry a status or critical-path outline; a plain key is added below.
-                showlegend=False,
-                customdata=data,
-                hovertemplate=_HOVER,
-                marker={
-                    "color": SEGMENT_COLOURS[kind],
-                    "line": {"color": borders, "width": widths},
-                    "pattern": {
-                        "shape": patterns,
-                        "fgcolor": pattern_colours,
-                        "solidity": 0.35,
-                    },
-                },
-                meta={"segment": kind},
-            ),
-            **where,
-        )
         if name not in seen:
             seen.add(name)
             marker = {"color": SEGMENT_COLOURS[kind], "line": {"width": 0}}
@@ -204,21 +144,104 @@ def add_waterfall(
     _add_status_labels(fig, tl, labels, where)
     _add_legend_keys(fig, tl, seen, where)
     if tl.quorum_reached_s is not None:
-        fig.add_vline(
-            x=tl.quorum_reached_s,
-            line_dash="dash",
-            line_color=QUORUM_COLOUR,
-            line_width=2,
-            annotation_text=f"quorum at {tl.quorum_reached_s:.2f} s",
-            # Bottom left: the legend sits above the plot, and the consolidation bar
-            # (bottom row) starts at or after the quorum, so this corner is free.
-            annotation_position="bottom left",
-            annotation_font_color=QUORUM_COLOUR,
-            **where,
-        )
+        _add_quorum_line(fig, tl.quorum_reached_s, where)
     axis = {"autorange": "reversed", "categoryorder": "array", "categoryarray": labels}
     fig.update_yaxes(**axis, **where)
     return tl
+
+
+@dataclass
+class _SegmentBars:
+    """One segment kind's bars across a waterfall's rows (one plotly trace)."""
+
+    xs: list[float] = field(default_factory=list)
+    bases: list[float] = field(default_factory=list)
+    ys: list[str] = field(default_factory=list)
+    data: list[list[str]] = field(default_factory=list)
+    borders: list[str] = field(default_factory=list)
+    widths: list[float] = field(default_factory=list)
+    patterns: list[str] = field(default_factory=list)
+    pattern_colours: list[str] = field(default_factory=list)
+
+
+def _segment_bars(tl: Timeline, labels: list[str], kind: SegmentKind) -> _SegmentBars:
+    bars = _SegmentBars()
+    for r, label in zip(tl.rows, labels, strict=True):
+        for seg in r.segments:
+            if seg.kind != kind:
+                continue
+            bars.xs.append(seg.duration_s)
+            bars.bases.append(seg.start_s)
+            bars.ys.append(label)
+            border, width = _border(r)
+            bars.borders.append(border)
+            bars.widths.append(width)
+            style = STATUS_STYLES.get(r.status, STATUS_STYLES["error"])
+            bars.patterns.append(style.pattern)
+            bars.pattern_colours.append(style.border if style.pattern else SEGMENT_COLOURS[kind])
+            error = f"<br>error: {safe.plotly(r.error, limit=160)}" if r.error else ""
+            bars.data.append(
+                [
+                    label,
+                    SEGMENT_LABELS[kind],
+                    _ms(seg.duration_s),
+                    _ms(r.duration_s),
+                    _ms(seg.start_s),
+                    r.status,
+                    _tokens(r.prompt_tokens),
+                    _tokens(r.output_tokens),
+                    "-" if r.ttft_s is None else f"{_ms(r.ttft_s)} ms",
+                    error,
+                    _cached(r),
+                ]
+            )
+    return bars
+
+
+def _add_segment_trace(
+    fig: Any, kind: SegmentKind, bars: _SegmentBars, where: dict[str, int]
+) -> None:
+    fig.add_trace(
+        go.Bar(
+            orientation="h",
+            x=bars.xs,
+            base=bars.bases,
+            y=bars.ys,
+            name=SEGMENT_LABELS[kind],
+            legendgroup=kind,
+            # Plotly draws a legend key in the style of a trace's first bar, which may
+            # carry a status or critical-path outline; a plain key is added by the caller.
+            showlegend=False,
+            customdata=bars.data,
+            hovertemplate=_HOVER,
+            marker={
+                "color": SEGMENT_COLOURS[kind],
+                "line": {"color": bars.borders, "width": bars.widths},
+                "pattern": {
+                    "shape": bars.patterns,
+                    "fgcolor": bars.pattern_colours,
+                    "solidity": 0.35,
+                },
+            },
+            meta={"segment": kind},
+        ),
+        **where,
+    )
+
+
+def _add_quorum_line(fig: Any, quorum_s: float, where: dict[str, int]) -> None:
+    fig.add_vline(
+        x=quorum_s,
+        line_dash="dash",
+        line_color=QUORUM_COLOUR,
+        line_width=2,
+        annotation_text=f"quorum at {quorum_s:.2f} s",
+        # Bottom left: the legend sits above the plot, and the consolidation bar
+        # (bottom row) starts at or after the quorum, so this corner is free.
+        annotation_position="bottom left",
+        annotation_font_color=QUORUM_COLOUR,
+        **where,
+    )
 
 
 def _add_status_labels(fig: Any, tl: Timeline, labels: list[str], where: dict[str, int]) -> None:

@@ -1,0 +1,93 @@
+"""What the Live page remembers between reruns: the previous snapshot (for the tiles'
+deltas), the last run's wall time (so auto-refresh never outruns the analysis), and the
+steps a run's progress box lists before its events arrive.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from engine import snapshot as snapshots
+from engine.records import AnalysisResult
+from engine.service import Engine
+from engine.timeline import projection_scale
+from ui.context import Context
+from ui.sources import SnapshotSource
+
+_PREVIOUS_KEY = "live_previous_snapshot"
+
+
+def previous_snapshot(
+    snap: snapshots.Snapshot, source: SnapshotSource
+) -> snapshots.Snapshot | None:
+    """The snapshot read before this one from the same source (for the tiles' deltas)."""
+    label = source.label
+    stored = st.session_state.get(_PREVIOUS_KEY)
+    previous: snapshots.Snapshot | None = None
+    if isinstance(stored, tuple) and len(stored) == 3 and stored[0] == label:
+        last, before = stored[1], stored[2]
+        # A rerun without a new reading (same timestamp) keeps the older comparison.
+        previous = before if last.timestamp == snap.timestamp else last
+    st.session_state[_PREVIOUS_KEY] = (label, snap, previous)
+    return previous
+
+
+# --- Live: auto-refresh that never outruns the analysis, and its progress steps ---------------
+
+REFRESH_OPTIONS_S: tuple[int, ...] = (1, 2, 5, 10, 15, 30, 60, 120, 300)
+# The page must be readable between runs: an interval shorter than the last run becomes
+# the first option at least this many times that run (so it is idle a third of the time).
+REFRESH_OVER_RUN = 1.5
+_LAST_RUN_KEY = "live_last_run_s"
+_ARMED_KEY = "live_interval_armed"
+
+
+def last_run_s() -> float | None:
+    value = st.session_state.get(_LAST_RUN_KEY)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def stretch_interval(chosen_s: int, last_run: float | None) -> tuple[int, str | None]:
+    """The interval to use and, when it had to be longer than chosen, why (pure)."""
+    if last_run is None or chosen_s >= last_run:
+        return chosen_s, None
+    need = REFRESH_OVER_RUN * last_run
+    longer = [s for s in REFRESH_OPTIONS_S if s >= need]
+    interval = longer[0] if longer else int(need) + 1
+    return interval, (
+        f"Refresh every {chosen_s} s is shorter than the last analysis "
+        f"({last_run:.1f} s of wall time): stretched to {interval} s, so the page is not "
+        "greyed out while it analyses most of the time."
+    )
+
+
+def refresh_interval(chosen_s: int, last_run: float | None) -> tuple[int, str | None]:
+    """`stretch_interval`, remembered as the interval the page's timer was armed with."""
+    interval, why = stretch_interval(chosen_s, last_run)
+    st.session_state[_ARMED_KEY] = interval
+    return interval, why
+
+
+def note_run(result: AnalysisResult, chosen_s: int) -> bool:
+    """Remember a fresh run's wall time; True when the armed interval no longer fits it."""
+    if result.cache.hit:
+        return False
+    st.session_state[_LAST_RUN_KEY] = result.execution_time_s
+    interval, _ = stretch_interval(chosen_s, result.execution_time_s)
+    armed = st.session_state.get(_ARMED_KEY, interval)
+    return bool(interval != armed)
+
+
+def progress_steps(ctx: Context, engine: Engine) -> dict[str, Any]:
+    """What a run's progress box lists before its events arrive: its agents (the
+    generalist alone in single mode), the consolidator, and the simulator's time scale."""
+    roster = engine.roster
+    single = ctx.settings.mode == "single"
+    agents = [roster.generalist.name] if single else [s.name for s in roster.specialists]
+    return {
+        "agents": agents,
+        "consolidator": None if single else roster.consolidator.name,
+        "scale": projection_scale(engine.backend.simulated, engine.backend.sim.time_scale),
+    }

@@ -695,6 +695,7 @@ def assemble_insights(verdict: Verdict, findings: Sequence[CompactFinding]) -> l
 
 
 _VERDICT_TOP = 2  # insights a simulated verdict names; the rest follow the deterministic order
+_VERDICT_GROUP_IDS = 6  # VERDICT_SCHEMA's maxItems for one group (engine/agents.py)
 
 
 def verdict_for(findings: Sequence[CompactFinding]) -> dict[str, Any]:
@@ -705,7 +706,9 @@ def verdict_for(findings: Sequence[CompactFinding]) -> dict[str, Any]:
         return {"insights": [], "summary": "No findings.", "confidence": 0}
     worst = merge_group([f.insight for f in groups[0]])
     return {
-        "insights": [[f.id for f in g] for g in groups[:_VERDICT_TOP]],
+        # At most the schema's ids a group, as a grammar-bound model must: the findings
+        # left unnamed rejoin their group by problem key (`assemble_insights`).
+        "insights": [[f.id for f in g][:_VERDICT_GROUP_IDS] for g in groups[:_VERDICT_TOP]],
         "summary": worst.title,
         "confidence": _SEVERITY_CONFIDENCE[worst.severity],
     }

@@ -231,3 +231,8 @@ def test_schemas_require_the_contract_fields() -> None:
     assert set(item["required"]) == {
         "title", "observation", "recommendations", "severity", "confidence", "metrics", "agents",
     }  # fmt: skip
+
+
+def test_the_simulated_verdict_bounds_its_groups_as_the_schema_does() -> None:
+    group = agents.VERDICT_SCHEMA["properties"]["insights"]["items"]
+    assert use_method._VERDICT_GROUP_IDS == group["maxItems"]

@@ -235,4 +235,4 @@ def test_schemas_require_the_contract_fields() -> None:
 
 def test_the_simulated_verdict_bounds_its_groups_as_the_schema_does() -> None:
     group = agents.VERDICT_SCHEMA["properties"]["insights"]["items"]
-    assert use_method._VERDICT_GROUP_IDS == group["maxItems"]
+    assert group["maxItems"] == use_method._VERDICT_GROUP_IDS

@@ -151,7 +151,31 @@ def _seventy_to_fifteen(r: _Results) -> list[str]:
         f"{r.show('P7', 'gpu: ours, quorum 3', 'projected')} (P7)."
     )
     lines += [verdict + bound, ""]
+    timed_out = _all_timed_out(r, "baseline parallel, quorum 5")
+    if timed_out is not None:
+        lines[2:2] = [
+            f"**Read this first: every parallel arm below ended at the agents' timeout.** "
+            f"Their measured walls ({timed_out}) equal the scaled 30 s agent timeout: on the "
+            "CPU curve, five agents sharing the server run slower than the timeout allows, "
+            "so each of them timed out and the result is the deterministic fallback, not an "
+            "analysis by the agents. Their speedups measure the timeout. Fewer slots "
+            "(`--server-slots`), a longer `--agent-timeout`, or a faster server are needed "
+            "on such a host; Quorum's scheduler does not yet lower its concurrency itself.",
+            "",
+        ]
     return lines
+
+
+def _all_timed_out(r: _Results, arm: str) -> str | None:
+    """The arm's walls, where every one of them is the scaled 30 s agent timeout (± 2 %)."""
+    walls = r.detail("P2", "measured_wall_s_at_scale", arm)
+    scale = r.setup("P2", "time_scale")
+    if not walls or not scale:
+        return None
+    timeout = 30.0 * float(scale)
+    if all(abs(w - timeout) <= 0.02 * timeout + 0.01 for w in walls):
+        return f"{min(walls):.3f}–{max(walls):.3f} s at scale {scale}"
+    return None
 
 
 def _plan(r: _Results) -> list[str]:

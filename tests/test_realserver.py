@@ -79,9 +79,14 @@ def test_parallel_on_five_slots_every_agent_answers_or_degrades_cleanly(
         assert run.prompt_tokens and run.prompt_tokens > 100
         assert run.output_tokens and 0 < run.output_tokens <= CAP
         assert run.prefill_s is not None and run.decode_s is not None
-        # llama.cpp's residual (wall − prefill − decode) is no slot queue here: only the
-        # time its slots wait for each other in the shared batch on a 2-core CPU.
-        assert run.queue_s is not None and run.queue_s < 0.5 * run.work_s
+        # llama.cpp reports no queue: Quorum's queue_s is the residual of the server's wall
+        # (wall − prefill − decode). With five slots there is no slot to wait for, but a
+        # slot waits for room in the shared batch while the others' prompts are evaluated;
+        # on a 2-core CPU that can exceed its own work (6.1 s against 4.4 s was seen on
+        # CI), so the check is the accounting, not a ratio that depends on the CPU.
+        server_wall = run.duration_s - (run.client_queue_s or 0.0)
+        assert run.queue_s is not None and run.queue_s >= 0.0
+        assert abs(run.queue_s + run.work_s - server_wall) < 0.25 or run.queue_s == 0.0
     assert result.critical_path_source in ("server", "mixed")
     assert result.consolidation is not None
 

@@ -10,7 +10,7 @@ the size of an agent's (no prefix to reuse), a fixed number of output tokens
 predicted_ms). The per-stream prefill and decode rates at each concurrency, their medians
 over streams and rounds, and the facts of the machine (CPU model, cores, `os.getloadavg()`
 before and after each step: other work shares these cores) go to a JSON file the
-simulator's curves cite (engine/simulated.py `CURVES`).
+simulator's curves cite (engine/simulator/server.py `CURVES`).
 """
 
 from __future__ import annotations
@@ -92,8 +92,8 @@ async def step(root: str, streams: int, round_: int) -> dict[str, Any]:
 def tokenizer_density(root: str) -> dict[str, Any]:
     """Characters a token of the server's model on Quorum's own agent prompts (system +
     user for the cpu-saturation snapshot), counted by llama.cpp's `/tokenize`."""
-    from engine.agents import DEFAULT_ROSTER, agent_user_prompt
-    from engine.snapshot import scenario
+    from engine.run.agents import DEFAULT_ROSTER, agent_user_prompt
+    from engine.sources.snapshot import scenario
 
     values = scenario("cpu-saturation").quantised(None)
     per_agent = {}

@@ -10,7 +10,7 @@ From `../shared/plan/next-steps-multi-agent-optimization.md`, Task 1's complete 
 
 Two deliberate differences, both so that the simulated server does exactly the work it
 does for Quorum and the comparison measures the client alone:
-- prompts come from `engine.agents` (the plan's f-string puts the system message in
+- prompts come from `engine.run.agents` (the plan's f-string puts the system message in
   the prompt; here it goes in `/api/generate`'s `system` field, which the server reads
   the same way, so the prompt tokens are the same);
 - each call carries the `X-Quorum-Agent` header (a real Ollama ignores it; the simulator
@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from engine.agents import (
+from engine.run.agents import (
     DEFAULT_MODEL,
     DEFAULT_ROSTER,
     AgentSpec,
@@ -38,7 +38,7 @@ from engine.agents import (
     full_consolidation_user_prompt,
     parse_json_answer,
 )
-from engine.snapshot import Snapshot
+from engine.sources.snapshot import Snapshot
 
 logger = logging.getLogger("bench.plan_baseline")
 

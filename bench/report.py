@@ -46,7 +46,7 @@ def _header(results: dict[str, Any]) -> list[str]:
         + (" (**the code changed during the run**)" if code.get("changed_during_run") else ""),
         f"- Machine: {m['cpu_count']} CPUs ({m['cpu_model'] or 'model unknown'}), "
         f"{m['implementation']} {m['python']}, {m['platform']}",
-        "- Backend: the embedded simulated Ollama server (`engine/simulated.py`) on "
+        "- Backend: the embedded simulated Ollama server (`engine/simulator/server.py`) on "
         "loopback; its timings are modelled, see *Reading these numbers*.",
         "- Each row runs in its own fresh process; both sides of every comparison run in "
         "that process, interleaved. The 1-minute load average before and after each row is "

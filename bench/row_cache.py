@@ -17,10 +17,10 @@ from pathlib import Path
 from bench.levels import Level
 from bench.measure import Row, Target, check, percentile
 from bench.sim import engine_for, running, sim_config, snapshot, warm_process
-from engine.cache import ResultCache
-from engine.history import History
-from engine.runner import RunSettings
-from engine.simulated import SimulatedOllamaServer
+from engine.run.runner import RunSettings
+from engine.simulator.server import SimulatedOllamaServer
+from engine.store.disk import ResultCache
+from engine.store.history import History
 
 STEADY_HISTORY_LINES = 3000
 DASHBOARD = "dashboard configuration (cache + history)"

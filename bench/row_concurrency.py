@@ -26,11 +26,11 @@ from typing import Any, Protocol
 from bench.levels import Level
 from bench.measure import Row, Target, check
 from bench.sim import engine_for, running, sim_config, snapshot, warm_process
-from engine.cache import ResultCache
-from engine.runner import RunSettings
+from engine.run.runner import RunSettings
 from engine.service import BackendConfig, Engine
-from engine.simulated import SimConfig, SimulatedOllamaServer
-from engine.snapshot import Snapshot
+from engine.simulator.server import SimConfig, SimulatedOllamaServer
+from engine.sources.snapshot import Snapshot
+from engine.store.disk import ResultCache
 
 CALLERS = 50
 CHAT_PER_ANALYSIS = 6  # five specialists and the consolidator

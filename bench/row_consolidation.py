@@ -6,7 +6,7 @@ Four ways to consolidate the same five answers, each on its own server (same see
 - compact, no prefix reuse: the ≈ 25-token verdict over one line per finding;
 - compact, with the prefix the agents left in their slots (what the runner does today);
 - compact, warmed: after each answer but the last, the consolidation prompt so far is
-  prefilled with a one-token request (`engine.warmup`), as the runner does when a slot is
+  prefilled with a one-token request (`engine.run.warmup`), as the runner does when a slot is
   free (with 6 slots and 5 agents one always is).
 
 The agents are asked here the way the runner asks them (same prompts, schema and token
@@ -35,12 +35,12 @@ from bench.sim import (
     snapshot,
     warm_process,
 )
-from engine import agents, use_method
-from engine.agents import DEFAULT_MODEL, DEFAULT_ROSTER, AgentSpec, parse_json_answer
 from engine.backends.base import ChatRequest, ChatResult
 from engine.backends.ollama import OllamaBackend
-from engine.simulated import SimConfig
-from engine.warmup import warm_consolidator
+from engine.run import agents, use_method
+from engine.run.agents import DEFAULT_MODEL, DEFAULT_ROSTER, AgentSpec, parse_json_answer
+from engine.run.warmup import warm_consolidator
+from engine.simulator.server import SimConfig
 
 ROSTER = DEFAULT_ROSTER.with_default_model(DEFAULT_MODEL)
 

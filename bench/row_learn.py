@@ -3,7 +3,7 @@
 Each repeat starts a fresh simulated Ollama (it picks its slots as Ollama does and
 reports nothing about them; model preloaded) and a fresh engine with nothing learned, so
 every run is a first run: `--server-slots auto` probes the server before the fan-out
-(engine/slot_probe.py). Arms:
+(engine/backends/slot_probe.py). Arms:
 - 4 slots (the model fits): wall against the same run with `--server-slots 4`, on a
   server of its own; the probe's share of the wall;
 - 1 slot (the model does not fit 4×): P2b's bar — 5/5 agents, tier excellent, wall
@@ -30,10 +30,10 @@ from bench.sim import (
     warm_process,
 )
 from engine.records import AnalysisResult
-from engine.runner import RunSettings
+from engine.run.runner import RunSettings
 from engine.service import BackendConfig, Engine
-from engine.simulated import SimConfig, SimulatedOllamaServer
-from engine.state import ProcessSlotMemory
+from engine.simulator.server import SimConfig, SimulatedOllamaServer
+from engine.store.state import ProcessSlotMemory
 
 # The hung agent's timeout, in simulated seconds (× the time scale): the others, four
 # sharing the CPU curve's slots, take ≈ 35 s each on `baseline`, so 30 s would cut them.

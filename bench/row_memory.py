@@ -21,8 +21,8 @@ import psutil
 from bench.levels import Level
 from bench.measure import Row, Target, check
 from bench.sim import engine_for, running, sim_config, snapshot
-from engine.cache import ResultCache
-from engine.runner import RunSettings
+from engine.run.runner import RunSettings
+from engine.store.disk import ResultCache
 
 SIZE_LIMIT = 1 * 2**20  # bytes: ≈ 230 results, so 1,000 runs evict most of them
 MB = 2**20

@@ -21,7 +21,7 @@ from bench.sim import (
     snapshot,
     warm_process,
 )
-from engine.runner import RunSettings
+from engine.run.runner import RunSettings
 
 TARGETS = {5: Target("<=", 1.02), 50: Target("<=", 1.05)}
 

@@ -32,8 +32,8 @@ from bench.sim import (
     snapshot,
     warm_process,
 )
-from engine.runner import RunSettings
-from engine.simulated import SimConfig
+from engine.run.runner import RunSettings
+from engine.simulator.server import SimConfig
 
 PLAN = "plan"
 OURS_Q3 = "ours, quorum 3 (defaults)"

@@ -18,9 +18,9 @@ from bench.levels import Level
 from bench.llama_server import find_server, start, stop
 from bench.measure import Row, Target, check
 from engine.records import AnalysisResult
-from engine.runner import RunSettings
+from engine.run.runner import RunSettings
 from engine.service import BackendConfig, Engine
-from engine.snapshot import scenario
+from engine.sources.snapshot import scenario
 
 TIMEOUT_S = 600.0
 

@@ -28,8 +28,8 @@ from bench.sim import (
     warm_process,
 )
 from engine.records import AgentRun, AnalysisResult
-from engine.runner import RunSettings
-from engine.simulated import SimConfig
+from engine.run.runner import RunSettings
+from engine.simulator.server import SimConfig
 
 PLAN_BEFORE_S, PLAN_GOAL_S = 70.0, 15.0
 Arm = tuple[str, SimConfig, RunSettings]

@@ -16,7 +16,7 @@ import sys
 from bench.levels import Level
 from bench.measure import Row, Target, check
 from bench.sim import running, sim_config
-from engine.agents import DEFAULT_ROSTER
+from engine.run.agents import DEFAULT_ROSTER
 
 SPECIALISTS = {a.name for a in DEFAULT_ROSTER.specialists}
 RUN_TIMEOUT_S = 120.0

@@ -15,14 +15,14 @@ from typing import Any, TypeVar
 
 import httpx
 
-from engine.agents import DEFAULT_MODEL, DEFAULT_ROSTER, Roster
-from engine.cache import ResultCache
-from engine.history import History
 from engine.records import AgentRun, AnalysisResult
-from engine.runner import RunSettings
+from engine.run.agents import DEFAULT_MODEL, DEFAULT_ROSTER, Roster
+from engine.run.runner import RunSettings
 from engine.service import BackendConfig, Engine
-from engine.simulated import SimConfig, SimulatedOllamaServer
-from engine.snapshot import Snapshot, scenario
+from engine.simulator.server import SimConfig, SimulatedOllamaServer
+from engine.sources.snapshot import Snapshot, scenario
+from engine.store.disk import ResultCache
+from engine.store.history import History
 
 T = TypeVar("T")
 

@@ -11,18 +11,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine import prometheus
-from engine import snapshot as snapshots
-from engine.agents import DEFAULT_MODEL, RosterError, load_roster
 from engine.api.serve import add_serve_options
-from engine.cache import DEFAULT_TTL_S
-from engine.endpoints import EndpointSpec, endpoints_section, from_urls
+from engine.backends.endpoints import EndpointSpec, endpoints_section, from_urls
 from engine.records import AgentRun, AnalysisResult
-from engine.runner import CONSOLIDATION_STYLES, MODES, ProgressEvent, RunSettings
+from engine.report.timeline import (
+    PROJECTED_LABEL,
+    comparison,
+    consolidation_rows,
+    projected_s,
+    projection_scale,
+    slot_advice,
+)
+from engine.run.agents import DEFAULT_MODEL, RosterError, load_roster
+from engine.run.runner import CONSOLIDATION_STYLES, MODES, ProgressEvent, RunSettings
+from engine.run.slots import parse_slots_setting, slots_from_config
 from engine.service import BACKEND_KINDS, BackendConfig, Engine, default_data_dir
-from engine.simulated import FAULT_KINDS, PROFILES, SimConfig, serve_forever
-from engine.slots import parse_slots_setting, slots_from_config
-from engine.state import (
+from engine.simulator.server import FAULT_KINDS, PROFILES, SimConfig, serve_forever
+from engine.sources import prometheus
+from engine.sources import snapshot as snapshots
+from engine.store.disk import DEFAULT_TTL_S
+from engine.store.state import (
     DEFAULT_DEGRADED_TTL_S,
     DEFAULT_LEASE_S,
     StateConfig,
@@ -31,14 +39,6 @@ from engine.state import (
     config_file,
     open_cache,
     open_history,
-)
-from engine.timeline import (
-    PROJECTED_LABEL,
-    comparison,
-    consolidation_rows,
-    projected_s,
-    projection_scale,
-    slot_advice,
 )
 
 

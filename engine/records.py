@@ -195,7 +195,7 @@ class AnalysisResult:
     simulated_time_scale: float | None = None
     host: str = ""
     source: str = ""
-    # The requests that learned the server's slots before the fan-out (engine/slot_probe.py)
+    # The requests that learned the server's slots before the fan-out (engine/backends/slot_probe.py)
     slot_probes: list[AgentRun] = field(default_factory=list)
     # The server's throughput curve learned from its measured runs (engine/throughput.py):
     # {"prefill": [...], "decode": [...], "source": "..."}; None until one is known.

@@ -23,23 +23,36 @@ from typing import Any, Literal
 
 import httpx
 
-from engine.agents import DEFAULT_MODEL, DEFAULT_ROSTER, Roster
 from engine.backends.base import Backend, ServerStatus
+from engine.backends.endpoints import EndpointSpec, public_url
+from engine.backends.live_state import live_state
 from engine.backends.ollama import OllamaBackend, ollama_base_url
 from engine.backends.openai_compat import OpenAICompatBackend
 from engine.backends.pool import PoolBackend, PoolMember, watched_transport
-from engine.cache import ResultCache
-from engine.endpoints import EndpointSpec, public_url
-from engine.live_state import live_state
+from engine.backends.slot_probe import (
+    LEARNED_TTL_S,
+    LearnedSlots,
+    contradicted,
+    learn_slots,
+    probe_slots,
+)
 from engine.records import AgentRun, AnalysisResult, CacheInfo
-from engine.runner import ProgressEvent, ProgressFn, RunSettings, SlotLearner, emit, run_analysis
-from engine.simulated import SimConfig, SimulatedOllamaServer, shared_server
-from engine.slot_probe import LEARNED_TTL_S, LearnedSlots, contradicted, learn_slots, probe_slots
-from engine.slots import ServerSlots
-from engine.snapshot import Snapshot
-from engine.state import HistoryStore, ResultStore, SlotMemory, slot_memory_for, ttl_for
+from engine.report.timeline import CONSOLIDATION_VARIANTS, curve_samples
+from engine.run.agents import DEFAULT_MODEL, DEFAULT_ROSTER, Roster
+from engine.run.runner import (
+    ProgressEvent,
+    ProgressFn,
+    RunSettings,
+    SlotLearner,
+    emit,
+    run_analysis,
+)
+from engine.run.slots import ServerSlots
+from engine.simulator.server import SimConfig, SimulatedOllamaServer, shared_server
+from engine.sources.snapshot import Snapshot
+from engine.store.disk import ResultCache
+from engine.store.state import HistoryStore, ResultStore, SlotMemory, slot_memory_for, ttl_for
 from engine.throughput import learned_curve, merge_samples
-from engine.timeline import CONSOLIDATION_VARIANTS, curve_samples
 
 CURVE_TTL_S = 7 * 24 * 3600.0  # a server's measured curve, kept a week (latest samples win)
 
@@ -65,8 +78,10 @@ class BackendConfig:
     api_key: str | None = field(default=None, repr=False)  # never cached, logged or shown
     sim: SimConfig = field(default_factory=SimConfig)
     timeout_s: float = 300.0
-    server_slots: int | None = None  # None: auto (ask the server; see engine/slot_probe.py)
-    # Several LLM hosts (engine/endpoints.py); two or more make a pool (engine/backends/pool.py)
+    server_slots: int | None = (
+        None  # None: auto (ask the server; see engine/backends/slot_probe.py)
+    )
+    # Several LLM hosts (engine/backends/endpoints.py); two or more make a pool (engine/backends/pool.py)
     # and then kind/base_url/server_slots above are not used: each endpoint has its own.
     endpoints: tuple[EndpointSpec, ...] = ()
 
@@ -274,7 +289,7 @@ class Engine:
         clock: Callable[[], float],
         backend: Backend | None = None,
     ) -> tuple[ServerSlots, list[AgentRun]]:
-        """Probe one endpoint (engine/slot_probe.py) and remember what it showed. The
+        """Probe one endpoint (engine/backends/slot_probe.py) and remember what it showed. The
         run's own backend is used when it speaks Ollama's native API (its connections
         then serve the agents too)."""
         native = backend if isinstance(backend, OllamaBackend) else None
@@ -601,7 +616,7 @@ class Engine:
 
     def endpoint_live(self) -> list[str | None]:
         """Each endpoint's live state where its server reports one (llama.cpp /slots,
-        /metrics of llama.cpp or vLLM; engine/live_state.py), asked all at once."""
+        /metrics of llama.cpp or vLLM; engine/backends/live_state.py), asked all at once."""
         members = self.backend.members()
 
         async def ask_all() -> list[str | None]:

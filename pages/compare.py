@@ -12,9 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.records import AnalysisResult
-from engine.service import isolates_variants
-from engine.snapshot import SnapshotError
-from engine.timeline import (
+from engine.report.timeline import (
     CONSOLIDATION_VARIANTS,
     PROJECTED_LABEL,
     Comparison,
@@ -26,6 +24,8 @@ from engine.timeline import (
     projection_scale,
     slot_advice,
 )
+from engine.service import isolates_variants
+from engine.sources.snapshot import SnapshotError
 from ui import charts, compare_live, render, resources, safe, sources
 from ui import context as ui_context
 

@@ -7,8 +7,8 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
-from engine.history import row, run_link, to_csv, to_json
 from engine.records import AnalysisResult
+from engine.store.history import row, run_link, to_csv, to_json
 from ui import charts, navigation, render, resources, safe
 from ui import context as ui_context
 

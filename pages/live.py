@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from engine.records import AnalysisResult
-from engine.snapshot import SnapshotError
+from engine.sources.snapshot import SnapshotError
 from ui import context as ui_context
 from ui import live_session, render, resources, safe, sources
 from ui import prometheus as prom_ui

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import use_method
 from engine.records import AnalysisResult
-from engine.snapshot import FIELDS, Snapshot, SnapshotError
+from engine.run import use_method
+from engine.sources.snapshot import FIELDS, Snapshot, SnapshotError
 from ui import context as ui_context
 from ui import live_session, render, resources, safe, sources
 

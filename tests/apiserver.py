@@ -18,11 +18,11 @@ from fastapi import FastAPI
 from engine.api.app import create_app
 from engine.api.settings import ApiSettings
 from engine.api.sources import SnapshotSource
-from engine.cache import ResultCache
-from engine.history import History
-from engine.runner import RunSettings
+from engine.run.runner import RunSettings
 from engine.service import BackendConfig, Engine
-from engine.simulated import SimConfig
+from engine.simulator.server import SimConfig
+from engine.store.disk import ResultCache
+from engine.store.history import History
 from tests.promstack import free_port
 
 START_DEADLINE_S = 30.0

@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from engine.agents import DEFAULT_MODEL
+from engine.run.agents import DEFAULT_MODEL
 from tests.http_thread import peer_closed, serve_in_thread, stop
 
 FAULTS: tuple[str, ...] = (

@@ -15,11 +15,11 @@ import os
 import sys
 import threading
 
-from engine.redis_state import RedisHistory, RedisResultCache
-from engine.runner import ProgressEvent, RunSettings
+from engine.run.runner import ProgressEvent, RunSettings
 from engine.service import BackendConfig, Engine
-from engine.simulated import SimConfig
-from engine.snapshot import scenario
+from engine.simulator.server import SimConfig
+from engine.sources.snapshot import scenario
+from engine.store.redis_store import RedisHistory, RedisResultCache
 
 SCENARIO = "error-spike"
 

@@ -7,9 +7,15 @@ from typing import Any
 
 import pytest
 
-from engine import agents, use_method
-from engine.agents import DEFAULT_ROSTER, RosterError, load_roster, parse_json_answer, read_prompt
-from engine.snapshot import SCENARIOS, scenario
+from engine.run import agents, use_method
+from engine.run.agents import (
+    DEFAULT_ROSTER,
+    RosterError,
+    load_roster,
+    parse_json_answer,
+    read_prompt,
+)
+from engine.sources.snapshot import SCENARIOS, scenario
 
 
 def test_prompt_round_trip_for_the_simulated_server() -> None:

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine.api.settings import ApiSettings
 from engine.cli import main
 from engine.records import AnalysisResult
-from engine.snapshot import SCENARIOS
+from engine.sources.snapshot import SCENARIOS
 from tests.apiserver import ApiServer, simulated_app
 from tests.promstack import free_port
 

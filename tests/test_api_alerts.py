@@ -18,8 +18,8 @@ from engine.api.desk import AlertDesk, AlertJob
 from engine.api.metrics import ApiMetrics
 from engine.api.notify import Notifier, deliver, slack_message
 from engine.api.settings import ApiSettings
-from engine.runner import RunSettings
-from engine.snapshot import scenario
+from engine.run.runner import RunSettings
+from engine.sources.snapshot import scenario
 from tests.apiserver import ApiServer, simulated_app, simulated_engine
 from tests.loopback import LoopbackServer, Route
 from tests.redisfixture import redis_server, redis_url
@@ -164,9 +164,9 @@ def test_a_notifier_error_never_names_its_url(caplog: pytest.LogCaptureFixture) 
 
 def test_replicas_sharing_redis_share_the_dedupe_window(redis_url: str, tmp_path: Path) -> None:
     from engine.api.app import create_app
-    from engine.history import History
-    from engine.redis_state import RedisResultCache
     from engine.service import Engine
+    from engine.store.history import History
+    from engine.store.redis_store import RedisResultCache
 
     def replica(name: str) -> ApiServer:
         engine = simulated_engine(tmp_path / name)

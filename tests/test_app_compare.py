@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine.timeline import PROJECTED_LABEL
+from engine.report.timeline import PROJECTED_LABEL
 from tests.test_app_live import new_app
 from ui import safe
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.history import History
+from engine.store.history import History
 from tests.test_app_live import new_app
 
 

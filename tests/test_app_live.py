@@ -12,8 +12,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import FileUploader
 
-from engine.runner import ProgressEvent
-from engine.snapshot import SCENARIOS, SnapshotError
+from engine.run.runner import ProgressEvent
+from engine.sources.snapshot import SCENARIOS, SnapshotError
 from ui import live_session, render, safe, sources
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -303,7 +303,7 @@ def test_progress_draws_one_line_per_agent_in_a_status_box() -> None:
     def script() -> None:
         import streamlit as st
 
-        from engine.runner import ProgressEvent
+        from engine.run.runner import ProgressEvent
         from ui import render
 
         progress = render.LiveProgress(
@@ -351,7 +351,7 @@ def test_a_fall_reads_as_a_fall_on_the_tile() -> None:
     def script() -> None:
         import streamlit as st
 
-        from engine.snapshot import FIELD_BY_NAME
+        from engine.sources.snapshot import FIELD_BY_NAME
         from ui import render
 
         spec = FIELD_BY_NAME["cpu_util_pct"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.agents import DEFAULT_ROSTER
+from engine.run.agents import DEFAULT_ROSTER
 from tests.test_app_live import new_app
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cache import ResultCache
+from engine.store.disk import ResultCache
 
 
 def test_miss_then_hit_with_age(tmp_path: Path) -> None:
@@ -92,9 +92,9 @@ def test_single_flight_across_threads(tmp_path: Path) -> None:
 
 
 def test_a_degraded_result_is_cached_briefly_and_says_so(tmp_path: Path) -> None:
-    from engine.runner import RunSettings
+    from engine.run.runner import RunSettings
     from engine.service import Engine
-    from engine.snapshot import scenario
+    from engine.sources.snapshot import scenario
     from tests.test_integration import simulated
 
     cache = ResultCache(tmp_path, ttl_s=300, degraded_ttl_s=45)

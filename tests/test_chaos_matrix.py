@@ -1,4 +1,4 @@
-"""Every fault × both protocols × every mode, through `engine.runner.run_analysis`.
+"""Every fault × both protocols × every mode, through `engine.run.runner.run_analysis`.
 
 One test per fault and protocol runs the three modes side by side, each against its own
 chaos server (a fault like "503 once" counts requests per agent, so runs must not share
@@ -19,13 +19,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from engine.agents import DEFAULT_ROSTER
 from engine.backends.base import Backend
 from engine.backends.ollama import OllamaBackend
 from engine.backends.openai_compat import OpenAICompatBackend
 from engine.records import AnalysisResult, Mode
-from engine.runner import MODES, RunSettings, run_analysis
-from engine.snapshot import scenario
+from engine.run.agents import DEFAULT_ROSTER
+from engine.run.runner import MODES, RunSettings, run_analysis
+from engine.sources.snapshot import scenario
 from tests.chaos_server import FAULTS, ChaosServer
 
 AGENT_TIMEOUT_S = 1.5

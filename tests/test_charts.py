@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from engine.records import AnalysisResult, CacheInfo, Mode
-from engine.timeline import CONSOLIDATION_LABEL, comparison
+from engine.report.timeline import CONSOLIDATION_LABEL, comparison
 from tests.test_timeline import agent, make_result
 from ui import charts
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from engine.runner import RunSettings
+from engine.run.runner import RunSettings
 from engine.service import BackendConfig, Engine
-from engine.simulated import SimConfig
-from engine.snapshot import scenario
+from engine.simulator.server import SimConfig, SimulatedOllamaServer
+from engine.sources.snapshot import scenario
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("QUORUM_UPDATE_GOLDEN") == "1"
@@ -88,8 +88,11 @@ def _masked_field(key: str, value: Any, warmed: bool) -> Any:
 
 def contract(case: str, name: str, settings: RunSettings, sim: SimConfig) -> str:
     sim = SimConfig(**{**sim.__dict__, "time_scale": 0.01, "seed": 7})
-    engine = Engine(BackendConfig(kind="simulated", sim=sim))
-    result = engine.analyze(scenario(name), settings)
+    # A server of its own: the shared one counts requests per agent across tests, and the
+    # nth request's answer is what the seed fixes.
+    with SimulatedOllamaServer(sim) as server:
+        engine = Engine(BackendConfig(kind="simulated", base_url=server.url, sim=sim))
+        result = engine.analyze(scenario(name), settings)
     text = masked(result.to_dict(), warmed=settings.warmup and settings.mode == "parallel")
     return json.dumps(text, indent=1, ensure_ascii=False) + "\n"
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from engine.agents import DEFAULT_ROSTER
+from engine.run.agents import DEFAULT_ROSTER
 from tests.dashboard_process import Server, dashboard
 
 if TYPE_CHECKING:

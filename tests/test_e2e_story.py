@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from engine.snapshot import SCENARIOS
+from engine.sources.snapshot import SCENARIOS
 from tests.dashboard_process import dashboard
 from tests.test_e2e_browser import (
     CHROMIUM_ARGS,

@@ -30,19 +30,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import cli, sanitize, use_method
-from engine.agents import DEFAULT_ROSTER, agent_user_prompt
+from engine import cli, sanitize
 from engine.backends.base import Backend, ChatResult
 from engine.backends.ollama import OllamaBackend, OllamaStream
 from engine.backends.openai_compat import OpenAICompatBackend, OpenAIStream
 from engine.backends.streaming import LineSplitter, ProtocolError
-from engine.history import History, to_csv, to_json
-from engine.prom_answers import Sample, Target, field_value
-from engine.prometheus import build_snapshot
 from engine.records import AnalysisResult, CacheInfo, Mode
-from engine.runner import MODES, RunSettings, run_analysis
+from engine.run import use_method
+from engine.run.agents import DEFAULT_ROSTER, agent_user_prompt
+from engine.run.runner import MODES, RunSettings, run_analysis
 from engine.service import SHARED_RUN
-from engine.snapshot import (
+from engine.sources.prometheus import build_snapshot
+from engine.sources.prometheus.answers import Sample, Target, field_value
+from engine.sources.snapshot import (
     FIELDS,
     MAX_VALUE,
     SCENARIOS,
@@ -51,6 +51,7 @@ from engine.snapshot import (
     parse_json,
     scenario,
 )
+from engine.store.history import History, to_csv, to_json
 from tests.chaos_server import ChaosServer, agent_answer, split_tokens
 from tests.fakes import FakeBackend, Script
 from ui import charts, render, safe
@@ -629,7 +630,7 @@ def finished_result(*, hit: bool) -> AnalysisResult:
 def test_a_run_served_by_another_pages_run_says_how_it_ended() -> None:
     # Before: the engine's single-flight gave the waiting caller no event, so its box
     # was never drawn and the run said nothing (the soak's 3 in 494).
-    from engine.runner import ProgressEvent
+    from engine.run.runner import ProgressEvent
 
     slot = FakeSlot()
     progress = render.LiveProgress(slot, min_redraw_s=0.0)
@@ -647,7 +648,7 @@ def test_a_cache_hit_draws_no_box() -> None:
 
 
 def test_queued_agents_are_not_counted_as_done() -> None:
-    from engine.runner import ProgressEvent
+    from engine.run.runner import ProgressEvent
 
     slot = FakeSlot()
     progress = render.LiveProgress(slot, min_redraw_s=0.0)
@@ -661,9 +662,9 @@ def test_a_caller_of_an_analysis_under_way_is_told_it_waits(tmp_path: Path) -> N
     (single-flight) and gets a "waiting" event; no sleep, the first holds on until then."""
     import threading
 
-    from engine.runner import ProgressEvent
+    from engine.run.runner import ProgressEvent
     from engine.service import BackendConfig, Engine
-    from engine.simulated import SimConfig
+    from engine.simulator.server import SimConfig
 
     engine = Engine(BackendConfig(sim=SimConfig(time_scale=0.01)))
     settings_ = RunSettings(agent_timeout_s=10.0)
@@ -692,7 +693,7 @@ def test_a_caller_of_an_analysis_under_way_is_told_it_waits(tmp_path: Path) -> N
 
 
 def test_a_run_interrupted_mid_analysis_does_not_keep_saying_analysing() -> None:
-    from engine.runner import ProgressEvent
+    from engine.run.runner import ProgressEvent
 
     slot = FakeSlot()
     progress = render.LiveProgress(slot, min_redraw_s=0.0)
@@ -705,7 +706,7 @@ def test_a_run_interrupted_mid_analysis_does_not_keep_saying_analysing() -> None
 
 
 def test_a_rerun_raised_by_the_last_write_itself_still_leaves_the_last_word() -> None:
-    from engine.runner import ProgressEvent
+    from engine.run.runner import ProgressEvent
 
     slot = FakeSlot()
     progress = render.LiveProgress(slot, min_redraw_s=0.0)
@@ -718,7 +719,7 @@ def test_a_rerun_raised_by_the_last_write_itself_still_leaves_the_last_word() ->
 
 
 def test_a_drawing_bug_stops_the_lines_but_not_the_last_word() -> None:
-    from engine.runner import ProgressEvent
+    from engine.run.runner import ProgressEvent
 
     slot = FakeSlot()
     progress = render.LiveProgress(slot, min_redraw_s=0.0)

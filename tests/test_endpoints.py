@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from engine.backends.endpoints import EndpointSpec, endpoints_section, parse_endpoints, public_url
 from engine.cli import main
-from engine.endpoints import EndpointSpec, endpoints_section, parse_endpoints, public_url
 from engine.service import BackendConfig
-from engine.simulated import SimConfig, SimulatedOllamaServer
+from engine.simulator.server import SimConfig, SimulatedOllamaServer
 from tests.test_app_live import new_app
 from tests.test_pool import SPECIALISTS, closed_port_url, served
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from engine import history
-from engine.agents import DEFAULT_ROSTER
-from engine.history import History
 from engine.records import AnalysisResult
-from engine.runner import RunSettings, run_analysis
-from engine.snapshot import scenario
+from engine.run.agents import DEFAULT_ROSTER
+from engine.run.runner import RunSettings, run_analysis
+from engine.sources.snapshot import scenario
+from engine.store import history
+from engine.store.history import History
 from tests.fakes import FakeBackend
 
 
@@ -69,7 +69,7 @@ def test_missing_file_is_empty(tmp_path: Path) -> None:
 
 APPENDER = """
 import sys
-from engine.history import History
+from engine.store.history import History
 from engine.records import AnalysisResult
 import json
 path, tag, count, max_bytes = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -129,8 +129,8 @@ def test_two_processes_appending_and_trimming_never_interleave_a_line(
 
 FULL_DISK = """
 import logging, resource, signal, sys, json
-from engine.history import History
-from engine.cache import ResultCache
+from engine.store.history import History
+from engine.store.disk import ResultCache
 from engine.records import AnalysisResult
 logging.basicConfig(level=logging.WARNING, format="%(name)s %(message)s")
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from engine.agents import DEFAULT_ROSTER
+from engine.run.agents import DEFAULT_ROSTER
 from tests.chaos_server import ChaosServer, agent_answer
 from tests.dashboard_process import dashboard
 from tests.test_e2e_browser import RUN_TIMEOUT_MS, assert_no_errors, save_screenshot, wait_idle

@@ -15,7 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from engine import cli
-from engine.snapshot import MAX_SNAPSHOT_BYTES, SCENARIOS, SnapshotError, load_file
+from engine.sources.snapshot import MAX_SNAPSHOT_BYTES, SCENARIOS, SnapshotError, load_file
 from tests.test_app_live import new_app, uploader
 from ui import safe
 

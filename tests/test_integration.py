@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.cache import ResultCache
 from engine.records import AnalysisResult
-from engine.runner import RunSettings
+from engine.report.timeline import result_chain
+from engine.run.runner import RunSettings
 from engine.service import BackendConfig, Engine
-from engine.simulated import PROFILES, SimConfig, SimulatedOllamaServer
-from engine.snapshot import scenario
-from engine.timeline import result_chain
+from engine.simulator.server import PROFILES, SimConfig, SimulatedOllamaServer
+from engine.sources.snapshot import scenario
+from engine.store.disk import ResultCache
 
 REPO = Path(__file__).resolve().parent.parent
 SPECIALISTS = (
@@ -256,11 +256,11 @@ def test_20_concurrent_identical_requests_cause_one_fan_out(tmp_path: Path) -> N
         snap = scenario("error-spike")
         script = (
             "import json, sys\n"
-            "from engine.cache import ResultCache\n"
-            "from engine.runner import RunSettings\n"
+            "from engine.store.disk import ResultCache\n"
+            "from engine.run.runner import RunSettings\n"
             "from engine.service import BackendConfig, Engine\n"
-            "from engine.simulated import SimConfig\n"
-            "from engine.snapshot import scenario\n"
+            "from engine.simulator.server import SimConfig\n"
+            "from engine.sources.snapshot import scenario\n"
             "sys.stdin.readline()\n"  # the start signal
             f"sim = SimConfig(profile='gpu', num_parallel=6, time_scale=0.05)\n"
             f"b = BackendConfig(kind='simulated', base_url={server.url!r}, sim=sim)\n"
@@ -340,7 +340,7 @@ def test_concurrent_callers_share_one_run_even_without_a_cache() -> None:
 def test_the_pool_is_sized_to_the_fan_out() -> None:
     from dataclasses import replace
 
-    from engine.agents import DEFAULT_ROSTER
+    from engine.run.agents import DEFAULT_ROSTER
 
     many = tuple(
         replace(spec, name=f"{spec.name}{i}")
@@ -371,7 +371,7 @@ def test_one_slot_and_a_hung_agent_it_ends_at_its_timeout_and_the_others_answer(
 
 def test_consolidation_variants_each_get_a_fresh_embedded_server() -> None:
     from engine.service import isolates_variants
-    from engine.simulated import shared_server
+    from engine.simulator.server import shared_server
 
     # A slot per agent, so no agent can find another one's prefix within its own run.
     config = SimConfig(profile="gpu", num_parallel=6, time_scale=0.01)

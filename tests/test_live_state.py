@@ -1,4 +1,4 @@
-"""A server's live state for the Settings page (engine/live_state.py), over real loopback
+"""A server's live state for the Settings page (engine/backends/live_state.py), over real loopback
 HTTP: llama.cpp's /slots (the simulator's llama.cpp mode), vLLM's /metrics, Ollama's
 silence."""
 
@@ -8,9 +8,9 @@ import threading
 
 import httpx
 
-from engine.live_state import from_metrics, from_slots, live_state, metric_values
+from engine.backends.live_state import from_metrics, from_slots, live_state, metric_values
 from engine.service import BackendConfig, Engine
-from engine.simulated import SimConfig, SimulatedOllamaServer
+from engine.simulator.server import SimConfig, SimulatedOllamaServer
 from tests.loopback import LoopbackServer, Route
 
 VLLM_METRICS = b"""# HELP vllm:num_requests_running Number of requests in model execution batches.

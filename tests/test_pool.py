@@ -16,15 +16,15 @@ from contextlib import ExitStack, contextmanager
 import pytest
 
 from engine.backends.base import BackendError, ChatRequest
+from engine.backends.endpoints import EndpointSpec
 from engine.backends.pool import PoolBackend, PoolMember, pick
 from engine.backends.streaming import DEFAULT_RETRY
-from engine.endpoints import EndpointSpec
 from engine.records import AnalysisResult
-from engine.runner import RunSettings
+from engine.run.runner import RunSettings
+from engine.run.slots import ServerSlots
 from engine.service import BackendConfig, Engine
-from engine.simulated import SimConfig, SimulatedOllamaServer
-from engine.slots import ServerSlots
-from engine.snapshot import scenario
+from engine.simulator.server import SimConfig, SimulatedOllamaServer
+from engine.sources.snapshot import scenario
 
 SPECIALISTS = {
     "PerformanceAnalyst",

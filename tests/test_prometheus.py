@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from engine import prometheus as prom
-from engine.agents import agent_user_prompt, consolidation_user_prompt, read_prompt
-from engine.snapshot import FIELDS, Snapshot, SnapshotError, scenario
+from engine.run.agents import agent_user_prompt, consolidation_user_prompt, read_prompt
+from engine.sources import prometheus as prom
+from engine.sources.snapshot import FIELDS, Snapshot, SnapshotError, scenario
 from tests.loopback import LoopbackServer, Route
 
 
@@ -377,7 +377,7 @@ def _read_with(
 
 
 def test_unknown_metrics_are_never_reported_as_within_thresholds() -> None:
-    from engine import use_method
+    from engine.run import use_method
 
     healthy = scenario("healthy").quantised()
     partly = {**healthy, "disk_space_pct": None, "p95_latency_ms": None}

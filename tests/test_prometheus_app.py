@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine import prometheus as prom
-from engine.prom_changes import changes
-from engine.snapshot import scenario
+from engine.sources import prometheus as prom
+from engine.sources.changes import changes
+from engine.sources.snapshot import scenario
 from tests.loopback import LoopbackServer
 from tests.test_app_live import new_app
 from ui import safe

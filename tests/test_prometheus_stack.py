@@ -21,9 +21,9 @@ import httpx
 import psutil
 import pytest
 
-from engine import prometheus as prom
 from engine.cli import main
-from engine.snapshot import FIELDS
+from engine.sources import prometheus as prom
+from engine.sources.snapshot import FIELDS
 from tests.promstack import PromStack, free_port, prom_binaries, promstack, shared_promstack
 
 __all__ = ["prom_binaries", "promstack", "shared_promstack"]  # fixtures, used by name

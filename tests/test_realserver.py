@@ -14,15 +14,15 @@ from dataclasses import replace
 
 import pytest
 
-from engine.agents import DEFAULT_MODEL, DEFAULT_ROSTER, Roster
 from engine.backends.base import ChatRequest, ChatResult
 from engine.backends.ollama import OllamaBackend
 from engine.backends.openai_compat import OpenAICompatBackend
 from engine.records import AgentRun, AnalysisResult
-from engine.runner import RunSettings
+from engine.run.agents import DEFAULT_MODEL, DEFAULT_ROSTER, Roster
+from engine.run.runner import RunSettings
 from engine.service import BackendConfig, Engine
-from engine.simulated import SimConfig, SimulatedOllamaServer
-from engine.snapshot import scenario
+from engine.simulator.server import SimConfig, SimulatedOllamaServer
+from engine.sources.snapshot import scenario
 from tests.llamaserver import LlamaServer, llama1, llama5, llama_binaries
 
 __all__ = ["llama1", "llama5", "llama_binaries"]  # fixtures, used by name
@@ -230,7 +230,7 @@ def test_the_simulator_s_walls_match_the_real_server_s(
 
 @CALIBRATION
 def test_advice_after_one_slot_comes_true_on_five(capped_runs: dict[str, AnalysisResult]) -> None:
-    from engine.timeline import slot_advice
+    from engine.report.timeline import slot_advice
 
     advice = slot_advice(capped_runs["real_one_slot"])
     assert advice is not None and advice.agents == 5

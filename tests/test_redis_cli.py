@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from engine import history as exports
 from engine.cli import main
-from engine.redis_state import RedisHistory
+from engine.store import history as exports
+from engine.store.redis_store import RedisHistory
 from tests.redisfixture import PASSWORD, free_port, redis_server, redis_url
 
 __all__ = ["redis_server", "redis_url"]  # fixtures used by name

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from engine import history as exports
 from engine.records import AnalysisResult
-from engine.redis_state import RedisHistory, RedisLink, RedisResultCache
-from engine.runner import RunSettings
+from engine.run.runner import RunSettings
 from engine.service import Engine
-from engine.snapshot import scenario
+from engine.sources.snapshot import scenario
+from engine.store import history as exports
+from engine.store.redis_store import RedisHistory, RedisLink, RedisResultCache
 from tests.redisfixture import PASSWORD, RedisServer, own_redis, redis_server, redis_url
 from tests.test_history import a_result
 from tests.test_integration import simulated

@@ -10,11 +10,11 @@ import json
 
 import pytest
 
-from engine import use_method
-from engine.agents import CONSOLIDATION_SCHEMA, DEFAULT_ROSTER
 from engine.records import AnalysisResult
-from engine.runner import ProgressEvent, RunSettings, run_analysis, tier_for
-from engine.snapshot import scenario
+from engine.run import use_method
+from engine.run.agents import CONSOLIDATION_SCHEMA, DEFAULT_ROSTER
+from engine.run.runner import ProgressEvent, RunSettings, run_analysis, tier_for
+from engine.sources.snapshot import scenario
 from tests.fakes import FakeBackend, Script
 
 SPECIALISTS = [a.name for a in DEFAULT_ROSTER.specialists]
@@ -372,7 +372,7 @@ def test_a_warm_up_counts_on_the_path_only_until_the_consolidation_was_sent() ->
     0.2 s between the last answer (1.0 s) and the send is a wait the run could not avoid;
     counting the warm-up's whole tail made the path longer than the wall."""
     from engine.records import AgentRun, ConsolidationRun
-    from engine.runner import _settled_warmup_s
+    from engine.run.runner import _settled_warmup_s
 
     agents = [AgentRun("A", "r", "m", start_s=0.0, end_s=1.0, duration_s=1.0)]
     warmups = [AgentRun("warm", "r", "m", start_s=0.5, end_s=1.5, duration_s=1.0)]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from engine.backends.http import redact_url, strip_credentials, url_secrets
-from engine.history import History, to_csv, to_json
+from engine.store.history import History, to_csv, to_json
 from tests.chaos_server import ECHO_SECRETS, ChaosServer
 from tests.dashboard_process import dashboard
 from tests.test_e2e_browser import RUN_TIMEOUT_MS, assert_no_errors, open_page, wait_idle

@@ -23,10 +23,10 @@ from typing import Any, Literal
 import httpx
 import pytest
 
-from engine import agents, snapshot, use_method
 from engine.backends.ollama import OllamaBackend
-from engine.runner import RunSettings, run_analysis
-from engine.simulated import (
+from engine.run import agents, use_method
+from engine.run.runner import RunSettings, run_analysis
+from engine.simulator.server import (
     CACHED_COUNT_FIELD,
     DEFAULT_MODELS,
     FAULT_KINDS,
@@ -38,6 +38,7 @@ from engine.simulated import (
     estimate_tokens,
     shared_server,
 )
+from engine.sources import snapshot
 
 ServerFactory = Callable[..., SimulatedOllamaServer]
 ROOT = Path(__file__).resolve().parent.parent

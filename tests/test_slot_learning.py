@@ -1,4 +1,4 @@
-"""Learning the slots of a server that does not report them (engine/slot_probe.py),
+"""Learning the slots of a server that does not report them (engine/backends/slot_probe.py),
 against the simulated Ollama on real loopback HTTP: it picks its slots as Ollama does and
 says nothing about them, so only the probe can find them."""
 
@@ -11,12 +11,7 @@ import httpx
 import pytest
 
 from engine.backends.base import ChatResult
-from engine.cache import ResultCache
-from engine.records import AgentRun
-from engine.runner import RunSettings
-from engine.service import BackendConfig, Engine
-from engine.simulated import VERSION, SimConfig, SimulatedOllamaServer
-from engine.slot_probe import (
+from engine.backends.slot_probe import (
     Judgement,
     LearnedSlots,
     contradicted,
@@ -24,9 +19,14 @@ from engine.slot_probe import (
     learn_slots,
     most_at_once,
 )
-from engine.snapshot import scenario
-from engine.state import ProcessSlotMemory
-from engine.timeline import PROBE_LABEL, timeline
+from engine.records import AgentRun
+from engine.report.timeline import PROBE_LABEL, timeline
+from engine.run.runner import RunSettings
+from engine.service import BackendConfig, Engine
+from engine.simulator.server import VERSION, SimConfig, SimulatedOllamaServer
+from engine.sources.snapshot import scenario
+from engine.store.disk import ResultCache
+from engine.store.state import ProcessSlotMemory
 
 MODEL = "llama3.1:8b"
 SETTINGS = RunSettings(agent_timeout_s=20, grace_s=20)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine.slot_probe import OLLAMA_LEARNS, probe_slots, server_root, slots_from_props
+from engine.backends.slot_probe import OLLAMA_LEARNS, probe_slots, server_root, slots_from_props
 from tests.loopback import LoopbackServer, Route
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.slots import ServerSlots, SlotScheduler, parse_slots_setting, slots_from_config
+from engine.run.slots import ServerSlots, SlotScheduler, parse_slots_setting, slots_from_config
 
 
 async def test_never_more_than_slots_at_once_and_first_come_first_served() -> None:

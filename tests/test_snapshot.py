@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.snapshot import (
+from engine.sources.snapshot import (
     FIELDS,
     SCENARIOS,
     Snapshot,

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 import pytest
 
-from engine.agents import DEFAULT_ROSTER
+from engine.run.agents import DEFAULT_ROSTER
 from tests.chaos_server import ChaosServer
 from tests.dashboard_process import dashboard
 from tests.test_e2e_browser import RUN_TIMEOUT_MS, wait_idle

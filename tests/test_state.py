@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.state import StateConfig, cache_section, cache_url, redact, ttl_for
+from engine.store.state import StateConfig, cache_section, cache_url, redact, ttl_for
 from tests.test_history import a_result
 
 

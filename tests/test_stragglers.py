@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.records import AgentRun
-from engine.stragglers import Norms, Progress, verdict
+from engine.run.stragglers import Norms, Progress, verdict
 
 # The answered agents: first token within 0.5 s, ≈ 100 tokens, ≈ 2 s from dispatch.
 NORMS = Norms(first_token_s=0.5, output_tokens=100, work_s=2.0)

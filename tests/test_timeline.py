@@ -1,4 +1,4 @@
-"""engine.timeline: waterfall segments, critical agent, serialisation, comparison rows."""
+"""engine.report.timeline: waterfall segments, critical agent, serialisation, comparison rows."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from engine.records import (
     Insight,
     Mode,
 )
-from engine.timeline import (
+from engine.report.timeline import (
     CONSOLIDATION_LABEL,
     after_last_agent_s,
     chain_length_s,

@@ -4,10 +4,10 @@ from typing import Any
 
 import pytest
 
-from engine import use_method
-from engine.agents import DEFAULT_ROSTER
 from engine.records import Insight
-from engine.snapshot import SCENARIOS, scenario
+from engine.run import use_method
+from engine.run.agents import DEFAULT_ROSTER
+from engine.sources.snapshot import SCENARIOS, scenario
 
 
 def values(name: str) -> dict[str, float | None]:

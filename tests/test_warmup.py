@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from engine import agents, use_method
-from engine.agents import DEFAULT_ROSTER, AgentSpec
 from engine.backends.base import ChatRequest, ChatResult
 from engine.backends.ollama import OllamaBackend
-from engine.runner import RunSettings, run_analysis
-from engine.simulated import SimConfig, SimulatedOllamaServer, estimate_tokens
-from engine.slots import ServerSlots
-from engine.snapshot import scenario
-from engine.warmup import WARMUP_SUFFIX, warm_consolidator, warmup_request
+from engine.run import agents, use_method
+from engine.run.agents import DEFAULT_ROSTER, AgentSpec
+from engine.run.runner import RunSettings, run_analysis
+from engine.run.slots import ServerSlots
+from engine.run.warmup import WARMUP_SUFFIX, warm_consolidator, warmup_request
+from engine.simulator.server import SimConfig, SimulatedOllamaServer, estimate_tokens
+from engine.sources.snapshot import scenario
 from tests.fakes import FakeBackend, Script
 
 MODEL = "llama3.1:8b"

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from engine.records import AgentRun, AnalysisResult
-from engine.timeline import (
+from engine.report.timeline import (
     CONSOLIDATION_LABEL,
     SEGMENT_KINDS,
     SEGMENT_LABELS,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from engine.records import AnalysisResult
-from engine.runner import ProgressEvent
+from engine.run.runner import ProgressEvent
 from engine.service import COMPARE_STEPS
 from ui import charts, safe
 from ui.render import RunProgress, real_time

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine.agents import DEFAULT_ROSTER, Roster, RosterError, load_roster
-from engine.state import StateConfig, cache_section, cache_url
+from engine.run.agents import DEFAULT_ROSTER, Roster, RosterError, load_roster
+from engine.store.state import StateConfig, cache_section, cache_url
 from ui.context import BACKEND_CHOICES, BackendChoice
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -13,10 +13,10 @@ from typing import Literal
 
 import streamlit as st
 
-from engine.agents import DEFAULT_ROSTER, Roster
-from engine.runner import RunSettings
+from engine.run.agents import DEFAULT_ROSTER, Roster
+from engine.run.runner import RunSettings
 from engine.service import BackendConfig
-from engine.state import DEFAULT_DEGRADED_TTL_S, DEFAULT_LEASE_S, StateConfig
+from engine.store.state import DEFAULT_DEGRADED_TTL_S, DEFAULT_LEASE_S, StateConfig
 from ui import navigation
 from ui.sources import SnapshotSource
 

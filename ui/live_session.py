@@ -9,10 +9,10 @@ from typing import Any
 
 import streamlit as st
 
-from engine import snapshot as snapshots
 from engine.records import AnalysisResult
+from engine.report.timeline import projection_scale
 from engine.service import Engine
-from engine.timeline import projection_scale
+from engine.sources import snapshot as snapshots
 from ui.context import Context
 from ui.sources import SnapshotSource
 

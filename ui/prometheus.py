@@ -16,9 +16,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from engine import prometheus as prom
-from engine.prom_changes import changes
-from engine.snapshot import Snapshot, SnapshotError
+from engine.sources import prometheus as prom
+from engine.sources.changes import changes
+from engine.sources.snapshot import Snapshot, SnapshotError
 from ui import render, safe
 
 URL_ENV = "QUORUM_PROMETHEUS_URL"  # pre-fills the URL (demos, the browser test)

@@ -17,11 +17,11 @@ from typing import Any, Literal
 import pandas as pd
 import streamlit as st
 
-from engine import use_method
 from engine.records import AgentRun, AnalysisResult, Insight
-from engine.runner import ProgressEvent
-from engine.snapshot import FIELD_BY_NAME, FIELDS, FieldSpec, Snapshot
-from engine.timeline import projected_s, projection_scale, slot_advice, timeline
+from engine.report.timeline import projected_s, projection_scale, slot_advice, timeline
+from engine.run import use_method
+from engine.run.runner import ProgressEvent
+from engine.sources.snapshot import FIELD_BY_NAME, FIELDS, FieldSpec, Snapshot
 from ui import charts, safe
 
 MISSING = "—"

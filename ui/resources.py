@@ -14,10 +14,10 @@ import tomllib
 
 import streamlit as st
 
-from engine.agents import Roster
 from engine.backends.base import ServerStatus
+from engine.run.agents import Roster
 from engine.service import BackendConfig, Engine
-from engine.state import (
+from engine.store.state import (
     DEFAULT_DEGRADED_TTL_S,
     DEFAULT_LEASE_S,
     HistoryStore,

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from engine import snapshot as snapshots
-from engine.prometheus import PromReading
+from engine.sources import snapshot as snapshots
+from engine.sources.prometheus import PromReading
 from ui import prometheus as prom_ui
 from ui import safe
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from engine.redis_state import RedisLink
+    from engine.store.redis_store import RedisLink
 
 AlertStatus = Literal["firing", "resolved"]
 MAX_ALERTS = 1000  # per payload; Alertmanager's max_alerts in webhook_configs is 0 (all)

@@ -25,19 +25,19 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from engine import history as histories
-from engine import snapshot as snapshots
 from engine.api import sources
 from engine.api.alerts import AlertPayloadError, Claims, RedisClaims, parse_payload
 from engine.api.auth import BearerAuth
 from engine.api.desk import AlertDesk
 from engine.api.metrics import ApiMetrics
 from engine.api.settings import ApiSettings, scrub
-from engine.endpoints import public_url
+from engine.backends.endpoints import public_url
 from engine.records import AnalysisResult
-from engine.runner import ProgressEvent, ProgressFn, RunSettings
+from engine.run.runner import ProgressEvent, ProgressFn, RunSettings
 from engine.service import Engine
-from engine.snapshot import Snapshot
+from engine.sources import snapshot as snapshots
+from engine.sources.snapshot import Snapshot
+from engine.store import history as histories
 
 RUN_ID = re.compile(r"^[0-9a-f]{1,64}$")
 SNAPSHOT_BODY = {
@@ -151,7 +151,7 @@ def create_app(
 
 def _shared_claims(engine: Engine) -> Claims | None:
     """The alert dedupe window in Redis when the cache is there (shared by replicas)."""
-    from engine.redis_state import RedisResultCache
+    from engine.store.redis_store import RedisResultCache
 
     cache = engine.cache
     return RedisClaims(cache.link, cache.prefix) if isinstance(cache, RedisResultCache) else None

@@ -24,7 +24,7 @@ from engine.api.notify import Notifier, deliver, notifiers, slack_message, webho
 from engine.api.settings import ApiSettings, scrub
 from engine.api.sources import SourceError
 from engine.records import AnalysisResult
-from engine.snapshot import Snapshot
+from engine.sources.snapshot import Snapshot
 
 log = logging.getLogger("engine.api.alerts")
 

@@ -20,7 +20,7 @@ import httpx
 
 from engine.api.alerts import Alert
 from engine.records import AnalysisResult, Insight
-from engine.snapshot import Snapshot
+from engine.sources.snapshot import Snapshot
 
 log = logging.getLogger("engine.api.notify")
 

@@ -47,7 +47,7 @@ def build_app(argv: list[str]) -> FastAPI:
     from engine.api import settings as api_settings
     from engine.api import sources
     from engine.api.app import create_app
-    from engine.prometheus import bearer_token
+    from engine.sources.prometheus import bearer_token
 
     args = cli.build_parser().parse_args(["serve", *argv])
     if args.snapshot:  # a bad file is a startup error, not one per request

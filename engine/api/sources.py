@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from engine import prometheus
-from engine import snapshot as snapshots
+from engine.sources import prometheus
+from engine.sources import snapshot as snapshots
 
 SourceKind = Literal["scenario", "file", "live", "prometheus"]
 SOURCES = ("live", "prometheus")  # what `?source=` accepts (a scenario has `?scenario=`)

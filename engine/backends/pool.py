@@ -41,8 +41,8 @@ from engine.backends.base import (
     ServerStatus,
     TokenProgress,
 )
-from engine.endpoints import public_url
-from engine.warmup import WARMUP_SUFFIX
+from engine.backends.endpoints import public_url
+from engine.run.warmup import WARMUP_SUFFIX
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ HTTP/1.1 server on loopback speaking enough of Ollama's API (`/api/chat` and
 clients work unchanged. Both completion endpoints share one timing model and one answer:
 `/api/generate`'s `prompt` is read like `/api/chat`'s last user message, and its optional
 `system` counts towards the prompt tokens like a system message. Answers come from the
-USE-method rules (`engine.use_method`), so they are schema-valid and true to the
+USE-method rules (`engine.run.use_method`), so they are schema-valid and true to the
 snapshot. Every response says it is simulated (version suffix, model family).
 
 Timing follows Ollama: a model load on first use (kept for `keep_alive_s`, concurrent
@@ -19,7 +19,7 @@ Slots, as Ollama picks them: `num_parallel` if given (OLLAMA_NUM_PARALLEL), else
 the model fits in memory (`fits_in_memory`, the default) and 1 where it does not, as
 Ollama does since its "concurrency by default" change (ollama/ollama PR #4218). Like
 Ollama, it reports nothing about its slots: a client has to be told or find out
-(engine/slot_probe.py). In llama.cpp mode (`llama_props`) it answers `GET /props` with
+(engine/backends/slot_probe.py). In llama.cpp mode (`llama_props`) it answers `GET /props` with
 `total_slots`, `GET /slots` and `GET /health` as llama.cpp's server does.
 
 Prefix caching, as Ollama's and llama.cpp's servers do: each slot keeps the KV of the
@@ -93,7 +93,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
-from engine import agents, use_method
+from engine.run import agents, use_method
 from engine.throughput import (
     CI_SMOLLM2_RATES,
     CPU_CURVE,
@@ -311,8 +311,8 @@ class SimStats:
 
     def answers_by_agent(self) -> dict[str, int]:
         """Completion requests that asked for an answer: prefix warm-ups (agent names
-        ending in `.warmup`, see engine/warmup.py) and slot probes (`.probe`,
-        engine/slot_probe.py) left out."""
+        ending in `.warmup`, see engine/run/warmup.py) and slot probes (`.probe`,
+        engine/backends/slot_probe.py) left out."""
         return {
             a: n for a, n in self.chat_by_agent.items() if not a.endswith((".warmup", ".probe"))
         }

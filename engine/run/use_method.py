@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from engine.records import SEVERITIES, SEVERITY_RANK, Insight, Severity
-from engine.snapshot import FIELD_BY_NAME
+from engine.sources.snapshot import FIELD_BY_NAME
 
 Values = Mapping[str, float | None]  # snapshot field -> value (usually quantised)
 
@@ -695,7 +695,7 @@ def assemble_insights(verdict: Verdict, findings: Sequence[CompactFinding]) -> l
 
 
 _VERDICT_TOP = 2  # insights a simulated verdict names; the rest follow the deterministic order
-_VERDICT_GROUP_IDS = 6  # VERDICT_SCHEMA's maxItems for one group (engine/agents.py)
+_VERDICT_GROUP_IDS = 6  # VERDICT_SCHEMA's maxItems for one group (engine/run/agents.py)
 
 
 def verdict_for(findings: Sequence[CompactFinding]) -> dict[str, Any]:

@@ -14,8 +14,12 @@ from urllib.parse import quote
 import httpx
 
 from engine import config
-from engine.prom_queries import DEFAULT_MOUNTPOINT, DEFAULT_SERVICE_QUERIES, SERVICE_FIELDS
-from engine.snapshot import SnapshotError
+from engine.sources.prometheus.queries import (
+    DEFAULT_MOUNTPOINT,
+    DEFAULT_SERVICE_QUERIES,
+    SERVICE_FIELDS,
+)
+from engine.sources.snapshot import SnapshotError
 
 TOKEN_ENV = "QUORUM_PROMETHEUS_TOKEN"
 SECRETS_KEY = "prometheus_token"  # in .streamlit/secrets.toml

@@ -6,10 +6,10 @@ waits for a quorum of them, consolidates their answers and reports where every s
 went. It never knows which backend it talks to.
 
 Rules it keeps:
-- at most `slots` requests are at the server at once (its slots; `engine/slots.py`), so
+- at most `slots` requests are at the server at once (its slots; `engine/run/slots.py`), so
   every wait is in our own queue, measured; an agent's timeout starts when it is sent;
 - at quorum, stragglers that are on course are kept; only the hung and those that
-  cannot finish before the deadline are cancelled (`engine/stragglers.py`);
+  cannot finish before the deadline are cancelled (`engine/run/stragglers.py`);
 - an agent that fails, hangs or writes nonsense degrades itself, never the run;
 - no task, stream or connection outlives the run (the backend is closed in `finally`);
 - every agent ends with a status: ok, timeout, error or cancelled;
@@ -30,19 +30,7 @@ from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from engine import sanitize, use_method
-from engine.agents import (
-    AGENT_SCHEMA,
-    CONSOLIDATION_SCHEMA,
-    VERDICT_SCHEMA,
-    AgentSpec,
-    Roster,
-    agent_user_prompt,
-    consolidation_user_prompt,
-    full_consolidation_user_prompt,
-    parse_json_answer,
-    token_cap,
-)
+from engine import sanitize
 from engine.backends.base import Backend, BackendError, ChatRequest, ChatResult
 from engine.records import (
     AgentRun,
@@ -56,12 +44,25 @@ from engine.records import (
     Tier,
     TimingSource,
 )
-from engine.slots import ServerSlots, SlotScheduler
-from engine.snapshot import Snapshot
-from engine.stragglers import Norms, Progress, verdict
-from engine.warmup import ConsolidatorWarmer
+from engine.run import use_method
+from engine.run.agents import (
+    AGENT_SCHEMA,
+    CONSOLIDATION_SCHEMA,
+    VERDICT_SCHEMA,
+    AgentSpec,
+    Roster,
+    agent_user_prompt,
+    consolidation_user_prompt,
+    full_consolidation_user_prompt,
+    parse_json_answer,
+    token_cap,
+)
+from engine.run.slots import ServerSlots, SlotScheduler
+from engine.run.stragglers import Norms, Progress, verdict
+from engine.run.warmup import ConsolidatorWarmer
+from engine.sources.snapshot import Snapshot
 
-log = logging.getLogger("engine.runner")
+log = logging.getLogger("engine.run.runner")
 
 MODES: tuple[Mode, ...] = ("parallel", "sequential", "single")
 ConsolidationStyle = Literal["compact", "full"]
@@ -83,7 +84,7 @@ class RunSettings:
     # full: it rewrites every insight (what Quorum and the plan did before; ≈ 5× slower).
     consolidation: ConsolidationStyle = "compact"
     # After each answer, prefill the consolidation prompt so far in a free server slot
-    # (engine/warmup.py); only on servers whose slots are known, which keep a KV cache each.
+    # (engine/run/warmup.py); only on servers whose slots are known, which keep a KV cache each.
     warmup: bool = True
 
     def __post_init__(self) -> None:
@@ -445,7 +446,7 @@ def _drop_off_course(
     norms: Norms,
 ) -> None:
     """Cancel the stragglers that are hung or cannot make the deadline, noting why
-    (`engine/stragglers.py` decides); the others are kept."""
+    (`engine/run/stragglers.py` decides); the others are kept."""
     for task in pending:
         name = tasks[task]
         if name in dropped:
@@ -591,7 +592,7 @@ async def run_analysis(
     `slots` is how many requests the server runs at once (None: no known limit); the
     run sends no more than that, nor more than `settings.max_concurrency`. With
     `learn_slots` (a server that does not report them) they are learned first, on this
-    run's clock (engine/slot_probe.py): its requests are the result's `slot_probes`."""
+    run's clock (engine/backends/slot_probe.py): its requests are the result's `slot_probes`."""
     clock = _Clock()
     roster = roster.with_default_model(model)
     values = snapshot.quantised(quanta)
@@ -740,7 +741,7 @@ def _critical_path(
     timings where it reports them (`AgentRun.work_s`). In sequential mode, and on a
     one-slot server, that is every agent; with free slots, the slowest agent. `mode`
     needs no case of its own: the chain follows who waited for whom."""
-    from engine.timeline import chain_length_s, critical_chain
+    from engine.report.timeline import chain_length_s, critical_chain
 
     del mode
     return chain_length_s(critical_chain(runs, consolidation, late))
@@ -752,7 +753,7 @@ def _settled_warmup_s(
     """A warm-up still prefilling when the last agent answered is finished before the
     consolidation (it is the consolidation's own prefill): that wait is on the path too —
     only up to when the consolidation was sent, so the path stays inside the wall."""
-    from engine.timeline import sent_s
+    from engine.report.timeline import sent_s
 
     if not warmups or not runs or consolidation is None:
         return 0.0
@@ -766,7 +767,7 @@ def _critical_path_source(
 ) -> TimingSource:
     """`server` when every call on the chain has the server's own timings, `client` when
     none has, `mixed` otherwise. A deterministic merge makes no call and does not count."""
-    from engine.timeline import critical_chain
+    from engine.report.timeline import critical_chain
 
     calls = [
         r

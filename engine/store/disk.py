@@ -25,7 +25,7 @@ from typing import Any
 
 import diskcache
 
-from engine.state import DEFAULT_DEGRADED_TTL_S, DEFAULT_TTL_S, CacheHit, CacheStats
+from engine.store.state import DEFAULT_DEGRADED_TTL_S, DEFAULT_TTL_S, CacheHit, CacheStats
 
 log = logging.getLogger(__name__)
 

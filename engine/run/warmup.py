@@ -23,11 +23,12 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from engine import sanitize, use_method
-from engine.agents import AgentSpec, consolidation_prefix
+from engine import sanitize
 from engine.backends.base import Backend, BackendError, ChatRequest
 from engine.records import AgentRun, AgentStatus
-from engine.slots import SlotScheduler
+from engine.run import use_method
+from engine.run.agents import AgentSpec, consolidation_prefix
+from engine.run.slots import SlotScheduler
 
 # Appended to the agent name in the X-Quorum-Agent header: a warm-up is told apart from
 # the consolidation itself (the simulated server keys its per-agent draws and faults on it).

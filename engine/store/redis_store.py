@@ -31,9 +31,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from engine.cache import check_ttls
 from engine.records import AnalysisResult
-from engine.state import (
+from engine.store.disk import check_ttls
+from engine.store.state import (
     DEFAULT_DEGRADED_TTL_S,
     DEFAULT_LEASE_S,
     DEFAULT_TTL_S,

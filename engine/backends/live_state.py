@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from engine.slot_probe import server_root
+from engine.backends.slot_probe import server_root
 
 TIMEOUT_S = 2.0
 _METRICS = {

@@ -5,7 +5,7 @@ Two implementations behind one small interface, so `Engine` does not care which:
   (diskcache + `flock`) and `History` (a JSON-lines file);
 - Redis, shared by every replica on every machine, when a URL is configured
   (`QUORUM_CACHE_URL=redis://…` / `rediss://…`, or `[cache] url` in quorum.toml):
-  `engine.redis_state`.
+  `engine.store.redis_store`.
 
 Either degrades to "no cache" with one warning when its storage fails; an analysis never
 fails because of it. Redis URLs may carry a password: only `redact()`ed forms are ever
@@ -220,7 +220,7 @@ def cache_url(section: Mapping[str, Any]) -> str | None:
 def open_cache(config: StateConfig, directory: str | Path) -> ResultStore:
     """The result cache `config` asks for (Redis when a URL is set, else `directory`)."""
     if config.url is not None:
-        from engine.redis_state import RedisResultCache
+        from engine.store.redis_store import RedisResultCache
 
         return RedisResultCache(
             config.url,
@@ -228,13 +228,13 @@ def open_cache(config: StateConfig, directory: str | Path) -> ResultStore:
             degraded_ttl_s=config.degraded_ttl_s,
             lease_s=config.lease_s,
         )
-    from engine.cache import ResultCache
+    from engine.store.disk import ResultCache
 
     return ResultCache(directory, ttl_s=config.ttl_s, degraded_ttl_s=config.degraded_ttl_s)
 
 
 class SlotMemory(Protocol):
-    """What was learned about servers' slots (engine/slot_probe.py), per endpoint and
+    """What was learned about servers' slots (engine/backends/slot_probe.py), per endpoint and
     model: a small record with its own expiry. Never raises: a failing store forgets."""
 
     def recall(self, key: str) -> dict[str, Any] | None: ...
@@ -259,8 +259,8 @@ class ProcessSlotMemory:
 def slot_memory_for(cache: ResultStore | None) -> SlotMemory:
     """Learned slots live beside the result cache: the same Redis when it is Redis (every
     replica learns once), a diskcache next to it on disk, else this process's memory."""
-    from engine.cache import DiskSlotMemory, ResultCache
-    from engine.redis_state import RedisResultCache, RedisSlotMemory
+    from engine.store.disk import DiskSlotMemory, ResultCache
+    from engine.store.redis_store import RedisResultCache, RedisSlotMemory
 
     if isinstance(cache, ResultCache) and cache.degraded is None:
         return DiskSlotMemory(cache.directory / "slots")
@@ -272,9 +272,9 @@ def slot_memory_for(cache: ResultStore | None) -> SlotMemory:
 def open_history(config: StateConfig, path: str | Path) -> HistoryStore:
     """The run history: a capped Redis list when a URL is set, else the JSON-lines file."""
     if config.url is not None:
-        from engine.redis_state import RedisHistory
+        from engine.store.redis_store import RedisHistory
 
         return RedisHistory(config.url)
-    from engine.history import History
+    from engine.store.history import History
 
     return History(path)

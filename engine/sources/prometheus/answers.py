@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.snapshot import FIELD_BY_NAME, SnapshotError
+from engine.sources.snapshot import FIELD_BY_NAME, SnapshotError
 
 _SLACK = 0.05  # rates may overshoot a bound a little (extrapolation); beyond this is wrong
 

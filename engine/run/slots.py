@@ -7,7 +7,7 @@ itself: it sends at most `slots` requests at once, knows exactly how long each o
 waited, and starts an agent's timeout when its request is sent, not when it was queued.
 
 `SlotScheduler` is pure asyncio (no I/O); `ServerSlots` says how many slots there are
-and where that number came from (see `engine/slot_probe.py` for asking a server).
+and where that number came from (see `engine/backends/slot_probe.py` for asking a server).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class ServerSlots:
     slots: int | None
     source: str
     # An Ollama-protocol server that does not report its slots: `learn` while they are
-    # still to be learned (engine/slot_probe.py; `slots` is then a safe 1), `learned` once
+    # still to be learned (engine/backends/slot_probe.py; `slots` is then a safe 1), `learned` once
     # they are; `server` names its software and version, when known.
     learn: bool = False
     server: str = ""

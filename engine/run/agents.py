@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engine import config, use_method
+from engine import config
+from engine.run import use_method
 
 DEFAULT_MODEL = "llama3.1:8b"
 

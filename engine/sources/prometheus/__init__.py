@@ -2,8 +2,8 @@
 
 This module is the I/O: `PrometheusClient` (httpx, every request bounded, the whole
 reading bounded by one budget) and `read_snapshot`. The pure parts live beside it:
-engine/prom_queries.py (the PromQL), engine/prom_answers.py (reading API answers,
-choosing the target), engine/prom_config.py (quorum.toml, the endpoint, credentials).
+engine/sources/prometheus/queries.py (the PromQL), engine/sources/prometheus/answers.py (reading API answers,
+choosing the target), engine/sources/prometheus/config.py (quorum.toml, the endpoint, credentials).
 A field Prometheus cannot answer (no series, NaN or Inf, a query error, a stopped
 exporter, stale samples) is None, "unknown", with one warning line naming the field and
 the query; never a made-up 0.
@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from engine import sanitize
-from engine.prom_answers import (
+from engine.sources.prometheus.answers import (
     FieldReading,
     PrometheusError,
     QueryError,
@@ -36,7 +36,7 @@ from engine.prom_answers import (
     parse_samples,
     parse_targets,
 )
-from engine.prom_config import (
+from engine.sources.prometheus.config import (
     DEFAULT_BUDGET_S,
     DEFAULT_TIMEOUT_S,
     SECRETS_KEY,
@@ -46,7 +46,7 @@ from engine.prom_config import (
     bearer_token,
     load_settings,
 )
-from engine.prom_queries import (
+from engine.sources.prometheus.queries import (
     DEFAULT_SERVICE_QUERIES,
     NODE_METRIC,
     NODE_TARGETS_QUERY,
@@ -57,7 +57,7 @@ from engine.prom_queries import (
     node_queries,
     selector,
 )
-from engine.snapshot import FIELD_BY_NAME, FIELDS, MAX_CPU_COUNT, Snapshot
+from engine.sources.snapshot import FIELD_BY_NAME, FIELDS, MAX_CPU_COUNT, Snapshot
 
 # One import for callers (CLI, dashboard, tests): the parts live in engine/prom_*.py.
 __all__ = [

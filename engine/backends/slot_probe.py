@@ -7,7 +7,7 @@
   endpoint and model, `learn_slots` sends a few concurrent one-token requests and judges
   them by the server's own report (Ollama's final chunk: a request that waited for a
   slot has `total_duration` well above load + prompt_eval + eval). The engine remembers
-  the answer per endpoint and model (`engine/state.py`) and learns again when it is old
+  the answer per endpoint and model (`engine/store/state.py`) and learns again when it is old
   or a run contradicts it (`contradicted`). An Ollama behind its OpenAI-compatible `/v1`
   is recognised by `GET /api/version` and probed on its native API.
 - Anything else (vLLM, hosted APIs) batches requests itself: no client-side limit.
@@ -34,7 +34,7 @@ import httpx
 from engine.backends.base import BackendError, ChatRequest, ChatResult
 from engine.backends.ollama import OllamaBackend
 from engine.records import AgentRun
-from engine.slots import ServerSlots
+from engine.run.slots import ServerSlots
 
 log = logging.getLogger(__name__)
 

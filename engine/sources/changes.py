@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.snapshot import FIELDS, FieldSpec, Snapshot
+from engine.sources.snapshot import FIELDS, FieldSpec, Snapshot
 
 
 @dataclass(frozen=True)

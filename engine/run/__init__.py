@@ -1,0 +1,1 @@
+"""One analysis: prompts, the fan-out to the server's slots, stragglers, consolidation."""

@@ -1,0 +1,1 @@
+"""Where a snapshot comes from: bundled scenarios, this host, an upload, Prometheus."""

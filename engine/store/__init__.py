@@ -1,0 +1,1 @@
+"""Where the engine keeps shared state: the result cache, single-flight, the history."""

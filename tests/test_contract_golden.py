@@ -32,8 +32,9 @@ UPDATE = os.environ.get("QUORUM_UPDATE_GOLDEN") == "1"
 MEASURED = "<measured>"
 TIME_KEYS = {"created_at", "run_id", "age_s"}
 TIMING_LISTS = {"warmups"}  # how many warm-ups fit depends on when answers arrive
-# Per-stream speeds the engine learned from this run's measured timings: the clock's.
-MEASURED_CURVES = {"prefill", "decode"}
+# The curve the engine learned from this run's measured timings (speeds, and which stream
+# counts were seen at once): the clock's.
+MEASURED_CURVES = {"server_curve"}
 # With warm-ups on, how much of the consolidation prompt was already cached depends on
 # which warm-up had finished when it was sent: the simulated Ollama counts only evaluated
 # prompt tokens, so both counts are timing (the parallel case only).
@@ -79,7 +80,7 @@ def masked(value: Any, key: str = "", warmed: bool = False) -> Any:
 
 
 def _masked_field(key: str, value: Any, warmed: bool) -> Any:
-    if key in TIMING_LISTS or (key in MEASURED_CURVES and isinstance(value, list)):
+    if key in TIMING_LISTS or (key in MEASURED_CURVES and value is not None):
         return MEASURED
     if key == "consolidation" and warmed and isinstance(value, dict):
         return {k: (MEASURED if k in WARMED else masked(v, k)) for k, v in value.items()}

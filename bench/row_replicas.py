@@ -23,7 +23,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -34,7 +33,8 @@ import httpx
 
 from bench.levels import Level
 from bench.measure import Row, Target, check, percentile
-from bench.redis_server import LineReader, RedisServer, free_port, redis_server_binary
+from bench.plumbing import free_port, stop_process
+from bench.redis_server import NOT_INSTALLED, LineReader, redis_in_scratch
 from bench.sim import running, sim_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,12 +72,7 @@ def app_process(data_dir: Path, env: dict[str, str]) -> Iterator[str]:
         httpx.get(f"{url}/_stcore/health", timeout=10).raise_for_status()
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(15)
+        stop_process(proc, grace_s=15)
 
 
 async def _rerun(ws: object, log: SessionLog) -> float:
@@ -176,14 +171,12 @@ def run(level: Level) -> Row:
             "state": "redis-server on loopback, QUORUM_CACHE_URL in both processes",
         },
     )
-    binary = redis_server_binary()
-    if binary is None:
-        row.not_measured = "not measured: redis-server not installed (apt-get install redis-server)"
-        return row
     with ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="quorum-r1-")))
-        redis = RedisServer(binary, tmp).start()
-        stack.callback(redis.stop)
+        scratch_redis = redis_in_scratch(stack, "quorum-r1-")
+        if scratch_redis is None:
+            row.not_measured = NOT_INSTALLED
+            return row
+        tmp, redis = scratch_redis
         server = stack.enter_context(running(sim_config(scale=SCALE)))
         env = _environment(server.url, redis.url, tmp / "no-quorum.toml")
         urls = [stack.enter_context(app_process(tmp / f"app{i}", env)) for i in range(PROCESSES)]

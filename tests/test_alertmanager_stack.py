@@ -1,5 +1,5 @@
 """Alert → analysis → Slack, with the real parts: Debian's prometheus-alertmanager, the real
-Prometheus and node_exporter (tests/promstack.py), Quorum's API under uvicorn, and a
+Prometheus and node_exporter (tests/support/prometheus_stack.py), Quorum's API under uvicorn, and a
 loopback Slack-compatible receiver that records what it gets.
 
 Prometheus evaluates a rule that fires at once (`up{job="node"} == 1`), Alertmanager
@@ -23,16 +23,16 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.plumbing import free_port, stop_process
 from engine.api.notify import escape_mrkdwn
 from engine.api.settings import ApiSettings
 from engine.api.sources import PrometheusAccess
-from tests.apiserver import ApiServer, simulated_app
-from tests.conftest import skip_loudly
-from tests.loopback import LoopbackServer, Route
-from tests.promstack import START_DEADLINE_S, PromStack, free_port, prom_binaries
+from tests.support.api_server import ApiServer, simulated_app
+from tests.support.components import skip_loudly
+from tests.support.loopback import LoopbackServer, Route
+from tests.support.prometheus_stack import START_DEADLINE_S, PromStack
 
-__all__ = ["prom_binaries"]  # a fixture, used by name
-pytestmark = pytest.mark.prometheus
+pytestmark = [pytest.mark.prometheus, pytest.mark.usefixtures("data_dir")]
 
 ALERTMANAGER = "prometheus-alertmanager"
 TOKEN = "alert-test-token"
@@ -51,13 +51,6 @@ def alertmanager_bin(request: pytest.FixtureRequest) -> str:
         )
         raise AssertionError("unreachable")
     return path
-
-
-@pytest.fixture(autouse=True)
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("QUORUM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("QUORUM_ROSTER", str(tmp_path / "no-quorum.toml"))
-    return tmp_path / "data"
 
 
 class Alertmanager:
@@ -105,12 +98,7 @@ class Alertmanager:
         return self.log_path.read_text(errors="replace")[-3000:]
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop_process(self.proc)
 
 
 def metric(api: ApiServer, name: str, **labels: str) -> float:

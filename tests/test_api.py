@@ -20,22 +20,18 @@ import pytest
 from httpx_sse import connect_sse
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.plumbing import free_port
 from engine.api.settings import ApiSettings
 from engine.cli import main
 from engine.records import AnalysisResult
 from engine.sources.snapshot import SCENARIOS
-from tests.apiserver import ApiServer, simulated_app
-from tests.promstack import free_port
+from tests.support.api_server import ApiServer, simulated_app
 
 TOKEN = "s3cret-token-for-the-test"
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("QUORUM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("QUORUM_ROSTER", str(tmp_path / "no-quorum.toml"))
-    return tmp_path / "data"
+pytestmark = pytest.mark.usefixtures("data_dir")
 
 
 @pytest.fixture

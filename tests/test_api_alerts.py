@@ -20,20 +20,13 @@ from engine.api.notify import Notifier, deliver, slack_message
 from engine.api.settings import ApiSettings
 from engine.run.runner import RunSettings
 from engine.sources.snapshot import scenario
-from tests.apiserver import ApiServer, simulated_app, simulated_engine
-from tests.loopback import LoopbackServer, Route
-from tests.redisfixture import redis_server, redis_url
-
-__all__ = ["redis_server", "redis_url"]  # fixtures, used by name
+from tests.support.api_server import ApiServer, simulated_app, simulated_engine
+from tests.support.loopback import LoopbackServer, Route
 
 DEADLINE_S = 30.0
 
 
-@pytest.fixture(autouse=True)
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("QUORUM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("QUORUM_ROSTER", str(tmp_path / "no-quorum.toml"))
-    return tmp_path / "data"
+pytestmark = pytest.mark.usefixtures("data_dir")
 
 
 def payload(*alerts: dict[str, Any], group: str = '{}:{alertname="HighCPU"}') -> dict[str, Any]:

@@ -11,13 +11,13 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from engine.report.timeline import PROJECTED_LABEL
-from tests.test_app_live import new_app
+from tests.support.app_test import new_app, page_script
 from ui import safe
 
 
 def compare_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AppTest:
     at = new_app(monkeypatch, tmp_path).run()
-    at.switch_page("../pages/compare.py").run()
+    at.switch_page(page_script("compare")).run()
     assert not at.exception
     return at
 

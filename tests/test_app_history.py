@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_app_live import new_app
+from tests.support.app_test import new_app, page_script
 
 
 def test_empty_history_says_how_to_fill_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     at = new_app(monkeypatch, tmp_path).run()
     (tmp_path / "data" / "history.jsonl").unlink()  # forget the live page's first run
-    at.switch_page("../pages/history.py").run()
+    at.switch_page(page_script("history")).run()
     assert not at.exception
     assert any("No runs yet" in i.value for i in at.info)
     assert not at.get("download_button")
@@ -23,7 +23,7 @@ def test_history_lists_runs_and_offers_downloads(
 ) -> None:
     at = new_app(monkeypatch, tmp_path).run()  # a fresh run…
     at.run()  # …and a cache hit
-    at.switch_page("../pages/history.py").run()
+    at.switch_page(page_script("history")).run()
     assert not at.exception
 
     table = at.dataframe[0].value

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.store.history import History
-from tests.test_app_live import new_app
+from tests.support.app_test import new_app
 
 
 def test_a_run_link_opens_that_run_in_history(

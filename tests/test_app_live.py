@@ -10,41 +10,11 @@ from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from streamlit.testing.v1.element_tree import FileUploader
 
 from engine.run.runner import ProgressEvent
 from engine.sources.snapshot import SCENARIOS, SnapshotError
+from tests.support.app_test import TIMEOUT_S, new_app, uploader
 from ui import live_session, render, safe, sources
-
-APP = Path(__file__).resolve().parent.parent / "app.py"
-APP_IN_CHARGE = Path(__file__).resolve().parent / "dashboard_app.py"
-TIMEOUT_S = 60  # generous: a 2-core CI machine runs five agents and a consolidation
-
-
-def new_app(
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    *,
-    backend: str = "simulated",
-    server_like_navigation: bool = True,
-) -> AppTest:
-    """The dashboard with its data in `tmp_path` and a simulated server at 1/100 speed."""
-    monkeypatch.setenv("QUORUM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("QUORUM_BACKEND", backend)
-    monkeypatch.setenv("QUORUM_SIM_TIME_SCALE", "0.01")
-    monkeypatch.setenv("QUORUM_ROSTER", str(tmp_path / "no-roster.toml"))
-    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")  # nothing listens on the discard port
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    # tests/dashboard_app.py runs app.py with navigation in charge, as a real server after
-    # its first request; app.py itself starts each AppTest run in the legacy pages mode.
-    script = APP_IN_CHARGE if server_like_navigation else APP
-    return AppTest.from_file(str(script), default_timeout=TIMEOUT_S)
-
-
-def uploader(at: AppTest) -> FileUploader:
-    (widget,) = at.sidebar.get("file_uploader")
-    assert isinstance(widget, FileUploader)
-    return widget
 
 
 def badges(at: AppTest) -> list[str]:
@@ -256,7 +226,7 @@ def test_cache_label_formats() -> None:
     from dataclasses import replace
 
     from engine.records import CacheInfo
-    from tests.test_timeline import make_result
+    from tests.support.results import make_result
 
     fresh = make_result(wall=2.414)
     assert render.cache_label(fresh, 300) == "fresh run · 2.41 s"

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from engine.run.agents import DEFAULT_ROSTER
-from tests.test_app_live import new_app
+from tests.support.app_test import new_app, page_script
 
 
 def test_settings_show_the_roster_cache_stats_and_paths(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     at = new_app(monkeypatch, tmp_path).run()  # one analysis, so one cache entry
-    at.switch_page("../pages/settings.py").run()
+    at.switch_page(page_script("settings")).run()
     assert not at.exception
 
     roster, files = at.dataframe[0].value, at.dataframe[1].value
@@ -45,7 +45,7 @@ def test_a_roster_file_overrides_models_and_a_bad_one_is_reported(
     roster = tmp_path / "no-roster.toml"  # the path new_app points QUORUM_ROSTER at
     roster.write_text('[agents.CostOptimizer]\nmodel = "qwen2.5:3b"\n')
     at.run()
-    at.switch_page("../pages/settings.py").run()
+    at.switch_page(page_script("settings")).run()
     table = at.dataframe[0].value
     assert table.set_index("name").loc["CostOptimizer", "model"] == "qwen2.5:3b"
     assert any("Loaded from" in c.value for c in at.caption)

@@ -95,7 +95,7 @@ def test_a_degraded_result_is_cached_briefly_and_says_so(tmp_path: Path) -> None
     from engine.run.runner import RunSettings
     from engine.service import Engine
     from engine.sources.snapshot import scenario
-    from tests.test_integration import simulated
+    from tests.support.simulated import simulated
 
     cache = ResultCache(tmp_path, ttl_s=300, degraded_ttl_s=45)
     with simulated(faults={"SecurityAnalyst": "error"}) as (_, backend):

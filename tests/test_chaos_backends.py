@@ -14,7 +14,7 @@ from engine.backends.base import BackendError, ChatRequest
 from engine.backends.ollama import OllamaBackend
 from engine.backends.openai_compat import OpenAICompatBackend
 from engine.backends.streaming import AnswerCaps, LineSplitter, RetryPolicy, retry_after_s
-from tests.chaos_server import DROP_REUSED, ChaosServer
+from tests.support.chaos_server import DROP_REUSED, ChaosServer
 
 AGENT = "SecurityAnalyst"
 

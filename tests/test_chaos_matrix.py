@@ -12,13 +12,13 @@ the Generalist in single mode. Each run must:
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
+from bench.plumbing import free_port
 from engine.backends.base import Backend
 from engine.backends.ollama import OllamaBackend
 from engine.backends.openai_compat import OpenAICompatBackend
@@ -26,7 +26,7 @@ from engine.records import AnalysisResult, Mode
 from engine.run.agents import DEFAULT_ROSTER
 from engine.run.runner import MODES, RunSettings, run_analysis
 from engine.sources.snapshot import scenario
-from tests.chaos_server import FAULTS, ChaosServer
+from tests.support.chaos_server import FAULTS, ChaosServer
 
 AGENT_TIMEOUT_S = 1.5
 SLACK_S = 0.5  # per agent waited for
@@ -151,16 +151,9 @@ async def test_fault_matrix(fault: str, protocol: str) -> None:
             server.__exit__(None, None, None)
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_connection_refused_degrades_every_agent_quickly(protocol: str) -> None:
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     for mode in MODES:
         started = time.perf_counter()
         result = await run_analysis(

@@ -10,7 +10,7 @@ import pytest
 
 from engine.records import AnalysisResult, CacheInfo, Mode
 from engine.report.timeline import CONSOLIDATION_LABEL, comparison
-from tests.test_timeline import agent, make_result
+from tests.support.results import agent, make_result
 from ui import charts
 
 

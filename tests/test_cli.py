@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from pathlib import Path
 
 import pytest
 
+from bench.plumbing import free_port
 from engine.cli import format_compare, main
 from engine.service import COMPARE_STEPS
 
@@ -149,9 +149,7 @@ def test_bad_snapshot_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def test_unreachable_ollama_honours_ollama_host(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{port}")
     assert main(["analyze", "--backend", "ollama", "--scenario", "healthy"]) == 1
     err = capsys.readouterr().err.strip()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from engine.run.runner import ProgressEvent
 from engine.service import COMPARE_STEPS
-from tests.test_timeline import make_result
+from tests.support.results import make_result
 from ui.compare_live import CompareRace
 
 

@@ -16,14 +16,13 @@ which shows the observer can fail.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.dashboard_process import dashboard
-from tests.test_e2e_browser import CHROMIUM_ARGS, IDLE, RUN_TIMEOUT_MS, STEP_TIMEOUT_MS
+from tests.support.browser import IDLE, RUN_TIMEOUT_MS, TIME_SCALE
+from tests.support.dashboard import dashboard, simulated_env
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -47,32 +46,11 @@ new MutationObserver((records) => {
 APP_LINKS = ["Live insights", "Compare", "History", "Settings"]
 
 
-@pytest.fixture
-def browser(chromium_executable: str) -> Iterator[Browser]:
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=STEP_TIMEOUT_MS)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=chromium_executable, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 def first_load(browser: Browser, tmp_path: Path, path: str, env: dict[str, str]) -> Page:
     """`path` opened as the first request of a fresh dashboard; returns once it is idle."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.add_init_script(RECORD_MENU_JS)
-    server_env = {
-        "QUORUM_BACKEND": "simulated",
-        "QUORUM_SIM_TIME_SCALE": "0.05",
-        "OLLAMA_HOST": "127.0.0.1:9",  # nothing listens on the discard port
-        **env,
-    }
-    with dashboard(tmp_path, server_env) as server:
+    with dashboard(tmp_path, {**simulated_env(TIME_SCALE), **env}) as server:
         page.goto(server.url + path)
         page.wait_for_selector(IDLE, state="attached", timeout=RUN_TIMEOUT_MS)
         # The sidebar's Backend widget: app.py ran (the legacy mode runs a page alone).

@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from engine.sources.snapshot import SCENARIOS
-from tests.dashboard_process import dashboard
-from tests.test_e2e_browser import (
-    CHROMIUM_ARGS,
+from tests.support.browser import (
     IDLE,
     RUN_TIMEOUT_MS,
-    STEP_TIMEOUT_MS,
     TWO_FRAMES_JS,
     assert_no_errors,
+    new_page,
     screenshot_dir,
     wait_idle,
 )
+from tests.support.dashboard import dashboard, simulated_env
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -63,37 +61,7 @@ FONT_SIZES_JS = """() => {
 
 
 def start(tmp_path: Path, time_scale: str) -> Any:
-    env = {
-        "QUORUM_BACKEND": "simulated",
-        "QUORUM_SIM_TIME_SCALE": time_scale,
-        "OLLAMA_HOST": "127.0.0.1:9",  # nothing listens on the discard port
-    }
-    return dashboard(tmp_path, env)
-
-
-@pytest.fixture
-def browser(chromium_executable: str) -> Iterator[Browser]:
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=STEP_TIMEOUT_MS)
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(
-            executable_path=chromium_executable, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-def new_page(browser: Browser, width: int, height: int) -> Page:
-    """A page in a fresh context (no cookies, no session): as a link opened elsewhere."""
-    context = browser.new_context(
-        viewport={"width": width, "height": height}, reduced_motion="reduce"
-    )
-    page = context.new_page()
-    page.set_default_timeout(STEP_TIMEOUT_MS)
-    return page
+    return dashboard(tmp_path, simulated_env(time_scale))
 
 
 def shot(page: Page, name: str) -> bytes:

@@ -52,8 +52,8 @@ from engine.sources.snapshot import (
     scenario,
 )
 from engine.store.history import History, to_csv, to_json
-from tests.chaos_server import ChaosServer, agent_answer, split_tokens
-from tests.fakes import FakeBackend, Script
+from tests.support.chaos_server import ChaosServer, agent_answer, split_tokens
+from tests.support.fakes import FakeBackend, Script
 from ui import charts, render, safe
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,8 +18,8 @@ from engine.backends.endpoints import EndpointSpec, endpoints_section, parse_end
 from engine.cli import main
 from engine.service import BackendConfig
 from engine.simulator.server import SimConfig, SimulatedOllamaServer
-from tests.test_app_live import new_app
-from tests.test_pool import SPECIALISTS, closed_port_url, served
+from tests.support.app_test import new_app, page_script
+from tests.support.simulated import SPECIALIST_NAMES, closed_port_url, served
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ def test_base_url_repeated_spreads_agents_over_the_servers(
     data = json.loads(capsys.readouterr().out)
     assert data["agents_participated"] == 5
     assert data["server_slots"] == 6 and data["backend"]["url"] == f"{first.url}, {second.url}"
-    assert served(first) and served(second) and served(first) | served(second) == SPECIALISTS
+    assert served(first) and served(second) and served(first) | served(second) == SPECIALIST_NAMES
 
 
 def test_a_dead_endpoint_on_the_command_line_is_a_warning(
@@ -155,7 +155,7 @@ def test_a_dead_endpoint_on_the_command_line_is_a_warning(
     (warning,) = [ln for ln in captured.err.splitlines() if not ln.startswith("quorum: ")]
     assert warning.startswith(f"warning: endpoint {dead} unreachable, skipped: ")
     assert json.loads(captured.out)["agents_participated"] == 5
-    assert served(alive) == SPECIALISTS
+    assert served(alive) == SPECIALIST_NAMES
 
     assert main(_argv(dead, closed_port_url())) == 1  # none left: an error, no run
     assert capsys.readouterr().err.splitlines()[-1] == "error: no LLM endpoint is reachable"
@@ -174,7 +174,7 @@ def test_endpoints_from_quorum_toml_and_their_errors_on_the_cli(
     assert main([*_argv(), "--roster", str(toml)]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["server_slots"] == 5 and data["agents_participated"] == 5
-    assert served(first) | served(second) == SPECIALISTS
+    assert served(first) | served(second) == SPECIALIST_NAMES
 
     toml.write_text('[[endpoints]]\nkind = "simulated"\nurl = "http://x"\nslots = -1\n')
     assert main([*_argv(), "--roster", str(toml)]) == 2
@@ -203,7 +203,7 @@ def test_settings_page_shows_each_endpoint_s_health_and_slots(
         f'[[endpoints]]\nkind = "ollama"\nurl = "{dead}"\n'
     )
     at.run()
-    at.switch_page("../pages/settings.py").run()
+    at.switch_page(page_script("settings")).run()
     assert not at.exception
     rows = [
         {str(k): str(v) for k, v in r.items()} for r in at.dataframe[2].value.to_dict("records")

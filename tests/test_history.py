@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -8,19 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.records import AnalysisResult
-from engine.run.agents import DEFAULT_ROSTER
-from engine.run.runner import RunSettings, run_analysis
-from engine.sources.snapshot import scenario
 from engine.store import history
 from engine.store.history import History
-from tests.fakes import FakeBackend
-
-
-def a_result(name: str = "healthy") -> AnalysisResult:
-    return asyncio.run(
-        run_analysis(scenario(name), DEFAULT_ROSTER, FakeBackend, RunSettings(), model="m")
-    )
+from tests.support.results import a_result
 
 
 def test_append_and_load_newest_first(tmp_path: Path) -> None:

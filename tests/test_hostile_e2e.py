@@ -11,7 +11,6 @@ page does not overflow sideways. The screenshot is saved for a human to look at.
 from __future__ import annotations
 
 import json
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from engine.run.agents import DEFAULT_ROSTER
-from tests.chaos_server import ChaosServer, agent_answer
-from tests.dashboard_process import dashboard
-from tests.test_e2e_browser import RUN_TIMEOUT_MS, assert_no_errors, save_screenshot, wait_idle
-from tests.test_e2e_browser import page as page
+from tests.support.browser import RUN_TIMEOUT_MS, assert_no_errors, save_screenshot, wait_idle
+from tests.support.chaos_server import ChaosServer, agent_answer
+from tests.support.dashboard import dashboard
+from tests.support.serving import ServedInThread
 
 if TYPE_CHECKING:
     from playwright.sync_api import Dialog, Page
@@ -34,11 +33,16 @@ LONG_WORD = "W" * 3000
 SPECIALISTS = tuple(spec.name for spec in DEFAULT_ROSTER.specialists)
 
 
-class Tracker:
+class Tracker(ServedInThread):
     """A loopback HTTP server that only counts the requests that reach it."""
 
+    thread_name = "tracker-http"
+
     def __init__(self) -> None:
+        super().__init__()
         self.hits: list[str] = []
+
+    def bind(self) -> ThreadingHTTPServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,22 +54,7 @@ class Tracker:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> Tracker:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join()
+        return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 
 
 def hostile_strings(tracker: str) -> dict[str, str]:

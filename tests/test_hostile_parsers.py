@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from engine.backends.ollama import OllamaStream, OllamaStreamError
 from engine.backends.openai_compat import OpenAIStream, OpenAIStreamError
 from engine.backends.streaming import LineSplitter, ProtocolError
-from tests.chaos_server import ollama_chunk, ollama_final, openai_chunk, openai_final
+from tests.support.chaos_server import ollama_chunk, ollama_final, openai_chunk, openai_final
 
 LINES = st.text(max_size=300) | st.binary(max_size=300).map(lambda b: b.decode("utf-8", "replace"))
 JSON_VALUES = st.recursive(

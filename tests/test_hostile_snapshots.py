@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from engine import cli
 from engine.sources.snapshot import MAX_SNAPSHOT_BYTES, SCENARIOS, SnapshotError, load_file
-from tests.test_app_live import new_app, uploader
+from tests.support.app_test import new_app, uploader
 from ui import safe
 
 REPO = Path(__file__).resolve().parent.parent

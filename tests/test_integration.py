@@ -14,8 +14,6 @@ import statistics
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,35 +25,9 @@ from engine.service import BackendConfig, Engine
 from engine.simulator.server import PROFILES, SimConfig, SimulatedOllamaServer
 from engine.sources.snapshot import scenario
 from engine.store.disk import ResultCache
+from tests.support.simulated import SPECIALISTS, simulated
 
 REPO = Path(__file__).resolve().parent.parent
-SPECIALISTS = (
-    "PerformanceAnalyst",
-    "InfrastructureExpert",
-    "SecurityAnalyst",
-    "CostOptimizer",
-    "ReliabilityEngineer",
-)
-
-
-@contextmanager
-def simulated(
-    *,
-    slots: int = 6,
-    scale: float = 0.01,
-    profile: str = "gpu",
-    faults: dict[str, str] | None = None,
-    share_compute: bool = True,
-) -> Iterator[tuple[SimulatedOllamaServer, BackendConfig]]:
-    config = SimConfig(
-        profile=profile,
-        num_parallel=slots,
-        time_scale=scale,
-        faults=tuple((faults or {}).items()),
-        share_compute=share_compute,
-    )
-    with SimulatedOllamaServer(config) as server:
-        yield server, BackendConfig(kind="simulated", base_url=server.url, sim=config)
 
 
 def analyze(

@@ -20,7 +20,7 @@ import pytest
 from bench import llama_build
 from bench.llama_build import AVX2_TIER, COMMON_FLAGS, SSE42_TIER, cmake_args, smoke, venv_dir
 from bench.llama_server import find_server
-from tests.conftest import skip_loudly
+from tests.support.components import skip_loudly
 
 HASWELL = {"sse4_2", "avx", "avx2", "fma", "f16c", "bmi2"}
 SAPPHIRE_RAPIDS = HASWELL | {"avx512f", "amx_tile", "amx_int8", "amx_bf16"}

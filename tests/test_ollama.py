@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import socket
 import threading
 from typing import Any
 
 import httpx
 import pytest
 
+from bench.plumbing import free_port
 from engine.backends.base import BackendError, ChatRequest
 from engine.backends.ollama import (
     DEFAULT_OLLAMA_URL,
@@ -24,7 +24,7 @@ from engine.backends.ollama import (
     parse_ndjson_line,
     parse_ollama_host,
 )
-from tests.loopback import LoopbackServer, Route
+from tests.support.loopback import LoopbackServer, Route
 
 SCHEMA: dict[str, Any] = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
 MODEL = "qwen3:4b"
@@ -57,14 +57,6 @@ FINAL: dict[str, Any] = {
     "eval_count": 12,
     "eval_duration": 2_500_000_000,
 }
-
-
-def closed_port() -> int:
-    """A port nothing listens on: bound, then released."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 async def failing_chat(route: Route, **changes: Any) -> str:
@@ -271,7 +263,7 @@ async def test_invalid_json_line() -> None:
 
 
 async def test_connection_refused() -> None:
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     backend = OllamaBackend(url)
     with pytest.raises(BackendError, match=f"cannot reach Ollama at {url}"):
         await backend.chat(make_request())
@@ -336,7 +328,7 @@ async def test_status_never_raises_on_garbage() -> None:
 
 
 def test_backend_refuses_a_second_event_loop() -> None:
-    backend = OllamaBackend(f"http://127.0.0.1:{closed_port()}")
+    backend = OllamaBackend(f"http://127.0.0.1:{free_port()}")
     first = asyncio.new_event_loop()
     try:
         first.run_until_complete(backend.status())  # creates the client in `first`

@@ -6,13 +6,13 @@ import asyncio
 import dataclasses
 import json
 import logging
-import socket
 import threading
 from typing import Any
 
 import httpx
 import pytest
 
+from bench.plumbing import free_port
 from engine.backends.base import BackendError, ChatRequest
 from engine.backends.openai_compat import (
     OpenAICompatBackend,
@@ -22,7 +22,7 @@ from engine.backends.openai_compat import (
     error_detail,
     normalize_base_url,
 )
-from tests.loopback import LoopbackServer, Route
+from tests.support.loopback import LoopbackServer, Route
 
 SCHEMA: dict[str, Any] = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
 MODEL = "qwen2.5-7b-instruct"
@@ -56,13 +56,6 @@ TIMINGS = event(
     }
 )
 DONE = "data: [DONE]\n\n"
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 async def failing_chat(route: Route, api_key: str | None = KEY, **changes: Any) -> str:
@@ -247,7 +240,7 @@ async def test_stream_ending_without_finish() -> None:
 
 
 async def test_connection_refused() -> None:
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     backend = OpenAICompatBackend(url, api_key=KEY)
     with pytest.raises(BackendError, match=f"cannot reach {url}/v1") as caught:
         await backend.chat(make_request())

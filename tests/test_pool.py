@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import socket
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -25,14 +24,8 @@ from engine.run.slots import ServerSlots
 from engine.service import BackendConfig, Engine
 from engine.simulator.server import SimConfig, SimulatedOllamaServer
 from engine.sources.snapshot import scenario
+from tests.support.simulated import SPECIALIST_NAMES, closed_port_url, served
 
-SPECIALISTS = {
-    "PerformanceAnalyst",
-    "InfrastructureExpert",
-    "SecurityAnalyst",
-    "CostOptimizer",
-    "ReliabilityEngineer",
-}
 MODEL = "llama3.1:8b"
 
 
@@ -54,14 +47,6 @@ def servers(
         yield out
 
 
-def closed_port_url() -> str:
-    """A loopback URL where nothing listens: connections are refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
 def pool_config(urls: list[str], *, slots: int = 3, scale: float = 0.01) -> BackendConfig:
     return BackendConfig(
         kind="simulated",
@@ -76,10 +61,6 @@ def analyze(config: BackendConfig, timeout_s: float = 20.0) -> AnalysisResult:
     return Engine(config).analyze(scenario("cpu-saturation"), settings)
 
 
-def served(server: SimulatedOllamaServer) -> set[str]:
-    return {agent for agent in server.stats.answers_by_agent() if agent in SPECIALISTS}
-
-
 def test_agents_spread_over_two_endpoints_by_free_slots() -> None:
     with servers(2) as (first, second):
         config = pool_config([first.url, second.url])
@@ -87,7 +68,7 @@ def test_agents_spread_over_two_endpoints_by_free_slots() -> None:
     assert result.agents_participated == 5, [a.error for a in result.agents]
     # 3 + 3 slots, 5 agents, most free slots first: 3 on one, 2 on the other, none on both.
     assert sorted([len(served(first)), len(served(second))]) == [2, 3]
-    assert served(first) | served(second) == SPECIALISTS
+    assert served(first) | served(second) == SPECIALIST_NAMES
     assert not served(first) & served(second)
     assert result.server_slots == 6
     assert first.url in result.server_slots_source and second.url in result.server_slots_source
@@ -98,7 +79,7 @@ def test_an_endpoint_killed_mid_run_every_agent_still_answers() -> None:
     # The first server streams one token to each of its agents and then holds them
     # ("hang"), so it is stopped while it certainly has three answers in flight — on a
     # loaded CI machine a timing window could close before the stop.
-    hung = {agent: "hang" for agent in SPECIALISTS}
+    hung = {agent: "hang" for agent in SPECIALIST_NAMES}
     with servers(2, faults=hung) as (first, second):
         config = pool_config([first.url, second.url])
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -110,7 +91,7 @@ def test_an_endpoint_killed_mid_run_every_agent_still_answers() -> None:
     assert result.tier == "excellent"
     # The three cut off on the first server were answered again by the second.
     assert len(served(first)) == 3
-    assert served(second) == SPECIALISTS
+    assert served(second) == SPECIALIST_NAMES
 
 
 def test_an_endpoint_refusing_connections_from_the_start_is_skipped() -> None:
@@ -118,7 +99,7 @@ def test_an_endpoint_refusing_connections_from_the_start_is_skipped() -> None:
         config = pool_config([closed_port_url(), alive.url])
         result = analyze(config)
     assert result.agents_participated == 5, [a.error for a in result.agents]
-    assert served(alive) == SPECIALISTS
+    assert served(alive) == SPECIALIST_NAMES
 
 
 async def _pool_over(urls: list[str], slots: int = 3) -> PoolBackend:
@@ -150,7 +131,7 @@ async def test_a_refused_endpoint_is_skipped_for_the_rest_of_the_run() -> None:
 
 
 async def test_an_endpoint_answering_5xx_is_skipped_and_the_agent_retried() -> None:
-    busy = {agent: "busy" for agent in SPECIALISTS}  # HTTP 503 on the first server
+    busy = {agent: "busy" for agent in SPECIALIST_NAMES}  # HTTP 503 on the first server
     with servers(2, faults=busy) as (failing, healthy):
         pool = await _pool_over([failing.url, healthy.url])
         try:
@@ -215,7 +196,7 @@ async def test_requests_wait_for_a_free_slot_instead_of_overfilling_an_endpoint(
     with servers(1, slots=1) as (alive,):
         pool = await _pool_over([closed_port_url(), alive.url], slots=1)
         try:
-            answers = await asyncio.gather(*(pool.chat(_ask(a)) for a in sorted(SPECIALISTS)))
+            answers = await asyncio.gather(*(pool.chat(_ask(a)) for a in sorted(SPECIALIST_NAMES)))
         finally:
             await pool.aclose()
     assert {a.endpoint for a in answers} == {alive.url}

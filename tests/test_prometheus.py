@@ -16,7 +16,7 @@ import pytest
 from engine.run.agents import agent_user_prompt, consolidation_user_prompt, read_prompt
 from engine.sources import prometheus as prom
 from engine.sources.snapshot import FIELDS, Snapshot, SnapshotError, scenario
-from tests.loopback import LoopbackServer, Route
+from tests.support.loopback import LoopbackServer, Route
 
 
 def vector(*values: str, labels: dict[str, str] | None = None) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from streamlit.testing.v1 import AppTest
 from engine.sources import prometheus as prom
 from engine.sources.changes import changes
 from engine.sources.snapshot import scenario
-from tests.loopback import LoopbackServer
-from tests.test_app_live import new_app
+from tests.support.app_test import new_app
+from tests.support.loopback import LoopbackServer
 from ui import safe
 
 SECRET = "pa55-app"

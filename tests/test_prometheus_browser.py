@@ -1,5 +1,5 @@
 """The dashboard's Prometheus source in a real browser: Debian's Chromium, `streamlit run
-app.py`, a real Prometheus scraping a real node_exporter and a service (tests/promstack.py),
+app.py`, a real Prometheus scraping a real node_exporter and a service (tests/support/prometheus_stack.py),
 the simulated LLM backend.
 
 The sidebar's URL comes pre-filled with credentials in it (as a user might paste it);
@@ -18,22 +18,20 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tests.dashboard_process import Server
-from tests.dashboard_process import dashboard as launch
-from tests.promstack import PromStack, prom_binaries, promstack
-from tests.test_e2e_browser import (
+from tests.support.browser import (
     RUN_TIMEOUT_MS,
     TIME_SCALE,
     assert_no_errors,
-    page,
     save_screenshot,
     wait_idle,
 )
+from tests.support.dashboard import Server, simulated_env
+from tests.support.dashboard import dashboard as launch
+from tests.support.prometheus_stack import PromStack
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-__all__ = ["page", "prom_binaries", "promstack"]  # fixtures, used by name
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus]
 
 SECRET = "hunter2-e2e"
@@ -43,11 +41,9 @@ SECRET = "hunter2-e2e"
 def dashboard(promstack: PromStack, tmp_path: Path) -> Iterator[Server]:
     """The dashboard with the Prometheus URL (user:password inside) pre-filled."""
     env = {
-        "QUORUM_BACKEND": "simulated",
-        "QUORUM_SIM_TIME_SCALE": TIME_SCALE,
+        **simulated_env(TIME_SCALE),
         "QUORUM_ROSTER": str(tmp_path / "no-quorum.toml"),
         "QUORUM_PROMETHEUS_URL": promstack.url.replace("http://", f"http://ops:{SECRET}@"),
-        "OLLAMA_HOST": "127.0.0.1:9",
     }
     with launch(tmp_path, env, drop=("QUORUM_PROMETHEUS_TOKEN",)) as srv:
         yield srv

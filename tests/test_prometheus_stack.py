@@ -1,5 +1,5 @@
 """The Prometheus source against the real thing: Debian's prometheus and node_exporter on
-loopback (tests/promstack.py), a service with a real prometheus-client histogram, the CLI.
+loopback (tests/support/prometheus_stack.py), a service with a real prometheus-client histogram, the CLI.
 
 Tolerances (docs/prometheus.md): CPU utilisation within 10 percentage points of psutil
 over the same few seconds (both sample a busy shared machine, windows differ by up to a
@@ -21,12 +21,12 @@ import httpx
 import psutil
 import pytest
 
+from bench.plumbing import free_port
 from engine.cli import main
 from engine.sources import prometheus as prom
 from engine.sources.snapshot import FIELDS
-from tests.promstack import PromStack, free_port, prom_binaries, promstack, shared_promstack
+from tests.support.prometheus_stack import PromStack
 
-__all__ = ["prom_binaries", "promstack", "shared_promstack"]  # fixtures, used by name
 pytestmark = pytest.mark.prometheus
 
 CPU_TOLERANCE_PCT = 10.0
@@ -37,11 +37,10 @@ FAST = ["--sim-time-scale", "0.01", "--sim-profile", "gpu"]
 
 
 @pytest.fixture(autouse=True)
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("QUORUM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("QUORUM_ROSTER", str(tmp_path / "no-quorum.toml"))
+def data_dir(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """conftest's, for every test here, and no Prometheus token from the environment."""
     monkeypatch.delenv(prom.TOKEN_ENV, raising=False)
-    return tmp_path / "data"
+    return data_dir
 
 
 def read(stack: PromStack, **settings: Any) -> prom.PromReading:

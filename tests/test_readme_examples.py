@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.dashboard_process import free_port
+from bench.plumbing import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_S = 240  # a compare at time scale 0.02 takes seconds; generous under load

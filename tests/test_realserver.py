@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import pytest
 
+from bench.llama_server import LlamaServer
 from engine.backends.base import ChatRequest, ChatResult
 from engine.backends.ollama import OllamaBackend
 from engine.backends.openai_compat import OpenAICompatBackend
@@ -23,9 +24,7 @@ from engine.run.runner import RunSettings
 from engine.service import BackendConfig, Engine
 from engine.simulator.server import SimConfig, SimulatedOllamaServer
 from engine.sources.snapshot import scenario
-from tests.llamaserver import LlamaServer, llama1, llama5, llama_binaries
 
-__all__ = ["llama1", "llama5", "llama_binaries"]  # fixtures, used by name
 pytestmark = pytest.mark.realserver
 CAP = DEFAULT_ROSTER.specialists[0].max_tokens or 0
 

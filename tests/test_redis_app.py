@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from bench.plumbing import free_port
+from bench.redis_server import PASSWORD
 from engine.records import CacheInfo
-from tests.redisfixture import PASSWORD, free_port, redis_server, redis_url
-from tests.test_app_live import new_app
-from tests.test_timeline import make_result
+from tests.support.app_test import new_app, page_script
+from tests.support.results import make_result
 from ui import render
-
-__all__ = ["redis_server", "redis_url"]  # fixtures used by name
 
 
 def page_text(at: AppTest) -> str:
@@ -39,11 +38,11 @@ def test_dashboard_on_redis_shares_state_and_never_shows_the_password(
     second = new_app(monkeypatch, tmp_path / "other").run()  # another session, other disk
     assert any("cached" in m.value for m in second.markdown)
     texts = [page_text(at)]
-    at.switch_page("../pages/settings.py").run()
+    at.switch_page(page_script("settings")).run()
     assert not at.exception
     assert any(t.value.startswith("Redis (shared by every replica): redis://***@") for t in at.text)
     texts.append(page_text(at))
-    at.switch_page("../pages/history.py").run()
+    at.switch_page(page_script("history")).run()
     assert not at.exception
     texts.append(page_text(at))
     assert not (tmp_path / "data" / "history.jsonl").exists()  # the history is in Redis

@@ -9,22 +9,20 @@ from pathlib import Path
 import pytest
 import redis
 
+from bench.plumbing import free_port
+from bench.redis_server import PASSWORD
 from engine.cli import main
 from engine.store import history as exports
 from engine.store.redis_store import RedisHistory
-from tests.redisfixture import PASSWORD, free_port, redis_server, redis_url
-
-__all__ = ["redis_server", "redis_url"]  # fixtures used by name
 
 FAST = ["--scenario", "cpu-saturation", "--sim-time-scale", "0.01", "--sim-profile", "gpu"]
 
 
 @pytest.fixture(autouse=True)
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("QUORUM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("QUORUM_ROSTER", str(tmp_path / "no-quorum.toml"))
+def data_dir(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """conftest's, for every test here, and no Redis URL from the environment."""
     monkeypatch.delenv("QUORUM_CACHE_URL", raising=False)
-    return tmp_path / "data"
+    return data_dir
 
 
 def everything_in(url: str) -> bytes:

@@ -1,6 +1,6 @@
 """Engine processes sharing one real redis-server and one simulated LLM server.
 
-Each process is `tests.redis_worker` (its own Engine, Redis cache and lease); the test
+Each process is `tests.support.redis_worker` (its own Engine, Redis cache and lease); the test
 process runs the simulated server and counts the chat requests that reach it.
 """
 
@@ -16,10 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.redis_server import LineReader
 from engine.simulator.server import SimConfig, SimulatedOllamaServer
-from tests.redisfixture import LineReader, redis_server, redis_url
-
-__all__ = ["redis_server", "redis_url"]  # fixtures used by name
 
 REPO = Path(__file__).resolve().parent.parent
 CHATS_PER_ANALYSIS = 6  # five specialists and the consolidator
@@ -34,7 +32,7 @@ class Worker:
             "QUORUM_TEST_LEASE_S": str(lease_s),
         }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.redis_worker", sim_url, str(scale), str(callers)],
+            [sys.executable, "-m", "tests.support.redis_worker", sim_url, str(scale), str(callers)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=env, text=True, cwd=REPO,
         )  # fmt: skip

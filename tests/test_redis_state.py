@@ -10,17 +10,16 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from bench.plumbing import free_port
+from bench.redis_server import PASSWORD, RedisServer
 from engine.records import AnalysisResult
 from engine.run.runner import RunSettings
 from engine.service import Engine
 from engine.sources.snapshot import scenario
 from engine.store import history as exports
 from engine.store.redis_store import RedisHistory, RedisLink, RedisResultCache
-from tests.redisfixture import PASSWORD, RedisServer, own_redis, redis_server, redis_url
-from tests.test_history import a_result
-from tests.test_integration import simulated
-
-__all__ = ["own_redis", "redis_server", "redis_url"]  # fixtures used by name
+from tests.support.results import a_result
+from tests.support.simulated import simulated
 
 
 @pytest.fixture
@@ -115,8 +114,6 @@ def test_history_is_a_capped_list_newest_first_with_unchanged_exports(redis_url:
 def test_redis_down_at_start_runs_uncached_with_one_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from tests.redisfixture import free_port
-
     url = f"redis://:{PASSWORD}@127.0.0.1:{free_port()}/0"  # nothing listens there
     link = fresh_link(url, retry_s=60)
     with simulated() as (server, backend):

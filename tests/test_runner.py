@@ -15,7 +15,7 @@ from engine.run import use_method
 from engine.run.agents import CONSOLIDATION_SCHEMA, DEFAULT_ROSTER
 from engine.run.runner import ProgressEvent, RunSettings, run_analysis, tier_for
 from engine.sources.snapshot import scenario
-from tests.fakes import FakeBackend, Script
+from tests.support.fakes import FakeBackend, Script
 
 SPECIALISTS = [a.name for a in DEFAULT_ROSTER.specialists]
 VALUES = scenario("cpu-saturation").quantised()

@@ -21,10 +21,9 @@ import pytest
 
 from engine.backends.http import redact_url, strip_credentials, url_secrets
 from engine.store.history import History, to_csv, to_json
-from tests.chaos_server import ECHO_SECRETS, ChaosServer
-from tests.dashboard_process import dashboard
-from tests.test_e2e_browser import RUN_TIMEOUT_MS, assert_no_errors, open_page, wait_idle
-from tests.test_e2e_browser import page as page
+from tests.support.browser import RUN_TIMEOUT_MS, assert_no_errors, open_page, wait_idle
+from tests.support.chaos_server import ECHO_SECRETS, ChaosServer
+from tests.support.dashboard import dashboard
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

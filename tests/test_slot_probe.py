@@ -7,7 +7,7 @@ import json
 import pytest
 
 from engine.backends.slot_probe import OLLAMA_LEARNS, probe_slots, server_root, slots_from_props
-from tests.loopback import LoopbackServer, Route
+from tests.support.loopback import LoopbackServer, Route
 
 
 def _json(obj: object, status: int = 200) -> Route:

@@ -23,7 +23,6 @@ Duration: $QUORUM_SOAK_S seconds (CI: 60; the bench: 600).
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import time
 from collections.abc import Iterator
@@ -34,11 +33,11 @@ from typing import TYPE_CHECKING, Any
 import psutil
 import pytest
 
+from bench.plumbing import free_port
 from engine.run.agents import DEFAULT_ROSTER
-from tests.chaos_server import ChaosServer
-from tests.dashboard_process import dashboard
-from tests.test_e2e_browser import RUN_TIMEOUT_MS, wait_idle
-from tests.test_e2e_browser import page as page
+from tests.support.browser import RUN_TIMEOUT_MS, wait_idle
+from tests.support.chaos_server import ChaosServer
+from tests.support.dashboard import dashboard
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -101,13 +100,6 @@ class Soak:
     runs: list[dict[str, Any]] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
     phases_seen: list[str] = field(default_factory=list)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 class FlakyServer:

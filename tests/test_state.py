@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.store.state import StateConfig, cache_section, cache_url, redact, ttl_for
-from tests.test_history import a_result
+from tests.support.results import a_result
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from engine.run.slots import ServerSlots
 from engine.run.warmup import WARMUP_SUFFIX, warm_consolidator, warmup_request
 from engine.simulator.server import SimConfig, SimulatedOllamaServer, estimate_tokens
 from engine.sources.snapshot import scenario
-from tests.fakes import FakeBackend, Script
+from tests.support.fakes import FakeBackend, Script
 
 MODEL = "llama3.1:8b"
 CPU = scenario("cpu-saturation").quantised()

@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from types import TracebackType
 
 import uvicorn
 from fastapi import FastAPI
 
+from bench.plumbing import free_port
 from engine.api.app import create_app
 from engine.api.settings import ApiSettings
 from engine.api.sources import SnapshotSource
@@ -23,7 +23,7 @@ from engine.service import BackendConfig, Engine
 from engine.simulator.server import SimConfig
 from engine.store.disk import ResultCache
 from engine.store.history import History
-from tests.promstack import free_port
+from tests.support.serving import Running
 
 START_DEADLINE_S = 30.0
 TIME_SCALE = 0.02  # a parallel run of the five agents in a few tenths of a second
@@ -53,7 +53,7 @@ def simulated_app(
     )
 
 
-class ApiServer:
+class ApiServer(Running):
     def __init__(self, app: FastAPI) -> None:
         self.app = app
         self.port = free_port()
@@ -65,7 +65,7 @@ class ApiServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> ApiServer:
+    def start(self) -> None:
         self._thread.start()
         deadline = time.monotonic() + START_DEADLINE_S
         while not self.server.started:
@@ -74,13 +74,7 @@ class ApiServer:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"uvicorn did not listen within {START_DEADLINE_S:.0f} s")
             self._thread.join(timeout=0.02)  # wait on the server thread, not a bare sleep
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         self.server.should_exit = True
         self._thread.join(timeout=START_DEADLINE_S)

@@ -8,13 +8,13 @@ exiting (the pause between polls is `Popen.wait` on Prometheus, so a crash fails
 once). Everything started here is stopped at the end, on failure too.
 
 Without the binaries a test skips LOUDLY (a banner at the end of the session, like the
-browser test); CI installs them (`.ci/run`).
+browser test); CI installs them (`.ci/run`). Its fixtures are offered to every test
+module by tests/conftest.py.
 """
 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -28,7 +28,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.conftest import skip_loudly
+from bench.plumbing import free_port, stop_process
+from tests.support.components import skip_loudly
 
 PROMETHEUS = "prometheus"
 NODE_EXPORTERS = ("prometheus-node-exporter", "node_exporter")  # Debian's name, upstream's
@@ -38,13 +39,6 @@ POLL_S = 0.1  # the pause between polls, spent waiting on the Prometheus process
 NODE_COLLECTORS = ("cpu", "loadavg", "meminfo", "vmstat", "diskstats", "filesystem",
                    "netdev", "netclass", "uname", "time")  # fmt: skip
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.5, 1.0)  # seconds
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def find_binaries() -> tuple[str | None, str | None]:
@@ -211,12 +205,7 @@ class PromStack:
         proc = self._procs.pop(name, None)
         if proc is None:
             return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         response = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=5)

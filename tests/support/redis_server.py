@@ -1,7 +1,5 @@
 """pytest fixtures for a real `redis-server` (see bench/redis_server.py); without the
-binary the tests are skipped loudly.
-
-Test modules import the fixtures they use by name (and list them in `__all__`).
+binary the tests are skipped loudly. tests/conftest.py offers them to every test module.
 """
 
 from __future__ import annotations
@@ -12,24 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.redis_server import (
-    PASSWORD,
-    LineReader,
-    RedisServer,
-    free_port,
-    redis_server_binary,
-)
-from tests.conftest import skip_loudly
-
-__all__ = [
-    "PASSWORD",
-    "LineReader",
-    "RedisServer",
-    "free_port",
-    "own_redis",
-    "redis_server",
-    "redis_url",
-]
+from bench.redis_server import RedisServer, redis_server_binary
+from tests.support.components import skip_loudly
 
 
 def _binary_or_skip(request: pytest.FixtureRequest) -> str:

@@ -1,4 +1,4 @@
-"""An engine process for the Redis tests: `python -m tests.redis_worker SIM_URL SCALE N`.
+"""An engine process for the Redis tests: `python -m tests.support.redis_worker SIM_URL SCALE N`.
 
 Its Redis URL comes from $QUORUM_CACHE_URL (never the command line). It builds an
 Engine with Redis state pointed at the test's simulated server, logs to stderr, prints

@@ -24,11 +24,10 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 
 from engine.run.agents import DEFAULT_MODEL
-from tests.http_thread import peer_closed, serve_in_thread, stop
+from tests.support.serving import ServedInThread, peer_closed
 
 FAULTS: tuple[str, ...] = (
     "hang_headers",  # accept the request, never send a status line
@@ -124,8 +123,10 @@ def openai_final(tokens: int) -> bytes:
     return last + usage + b"data: [DONE]\n\n"
 
 
-class ChaosServer:
+class ChaosServer(ServedInThread):
     """Context manager: starts on enter; on exit releases every parked handler and stops."""
+
+    thread_name = "chaos-http"
 
     def __init__(
         self,
@@ -134,6 +135,7 @@ class ChaosServer:
         answers: Mapping[str, str] | None = None,
         port: int = 0,  # a fixed port lets a test restart "the same" server
     ) -> None:
+        super().__init__()
         self.port = port
         self.faults = dict(faults or {})
         unknown = set(self.faults.values()) - {*FAULTS, DROP_REUSED, ECHO_SECRETS}
@@ -147,15 +149,6 @@ class ChaosServer:
         self.release = threading.Event()
         self._open = 0
         self._changed = threading.Condition()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("ChaosServer is not running")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     @property
     def open_connections(self) -> int:
@@ -167,19 +160,12 @@ class ChaosServer:
         with self._changed:
             return self._changed.wait_for(lambda: self._open == 0, timeout=timeout_s)
 
-    def __enter__(self) -> ChaosServer:
-        self._httpd = _Server(("127.0.0.1", self.port), _Handler, self)
-        self._thread = serve_in_thread(self._httpd, "chaos-http")
-        return self
+    def bind(self) -> ThreadingHTTPServer:
+        return _Server(("127.0.0.1", self.port), _Handler, self)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release.set()
-        stop(self._httpd, self._thread)
+    def stop(self) -> None:
+        self.release.set()  # every parked handler ends
+        super().stop()
 
     # -- bookkeeping used by the handler --
 

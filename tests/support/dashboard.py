@@ -9,7 +9,6 @@ when the test fails.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.plumbing import free_port, stop_process
+
+REPO = Path(__file__).resolve().parents[2]
 STARTUP_DEADLINE_S = 60.0
 
 
@@ -36,14 +37,13 @@ class Server:
         return self.stderr.read_text(errors="replace")[-4000:]
 
 
-Dashboard = Server  # the name the reliability tests use
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def simulated_env(time_scale: str) -> dict[str, str]:
+    """The environment of a dashboard on its embedded simulated server at `time_scale`."""
+    return {
+        "QUORUM_BACKEND": "simulated",
+        "QUORUM_SIM_TIME_SCALE": time_scale,
+        "OLLAMA_HOST": "127.0.0.1:9",  # nothing listens on the discard port
+    }
 
 
 def wait_until_healthy(server: Server, proc: subprocess.Popen[bytes]) -> None:
@@ -94,9 +94,4 @@ def dashboard(
             wait_until_healthy(srv, proc)
             yield srv
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            stop_process(proc)

@@ -19,10 +19,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 
-from tests.http_thread import peer_closed, serve_in_thread, stop
+from tests.support.serving import ServedInThread, peer_closed
 
 # A test that forgets to set its gate must fail, not hang the suite.
 GATE_TIMEOUT_S = 10.0
@@ -51,39 +50,24 @@ class RecordedRequest:
         return json.loads(self.body) if self.body else None
 
 
-class LoopbackServer:
+class LoopbackServer(ServedInThread):
     """Context manager: starts on enter, always shuts down on exit."""
 
     def __init__(self, routes: Mapping[str, Route]) -> None:
+        super().__init__()
         self.routes = dict(routes)
         self.requests: list[RecordedRequest] = []
         # Set when the server notices a client hang up mid-response.
         self.client_disconnected = threading.Event()
         self._closing = threading.Event()
         self._lock = threading.Lock()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("LoopbackServer is not running")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+    def bind(self) -> ThreadingHTTPServer:
+        return _Server(("127.0.0.1", 0), _Handler, self)
 
-    def __enter__(self) -> LoopbackServer:
-        self._httpd = _Server(("127.0.0.1", 0), _Handler, self)
-        self._thread = serve_in_thread(self._httpd, "loopback-http")
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         self._closing.set()  # release handlers still parked on a gate
-        stop(self._httpd, self._thread)
+        super().stop()
 
     def record(self, request: RecordedRequest) -> None:
         with self._lock:

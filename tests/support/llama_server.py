@@ -1,6 +1,7 @@
 """Fixtures for llama.cpp's own server (helpers in bench/llama_server.py): one with 5 slots
 and one with 1, each started once per session and stopped at the end. Without the
-server or the model a test skips LOUDLY (a banner at the end of the session)."""
+server or the model a test skips LOUDLY (a banner at the end of the session).
+tests/conftest.py offers the fixtures to every test module."""
 
 from __future__ import annotations
 
@@ -9,9 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from bench.llama_server import CACHE_VENV, LlamaServer, find_server, start, stop
-from tests.conftest import skip_loudly
-
-__all__ = ["LlamaServer", "llama1", "llama5", "llama_binaries"]
+from tests.support.components import skip_loudly
 
 
 @pytest.fixture(scope="session")

@@ -209,10 +209,7 @@ async def run_analysis(
             slots, probes = await learn_slots(backend, clock.now)
             ctx.scheduler = SlotScheduler(_limit(slots.slots, settings.max_concurrency))
         if strategy.warms and settings.warmup and ctx.scheduler.slots is not None:
-            ctx.warmer = ConsolidatorWarmer(
-                backend, roster.consolidator, values, ctx.scheduler,
-                now=clock.now, timeout_s=settings.agent_timeout_s,
-            )  # fmt: skip
+            ctx.warmer = _warmer(analysis)
         specs = strategy.agents(roster)
         fanned = await strategy.fan_out(analysis, specs)
         ok = [fanned.outcomes[s.name] for s in specs if fanned.outcomes[s.name].run.status == "ok"]
@@ -237,6 +234,15 @@ async def run_analysis(
         result.critical_path_s,
     )  # fmt: skip
     return result
+
+
+def _warmer(a: _Analysis) -> ConsolidatorWarmer:
+    """Prefills the consolidation prompt in free slots while agents are still out."""
+    ctx = a.ctx
+    return ConsolidatorWarmer(
+        ctx.backend, a.roster.consolidator, a.values, ctx.scheduler,
+        now=ctx.clock.now, timeout_s=a.settings.agent_timeout_s,
+    )  # fmt: skip
 
 
 async def _settle_warmup(ctx: RunContext) -> None:

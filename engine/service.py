@@ -37,7 +37,6 @@ from engine.backends.slot_probe import (
     probe_slots,
 )
 from engine.records import AgentRun, AnalysisResult, CacheInfo
-from engine.report.compare import COMPARE_STEPS as COMPARE_STEPS
 from engine.report.compare import Comparison
 from engine.report.timeline import curve_samples
 from engine.run.agents import DEFAULT_MODEL, DEFAULT_ROSTER, Roster
@@ -508,7 +507,7 @@ class Engine:
         one agent after another with the full consolidation (the Consolidator rewrites every
         insight) and no warm-ups. `Comparison.to_dict()` is `compare --json`.
         `progress(run, event)` gets every run's live events, `finished(run, result)` each
-        run's result as soon as it exists (`COMPARE_STEPS` is their order)."""
+        run's result as soon as it exists (`engine.report.compare.COMPARE_STEPS` is their order)."""
         cache = self.cache
         scratch: ResultStore | None = None
         if cache is None:

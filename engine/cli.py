@@ -9,15 +9,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from engine.api.serve import add_serve_options
 from engine.backends.endpoints import EndpointSpec, endpoints_section, from_urls
 from engine.records import AgentRun, AnalysisResult
+from engine.report.compare import COMPARE_RUNS, Comparison
 from engine.report.timeline import (
     PROJECTED_LABEL,
-    comparison,
-    consolidation_rows,
     projected_s,
     projection_scale,
     slot_advice,
@@ -386,39 +384,39 @@ def print_finished_run(run: str, result: AnalysisResult) -> None:
     )
 
 
-def format_compare(data: dict[str, Any], time_scale: float | None = None) -> str:
+def format_compare(comp: Comparison, time_scale: float | None = None) -> str:
     """The comparison as text; `time_scale` (simulator only, ≠ 1): also projected to real time."""
     lines = [
         f"{'run':<12}{'wall':>10}{'critical path':>15}{'tier':>11}{'confidence':>12}{'agents':>8}"
     ]
-    for name in ("single", "sequential", "parallel", "cached"):
-        r = data[name]
+    for name in COMPARE_RUNS:
+        r = comp.runs[name]
         lines.append(
-            f"{name:<12}{r['execution_time_s']:>9.3f}s{r['critical_path_s']:>14.2f}s"
-            f"{r['tier']:>11}{r['confidence']:>12}{r['agents_participated']:>5}/{r['agents_total']}"
+            f"{name:<12}{r.execution_time_s:>9.3f}s{r.critical_path_s:>14.2f}s"
+            f"{r.tier:>11}{r.confidence:>12}{r.agents_participated:>5}/{r.agents_total}"
         )
-    par = data["parallel"]
-    queued = sum((a["queue_s"] or 0.0) for a in par["agents"])
+    par = comp.runs["parallel"]
+    queued = sum((a.queue_s or 0.0) for a in par.agents)
     lines.append("")
-    lines.append(f"speedup (sequential ÷ parallel): {data['speedup']}×")
-    ideal = comparison(data).ideal_speedup or 0.0
+    lines.append(f"speedup (sequential ÷ parallel): {comp.speedup}×")
+    ideal = comp.ideal_speedup or 0.0
     lines.append(f"ideal speedup (sequential ÷ parallel with a slot per agent): {ideal:.2f}×")
     lines.append(f"server queue time in the parallel run (all agents): {queued:.2f}s")
     if time_scale:
-        seq_s, par_s = data["sequential"]["execution_time_s"], par["execution_time_s"]
+        seq_s, par_s = comp.runs["sequential"].execution_time_s, par.execution_time_s
         lines.append(
             f"{PROJECTED_LABEL}: sequential {projected_s(seq_s, time_scale):.1f}s → "
             f"parallel {projected_s(par_s, time_scale):.1f}s (time scale {time_scale:g})"
         )
-    lines.extend(_format_consolidation_variants(data, time_scale))
-    if par["backend"]["simulated"]:
+    lines.extend(_format_consolidation_variants(comp, time_scale))
+    if par.backend.simulated:
         lines.append("All timings come from the SIMULATED Ollama server.")
     return "\n".join(lines)
 
 
-def _format_consolidation_variants(data: dict[str, Any], time_scale: float | None) -> list[str]:
+def _format_consolidation_variants(comp: Comparison, time_scale: float | None) -> list[str]:
     """The consolidation variants' table: after the last agent, wall, consolidator tokens."""
-    rows = consolidation_rows(data)
+    rows = comp.consolidation_rows
     if not rows:
         return []
 
@@ -476,11 +474,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine, settings = build_engine(args)
         _check_reachable(engine)
         if args.command == "compare":
-            data = engine.compare(
+            comp = engine.compare(
                 snap, settings, progress=print_progress, finished=print_finished_run
             )
             scale = projection_scale(engine.backend.simulated, engine.backend.sim.time_scale)
-            print(json.dumps(data, indent=2) if args.json else format_compare(data, scale))
+            print(
+                json.dumps(comp.to_dict(), indent=2) if args.json else format_compare(comp, scale)
+            )
             return 0
         result = engine.analyze(
             snap, settings, refresh=args.refresh, progress=lambda e: print_progress("", e)

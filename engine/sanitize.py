@@ -1,7 +1,7 @@
 """Untrusted text made safe once, where it enters Quorum.
 
 Text enters from three sides: an LLM server (answers, error bodies, the Consolidator's
-verdict: `engine/run/runner.py` and `engine/run/warmup.py`), a snapshot (`engine/sources/snapshot.py`:
+verdict: `engine/run/call.py` and `engine/run/warmup.py`), a snapshot (`engine/sources/snapshot.py`:
 its host and source), and storage written by another process or an older version
 (`AnalysisResult.from_dict`: the cache, Redis, the history). Each passes through here
 once; everything downstream (the CLI, the dashboard, history, exports, any notifier)

@@ -37,7 +37,8 @@ from engine.backends.slot_probe import (
     probe_slots,
 )
 from engine.records import AgentRun, AnalysisResult, CacheInfo
-from engine.report.timeline import CONSOLIDATION_VARIANTS, curve_samples
+from engine.report.compare import Comparison
+from engine.report.timeline import curve_samples
 from engine.run.agents import DEFAULT_MODEL, DEFAULT_ROSTER, Roster
 from engine.run.runner import (
     ProgressEvent,
@@ -47,6 +48,7 @@ from engine.run.runner import (
     emit,
     run_analysis,
 )
+from engine.run.settings import CONSOLIDATION_VARIANTS
 from engine.run.slots import ServerSlots
 from engine.simulator.server import SimConfig, SimulatedOllamaServer, shared_server
 from engine.sources.snapshot import Snapshot
@@ -496,15 +498,16 @@ class Engine:
         *,
         progress: CompareProgress | None = None,
         finished: CompareFinished | None = None,
-    ) -> dict[str, Any]:
-        """The plan's comparison: single, sequential, parallel (all fresh), then parallel
+    ) -> Comparison:
+        """Before and after: single, sequential, parallel (all fresh), then parallel
         again from the cache; then the consolidation variants (`compare_consolidation`),
         under their own keys. Without a configured cache a throw-away one is used.
 
-        `sequential` is the plan's own "before": one agent after another with the full
-        consolidation (the Consolidator rewrites every insight) and no warm-ups.
+        `sequential` is the "before" of ../shared/plan/next-steps-multi-agent-optimization.md:
+        one agent after another with the full consolidation (the Consolidator rewrites every
+        insight) and no warm-ups. `Comparison.to_dict()` is `compare --json`.
         `progress(run, event)` gets every run's live events, `finished(run, result)` each
-        run's result as soon as it exists (`COMPARE_STEPS` is their order)."""
+        run's result as soon as it exists (`engine.report.compare.COMPARE_STEPS` is their order)."""
         cache = self.cache
         scratch: ResultStore | None = None
         if cache is None:
@@ -540,12 +543,7 @@ class Engine:
         finally:
             if scratch is not None:
                 scratch.close()
-        out: dict[str, Any] = {name: r.to_dict() for name, r in runs.items()}
-        parallel_s = runs["parallel"].execution_time_s
-        out["speedup"] = (
-            round(runs["sequential"].execution_time_s / parallel_s, 3) if parallel_s else None
-        )
-        return out
+        return Comparison.of(runs)
 
     def compare_consolidation(
         self,
@@ -557,7 +555,8 @@ class Engine:
         finished: CompareFinished | None = None,
     ) -> dict[str, AnalysisResult]:
         """Fresh parallel runs of `snapshot`, one per `CONSOLIDATION_VARIANTS` entry: full
-        consolidation without warm-ups (the plan's way), compact cold, compact warmed.
+        consolidation without warm-ups (the sequential baseline's), compact cold, compact
+        warmed.
 
         On the embedded simulated server each variant gets a server of its own with the
         model loaded and empty slots, so that no variant reuses a prefix another one left
@@ -630,14 +629,6 @@ class Engine:
         return status
 
 
-# Engine.compare's runs, in the order it makes them.
-COMPARE_STEPS: tuple[str, ...] = (
-    "single",
-    "sequential",
-    "parallel",
-    "cached",
-    *(v.key for v in CONSOLIDATION_VARIANTS),
-)
 CompareProgress = Callable[[str, ProgressEvent], None]
 CompareFinished = Callable[[str, AnalysisResult], None]
 

@@ -1,6 +1,7 @@
-"""Compare: the plan's before → after on one screen. Before: the five specialists one
-after another with the full consolidation (the plan's own configuration); after: the five
-in parallel with the compact one; then the cached run and the consolidation variants.
+"""Compare: before → after on one screen. Before: the five specialists one after another
+with the full consolidation (the sequential baseline of
+../shared/plan/next-steps-multi-agent-optimization.md); after: the five in parallel with
+the compact one; then the cached run and the consolidation variants.
 
 While it runs, a step list and both waterfalls grow as the progress events arrive; above
 the fold when it is done: the tiles, both waterfalls on one axis, and what bounded the
@@ -12,18 +13,15 @@ import pandas as pd
 import streamlit as st
 
 from engine.records import AnalysisResult
+from engine.report.compare import Comparison, ConsolidationRow
 from engine.report.timeline import (
-    CONSOLIDATION_VARIANTS,
     PROJECTED_LABEL,
-    Comparison,
-    comparison,
-    consolidation_rows,
-    consolidation_runs,
     critical_agent,
     projected_s,
     projection_scale,
     slot_advice,
 )
+from engine.run.settings import CONSOLIDATION_VARIANTS
 from engine.service import isolates_variants
 from engine.sources.snapshot import SnapshotError
 from ui import charts, compare_live, render, resources, safe, sources
@@ -47,7 +45,7 @@ with st.container(horizontal=True, vertical_alignment="center"):
         "Run comparison", type="primary", key="compare_run", icon=":material/play_arrow:"
     )
     st.caption(
-        "Before: sequential + full consolidation (the plan's). After: parallel + compact.",
+        "Before: sequential + full consolidation (the baseline). After: parallel + compact.",
         help=safe.md(f"{setup}. Server slots: the sidebar's."),
     )
 
@@ -81,8 +79,8 @@ def run_comparison() -> None:
         left, right = st.columns([2, 3])
         view = compare_live.CompareLiveView(race, left.empty(), right.empty())
         view.steps_slot.text("Starting the first run (single generalist)…")
-        data = engine.compare(snapshot, ctx.settings, progress=view.event, finished=view.finished)
-    st.session_state["compare_data"] = (setup, data, scale)
+        comp = engine.compare(snapshot, ctx.settings, progress=view.event, finished=view.finished)
+    st.session_state["compare_data"] = (setup, comp, scale)
     live.empty()
 
 
@@ -97,14 +95,12 @@ if run:
 stored = st.session_state.get("compare_data")
 if stored is None:
     st.info(
-        "Press **Run comparison** to time the plan's before and after on the current "
+        "Press **Run comparison** to time the before and after on the current "
         "snapshot: seven runs, drawn as they go."
     )
     st.stop()
 
-ran_on, data, scale = stored
-comp = comparison(data)
-variants = consolidation_runs(data)
+ran_on, comp, scale = stored
 seq, par, cached = comp.runs["sequential"], comp.runs["parallel"], comp.runs["cached"]
 
 
@@ -237,16 +233,19 @@ def before_after(before: float, after: float) -> tuple[str, str | None]:
     return value, f"{real} {PROJECTED_LABEL}"
 
 
-def variants_tab(variants: dict[str, AnalysisResult]) -> None:
-    if not variants:
+def variants_tab(comp: Comparison) -> None:
+    """The consolidation variants: what they are, their table, the headline tiles and
+    two pairs of waterfalls."""
+    if not comp.variants:
         st.info("This comparison has no consolidation variants (it was run by an older Quorum).")
         return
     st.caption(
         "Three more fresh parallel runs of the same snapshot that differ only in how the "
-        "Consolidator works: it rewrites every insight (full, the plan's way), or ranks and "
-        "groups the agents' finding ids (compact); cold, or with its prompt prefilled in a "
-        "free server slot after each answer (warmed). Evaluated prompt tokens are the ones "
-        "the server really read; cached ones it reused from a slot's KV cache."
+        "Consolidator works: it rewrites every insight (full, as the sequential baseline "
+        "did), or ranks and groups the agents' finding ids (compact); cold, or with its "
+        "prompt prefilled in a free server slot after each answer (warmed). Evaluated prompt "
+        "tokens are the ones the server really read; cached ones it reused from a slot's KV "
+        "cache."
         + (
             " Each variant ran on a simulated server of its own, with empty slots."
             if isolates_variants(backend)
@@ -254,7 +253,16 @@ def variants_tab(variants: dict[str, AnalysisResult]) -> None:
             "may find more of its prompt cached."
         )
     )
-    rows = consolidation_rows(data)
+    rows = comp.consolidation_rows
+    variants_table(rows)
+    by_key = {row.key: row for row in rows}
+    if "full_cold" in by_key and "compact_warm" in by_key:
+        variants_tiles(by_key["full_cold"], by_key["compact_warm"])
+    variants_waterfalls(comp.variants)
+
+
+def variants_table(rows: tuple[ConsolidationRow, ...]) -> None:
+    """One column per variant, one row per measure: three variants side by side fit."""
     by_variant = pd.DataFrame(
         [
             {
@@ -276,7 +284,6 @@ def variants_tab(variants: dict[str, AnalysisResult]) -> None:
             for row in rows
         ]
     )
-    # One column per variant, one row per measure: three variants side by side fit.
     variant_table = (
         by_variant.set_index("consolidation")
         .T.map(
@@ -293,36 +300,40 @@ def variants_tab(variants: dict[str, AnalysisResult]) -> None:
         "*warm-ups*: how many prefill-only requests were sent, and the tokens they evaluated."
     )
     projection_note()
-    by_key = {row.key: row for row in rows}
+
+
+def variants_tiles(full_row: ConsolidationRow, warm_row: ConsolidationRow) -> None:
+    """Full, no warm-up → compact, warmed: after the last agent, the wall, the tokens."""
+    cols = st.columns(3)
+    for col, label, before, after, why in (
+        (
+            cols[0],
+            "After the last agent: full → compact, warmed",
+            full_row.after_last_agent_s,
+            warm_row.after_last_agent_s,
+            "From the last answer the run waited for to the end of the run: what the "
+            "consolidation adds to the agents' phase.",
+        ),
+        (
+            cols[1],
+            "Parallel wall: full → compact, warmed",
+            full_row.wall_s,
+            warm_row.wall_s,
+            "End to end, the agents and the consolidation.",
+        ),
+    ):
+        value, real = before_after(before, after)
+        col.metric(label, value, delta=real, delta_color="off", delta_arrow="off", help=why)
+    cols[2].metric(
+        "Consolidator prompt tokens evaluated",
+        f"{tokens(full_row.evaluated_tokens)} → {tokens(warm_row.evaluated_tokens)}",
+        help="The final consolidation call's prompt tokens the server evaluated (not "
+        "reused from a slot's KV cache): full, no warm-up → compact, warmed.",
+    )
+
+
+def variants_waterfalls(variants: dict[str, AnalysisResult]) -> None:
     labels = {v.key: v.label for v in CONSOLIDATION_VARIANTS}
-    if "full_cold" in by_key and "compact_warm" in by_key:
-        full_row, warm_row = by_key["full_cold"], by_key["compact_warm"]
-        cols = st.columns(3)
-        for col, label, before, after, why in (
-            (
-                cols[0],
-                "After the last agent: full → compact, warmed",
-                full_row.after_last_agent_s,
-                warm_row.after_last_agent_s,
-                "From the last answer the run waited for to the end of the run: what the "
-                "consolidation adds to the agents' phase.",
-            ),
-            (
-                cols[1],
-                "Parallel wall: full → compact, warmed",
-                full_row.wall_s,
-                warm_row.wall_s,
-                "End to end, the agents and the consolidation.",
-            ),
-        ):
-            value, real = before_after(before, after)
-            col.metric(label, value, delta=real, delta_color="off", delta_arrow="off", help=why)
-        cols[2].metric(
-            "Consolidator prompt tokens evaluated",
-            f"{tokens(full_row.evaluated_tokens)} → {tokens(warm_row.evaluated_tokens)}",
-            help="The final consolidation call's prompt tokens the server evaluated (not "
-            "reused from a slot's KV cache): full, no warm-up → compact, warmed.",
-        )
     for top, bottom, key in (
         ("full_cold", "compact_warm", "compare_consolidation_full"),
         ("compact_cold", "compact_warm", "compare_consolidation_warm"),
@@ -345,7 +356,7 @@ runs_view, variants_view, after_view = st.tabs(
 with runs_view:
     runs_tab(comp)
 with variants_view:
-    variants_tab(variants)
+    variants_tab(comp)
 with after_view:
     render.insight_cards(par.insights)
     render.agent_table(par)

@@ -60,9 +60,10 @@ def test_a_comparison_shows_before_after_tiles_and_shared_axis_waterfalls(
     assert list(table["cache hit"]) == [False, False, False, True]
     assert set(table["tier"]) <= {"single", "excellent"}
     # the plan's "before": sequential with the full consolidation
-    data = at.session_state["compare_data"][1]
-    assert data["sequential"]["mode"] == "sequential"
-    assert data["sequential"]["consolidation"]["summary"] is None  # full: no verdict line
+    comp = at.session_state["compare_data"][1]
+    assert comp.runs["sequential"].mode == "sequential"
+    full = comp.runs["sequential"].consolidation
+    assert full is not None and full.summary is None  # full: no verdict line
     specs = plot_specs(at)
     assert {"compare_bars", "compare_waterfalls"} <= set(specs)
     layout = specs["compare_waterfalls"]["layout"]
@@ -165,8 +166,8 @@ def test_scaled_simulator_times_are_also_projected_to_real_time(
     at.button(key="compare_run").click().run()
     assert not at.exception
     # tiles in projected seconds, the measured values in the caption
-    data = at.session_state["compare_data"][1]
-    seq_s, par_s = data["sequential"]["execution_time_s"], data["parallel"]["execution_time_s"]
+    comp = at.session_state["compare_data"][1]
+    seq_s, par_s = comp.runs["sequential"].execution_time_s, comp.runs["parallel"].execution_time_s
     assert metric(at, "Wall: before → after") == f"{seq_s / 0.01:.1f} s → {par_s / 0.01:.1f} s"
     measured = safe.md(f"measured {seq_s:.2f} s → {par_s:.2f} s")
     assert any(measured in c.value for c in at.caption)

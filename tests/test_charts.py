@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from engine.records import AnalysisResult, CacheInfo, Mode
-from engine.report.timeline import CONSOLIDATION_LABEL, comparison
+from engine.report.compare import Comparison
+from engine.report.timeline import CONSOLIDATION_LABEL
 from tests.support.results import agent, make_result
 from ui import charts
 
@@ -170,7 +171,7 @@ def test_compare_bars_show_wall_time_per_run() -> None:
         name: make_result(mode=mode, wall=wall).to_dict() for name, mode, wall in runs
     }
     data["speedup"] = 3.0
-    fig = charts.compare_bars(comparison(data).rows)
+    fig = charts.compare_bars(Comparison.from_dict(data).rows)
     wall = fig.data[0]
     assert list(wall.x) == ["single", "sequential", "parallel", "cached"]
     assert list(wall.y) == [5.0, 12.0, 4.0, 0.002]
@@ -235,7 +236,7 @@ def test_simulated_times_are_drawn_in_projected_seconds() -> None:
 
 
 def test_compare_bars_legend_colours_are_the_bars_colours() -> None:
-    rows = comparison({"sequential": make_result(mode="sequential").to_dict(),
+    rows = Comparison.from_dict({"sequential": make_result(mode="sequential").to_dict(),
                        "parallel": make_result().to_dict()}).rows  # fmt: skip
     fig = charts.compare_bars(rows)
     for trace in fig.data:

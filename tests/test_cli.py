@@ -8,7 +8,7 @@ import pytest
 
 from bench.plumbing import free_port
 from engine.cli import format_compare, main
-from engine.service import COMPARE_STEPS
+from engine.report.compare import COMPARE_STEPS, Comparison
 
 FAST = ["--sim-time-scale", "0.01", "--sim-profile", "gpu"]
 
@@ -105,7 +105,9 @@ def test_compare_table_at_real_time_has_no_projection(
 ) -> None:
     assert main(["compare", "--scenario", "healthy", "--json", *FAST]) == 0
     data = json.loads(capsys.readouterr().out)
-    out = format_compare(data)  # what a real server's (or time scale 1) comparison prints
+    out = format_compare(
+        Comparison.from_dict(data)
+    )  # what a real server's (or time scale 1) comparison prints
     assert "projected" not in out and "compact, warmed (default)" in out
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from engine.report.compare import COMPARE_STEPS
 from engine.run.runner import ProgressEvent
-from engine.service import COMPARE_STEPS
 from tests.support.results import make_result
 from ui.compare_live import CompareRace
 

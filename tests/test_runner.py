@@ -372,12 +372,12 @@ def test_a_warm_up_counts_on_the_path_only_until_the_consolidation_was_sent() ->
     0.2 s between the last answer (1.0 s) and the send is a wait the run could not avoid;
     counting the warm-up's whole tail made the path longer than the wall."""
     from engine.records import AgentRun, ConsolidationRun
-    from engine.run.runner import _settled_warmup_s
+    from engine.run.critical_path import settled_warmup_s
 
     agents = [AgentRun("A", "r", "m", start_s=0.0, end_s=1.0, duration_s=1.0)]
     warmups = [AgentRun("warm", "r", "m", start_s=0.5, end_s=1.5, duration_s=1.0)]
     consolidation = ConsolidationRun("C", "r", "m", start_s=1.2, end_s=2.0, duration_s=0.8)
-    assert _settled_warmup_s(agents, warmups, consolidation) == pytest.approx(0.2)
+    assert settled_warmup_s(agents, warmups, consolidation) == pytest.approx(0.2)
     late = ConsolidationRun("C", "r", "m", start_s=1.6, end_s=2.0, duration_s=0.4)
-    assert _settled_warmup_s(agents, warmups, late) == pytest.approx(0.5)
-    assert _settled_warmup_s(agents, warmups, None) == 0.0
+    assert settled_warmup_s(agents, warmups, late) == pytest.approx(0.5)
+    assert settled_warmup_s(agents, warmups, None) == 0.0

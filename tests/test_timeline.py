@@ -1,19 +1,16 @@
-"""engine.report.timeline: waterfall segments, critical agent, serialisation, comparison rows."""
+"""engine.report.timeline: waterfall segments, critical agent, serialisation, slot advice."""
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 
 import pytest
 
-from engine.records import AgentRun, AnalysisResult, CacheInfo
+from engine.records import AgentRun, AnalysisResult
 from engine.report.timeline import (
     CONSOLIDATION_LABEL,
     after_last_agent_s,
     chain_length_s,
-    comparison,
-    consolidation_rows,
     critical_agent,
     evaluated_tokens,
     makespan,
@@ -172,36 +169,6 @@ def test_a_sequential_run_is_never_called_serialised() -> None:
     assert not serialisation(make_result(agents=runs, mode="sequential", wall=3.0)).serialised
 
 
-# --- comparison -------------------------------------------------------------------------
-
-
-def test_comparison_reads_engine_compare_output() -> None:
-    seq = make_result(mode="sequential", wall=12.0)
-    par = make_result(wall=4.0)
-    cached = replace(make_result(wall=0.003), cache=CacheInfo(hit=True, age_s=1.0))
-    single = make_result(mode="single", wall=5.0)
-    data = {
-        "single": single.to_dict(),
-        "sequential": seq.to_dict(),
-        "parallel": par.to_dict(),
-        "cached": cached.to_dict(),
-        "speedup": 3.0,
-    }
-    comp = comparison(data)
-    assert [r.run for r in comp.rows] == ["single", "sequential", "parallel", "cached"]
-    assert comp.speedup == 3.0
-    assert comp.ideal_speedup == pytest.approx(12.0 / par.critical_path_s)
-    assert comp.rows[3].cache_hit and not comp.rows[2].cache_hit
-    assert comp.rows[1].agents == "3/5"
-    assert comp.runs["parallel"].execution_time_s == 4.0
-
-
-def test_comparison_computes_the_speedup_when_missing() -> None:
-    seq, par = make_result(mode="sequential", wall=9.0), make_result(wall=3.0)
-    data = {"sequential": seq.to_dict(), "parallel": par.to_dict(), "speedup": None}
-    assert comparison(data).speedup == pytest.approx(3.0)
-
-
 def test_warmups_get_rows_before_the_consolidation_and_are_never_critical() -> None:
     result = make_result()
     warm = agent("Consolidator.warmup", 2.0, 0.4, queue=None, load=None, prefill=None)
@@ -322,27 +289,6 @@ def test_evaluated_tokens_subtract_the_cache_only_from_a_whole_prompt_count() ->
     assert evaluated_tokens(run, "openai") == 700
     run.prompt_tokens = None
     assert evaluated_tokens(run, "openai") is None
-
-
-def test_consolidation_rows_read_the_variants_in_table_order() -> None:
-    full = make_result(consolidation_s=4.0)
-    assert full.consolidation is not None
-    full.consolidation.prompt_tokens, full.consolidation.cached_tokens = 1343, 271
-    warm = make_result(consolidation_s=0.5)
-    assert warm.consolidation is not None
-    warm.consolidation.prompt_tokens, warm.consolidation.cached_tokens = 92, 620
-    warmup = agent("Consolidator.warmup", 2.0, 0.4)
-    warmup.prompt_tokens = 349
-    warm.warmups = [warmup]
-    data = {"compact_warm": warm.to_dict(), "full_cold": full.to_dict(), "speedup": 2.0}
-    rows = consolidation_rows(data)
-    assert [r.key for r in rows] == ["full_cold", "compact_warm"]  # compact_cold absent
-    assert rows[0].label == "full, no warm-up (before)" and rows[0].warmups == 0
-    assert rows[0].after_last_agent_s == pytest.approx(4.5)
-    assert (rows[0].evaluated_tokens, rows[0].cached_tokens) == (1343, 271)
-    assert (rows[1].warmups, rows[1].warmup_evaluated_tokens) == (1, 349)
-    assert rows[1].after_last_agent_s == pytest.approx(1.0) and rows[1].method == "llm"
-    assert consolidation_rows({"single": full.to_dict()}) == ()
 
 
 def test_projection_to_real_time_divides_by_the_time_scale() -> None:

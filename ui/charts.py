@@ -17,11 +17,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from engine.records import AgentRun, AnalysisResult
+from engine.report.compare import CompareRow
 from engine.report.timeline import (
     CONSOLIDATION_LABEL,
     SEGMENT_KINDS,
     SEGMENT_LABELS,
-    CompareRow,
     Row,
     SegmentKind,
     Timeline,

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from engine.records import AnalysisResult
+from engine.report.compare import COMPARE_STEPS
 from engine.run.runner import ProgressEvent
-from engine.service import COMPARE_STEPS
 from ui import charts, safe
 from ui.render import RunProgress, real_time
 

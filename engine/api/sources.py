@@ -101,7 +101,7 @@ class LiveSampler:
     Two samples of a host a few seconds apart rarely quantise to the same cache key, so
     a live request would never hit the cache; and a sample takes half a second (CPU
     utilisation over an interval). Requests within `max_age_s` (the server sets the
-    cache TTL) share one sample: a repeat of the plan's `curl /api/insights/autogen`
+    cache TTL) share one sample: a repeat of `curl /api/insights/autogen` (docs/api.md)
     is then a cache hit in milliseconds. `refresh=true` takes a new sample."""
 
     def __init__(self, max_age_s: float = LIVE_MAX_AGE_S) -> None:

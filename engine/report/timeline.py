@@ -6,17 +6,24 @@ own report (queue → load → prefill → decode) laid end to end, with whateve
 parsing). A server that reports nothing gets one `total` segment, so every row's
 segments always add up to the agent's duration.
 
-Also here: which agent is on the critical path, whether a "parallel" run was in fact
-serialised by the server, and the comparison table's rows and speedups.
+Also here: which agent is on the critical path (the chain itself is the run's,
+engine/run/critical_path.py), whether a "parallel" run was in fact serialised by the
+server, and what more server slots would give. The comparison is engine/report/compare.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from engine.records import AgentRun, AgentStatus, AnalysisResult, ConsolidationRun
+
+# The critical chain is the run's (it computes `critical_path_s` by it); its existing
+# readers keep importing it from here.
+from engine.run.critical_path import chain_length_s as chain_length_s
+from engine.run.critical_path import critical_chain as critical_chain
+from engine.run.critical_path import sent_s as sent_s
+from engine.run.critical_path import waited_for as waited_for
 from engine.simulator.server import PROFILES
 from engine.throughput import (
     BATCHING_CURVE,
@@ -151,57 +158,6 @@ def segments(run: AgentRun) -> tuple[Segment, ...]:
     return tuple(out)
 
 
-def waited_for(result: AnalysisResult) -> list[AgentRun]:
-    """The agents the run actually waited for (the same set the runner's critical path uses)."""
-    late = set(result.late_agents)
-    return [a for a in result.agents if a.status != "cancelled" and a.name not in late]
-
-
-# A call sent within this long after another ended was released by it (clock noise).
-_CHAIN_SLACK_S = 1e-3
-
-
-def sent_s(run: AgentRun) -> float:
-    """When the call's request left Quorum: asked at `start_s`, after its wait for a slot."""
-    return run.start_s + max(0.0, run.client_queue_s or 0.0)
-
-
-def critical_chain(
-    runs: Sequence[AgentRun], consolidation: ConsolidationRun | None, late: Sequence[str] = ()
-) -> list[AgentRun]:
-    """The chain of calls the run waited for, first to last (docs/contract.md).
-
-    It ends with the consolidation (or, without one, the last waited-for agent to end).
-    Each call's predecessor is the waited-for agent that ended last before the call was
-    sent: on a server with free slots nothing did, and the chain is the slowest agent and
-    the consolidation; on a one-slot server (or in sequential mode) each agent waited for
-    the one before it, and the chain is all of them. Calls in the chain never overlap in
-    time, so its length never exceeds the wall."""
-    skipped = set(late)
-    pool = [r for r in runs if r.status != "cancelled" and r.name not in skipped]
-    last: AgentRun | None = consolidation
-    if last is None:
-        if not pool:
-            return []
-        last = max(pool, key=lambda r: r.end_s)
-        pool.remove(last)
-    chain = [last]
-    while True:
-        before = [r for r in pool if r.end_s <= sent_s(chain[-1]) + _CHAIN_SLACK_S]
-        if not before:
-            break
-        chain.append(max(before, key=lambda r: r.end_s))
-        pool.remove(chain[-1])
-    chain.reverse()
-    return chain
-
-
-def chain_length_s(chain: Sequence[AgentRun]) -> float:
-    """Each call's own work (`AgentRun.work_s`, queueing excluded), never more than the
-    time between its send and its end, so the sum fits inside the run's wall time."""
-    return sum(min(r.work_s, max(0.0, r.end_s - sent_s(r))) for r in chain)
-
-
 def result_chain(result: AnalysisResult) -> list[AgentRun]:
     return critical_chain(result.agents, result.consolidation, result.late_agents)
 
@@ -313,64 +269,6 @@ def serialisation(result: AnalysisResult) -> Serialisation:
         and queued >= SERIALISED_SHARE * wall
     )
     return Serialisation(queued, work, wall, serialised)
-
-
-# --- the comparison (Engine.compare's output) ---------------------------------------------
-
-COMPARE_RUNS: tuple[str, ...] = ("single", "sequential", "parallel", "cached")
-
-
-@dataclass(frozen=True)
-class CompareRow:
-    run: str
-    wall_s: float
-    critical_path_s: float
-    confidence: int
-    tier: str
-    agents: str  # "5/5"
-    cache_hit: bool
-
-
-@dataclass(frozen=True)
-class Comparison:
-    runs: dict[str, AnalysisResult]
-    rows: tuple[CompareRow, ...]
-    speedup: float | None  # sequential wall ÷ parallel wall
-    ideal_speedup: float | None  # sequential wall ÷ the parallel run with unlimited slots
-    serialisation: Serialisation
-
-
-def comparison(data: Mapping[str, Any]) -> Comparison:
-    """Read `Engine.compare`'s dict into typed runs, table rows and speedups."""
-    runs = {name: AnalysisResult.from_dict(data[name]) for name in COMPARE_RUNS if name in data}
-    rows = tuple(
-        CompareRow(
-            run=name,
-            wall_s=r.execution_time_s,
-            critical_path_s=r.critical_path_s,
-            confidence=r.confidence,
-            tier=r.tier,
-            agents=f"{r.agents_participated}/{r.agents_total}",
-            cache_hit=r.cache.hit,
-        )
-        for name, r in runs.items()
-    )
-    seq, par = runs.get("sequential"), runs.get("parallel")
-    speedup: float | None = None
-    raw = data.get("speedup")
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        speedup = float(raw)
-    elif seq is not None and par is not None and par.execution_time_s > 0:
-        speedup = seq.execution_time_s / par.execution_time_s
-    ideal = (
-        seq.execution_time_s / unlimited_slots_s(par)
-        if seq is not None and par is not None and unlimited_slots_s(par) > 0
-        else None
-    )
-    serial = (
-        serialisation(par) if par is not None else Serialisation(0.0, 0.0, 0.0, serialised=False)
-    )
-    return Comparison(runs, rows, speedup, ideal, serial)
 
 
 # --- one slot: what more would give ---------------------------------------------------------
@@ -546,26 +444,6 @@ def slot_advice(result: AnalysisResult) -> SlotAdvice | None:
     )  # fmt: skip
 
 
-# --- consolidation variants: full vs compact, cold vs warm (issue 8) ----------------------
-
-
-@dataclass(frozen=True)
-class ConsolidationVariant:
-    """One way to consolidate, run fresh and in parallel by `Engine.compare`."""
-
-    key: str  # its key in `compare --json`
-    label: str
-    style: Literal["compact", "full"]  # RunSettings.consolidation
-    warmup: bool  # RunSettings.warmup
-
-
-CONSOLIDATION_VARIANTS: tuple[ConsolidationVariant, ...] = (
-    ConsolidationVariant("full_cold", "full, no warm-up (before)", "full", warmup=False),
-    ConsolidationVariant("compact_cold", "compact, no warm-up", "compact", warmup=False),
-    ConsolidationVariant("compact_warm", "compact, warmed (default)", "compact", warmup=True),
-)
-
-
 def after_last_agent_s(result: AnalysisResult) -> float:
     """How long the run went on after the last agent it waited for answered: what the
     consolidation adds to the agents' phase (0 when it has no agents)."""
@@ -585,54 +463,6 @@ def evaluated_tokens(run: AgentRun, backend_kind: str) -> int | None:
     if backend_kind == "openai" and run.cached_tokens is not None:
         return max(0, run.prompt_tokens - run.cached_tokens)
     return run.prompt_tokens
-
-
-@dataclass(frozen=True)
-class ConsolidationRow:
-    key: str
-    label: str
-    wall_s: float
-    after_last_agent_s: float
-    evaluated_tokens: int | None  # the final consolidation call's
-    cached_tokens: int | None
-    warmups: int  # warm-up requests sent
-    warmup_evaluated_tokens: int | None  # summed over the warm-ups (None: none reported)
-    method: str | None  # "llm" or "fallback"
-    tier: str
-
-
-def consolidation_runs(data: Mapping[str, Any]) -> dict[str, AnalysisResult]:
-    """The consolidation variants present in `Engine.compare`'s dict, in table order."""
-    return {
-        v.key: AnalysisResult.from_dict(data[v.key])
-        for v in CONSOLIDATION_VARIANTS
-        if v.key in data
-    }
-
-
-def consolidation_rows(data: Mapping[str, Any]) -> tuple[ConsolidationRow, ...]:
-    labels = {v.key: v.label for v in CONSOLIDATION_VARIANTS}
-    rows = []
-    for key, r in consolidation_runs(data).items():
-        cons = r.consolidation
-        warm = [
-            n for n in (evaluated_tokens(w, r.backend.kind) for w in r.warmups) if n is not None
-        ]
-        rows.append(
-            ConsolidationRow(
-                key=key,
-                label=labels[key],
-                wall_s=r.execution_time_s,
-                after_last_agent_s=after_last_agent_s(r),
-                evaluated_tokens=evaluated_tokens(cons, r.backend.kind) if cons else None,
-                cached_tokens=cons.cached_tokens if cons else None,
-                warmups=len(r.warmups),
-                warmup_evaluated_tokens=sum(warm) if warm else None,
-                method=cons.method if cons else None,
-                tier=r.tier,
-            )
-        )
-    return tuple(rows)
 
 
 # --- projection to real time (the simulator's time scale) ---------------------------------

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from engine.backends.http import redact_url, strip_credentials, url_secrets
+from engine.backends.http import strip_credentials, url_secrets
+from engine.redact import redact_url
 from engine.store.history import History, to_csv, to_json
 from tests.chaos_server import ECHO_SECRETS, ChaosServer
 from tests.dashboard_process import dashboard

@@ -27,10 +27,8 @@ from engine.service import BACKEND_KINDS, BackendConfig, Engine, default_data_di
 from engine.simulator.server import FAULT_KINDS, PROFILES, SimConfig, serve_forever
 from engine.sources import prometheus
 from engine.sources import snapshot as snapshots
-from engine.store.disk import DEFAULT_TTL_S
+from engine.store.base import DEFAULT_DEGRADED_TTL_S, DEFAULT_LEASE_S, DEFAULT_TTL_S
 from engine.store.state import (
-    DEFAULT_DEGRADED_TTL_S,
-    DEFAULT_LEASE_S,
     StateConfig,
     cache_section,
     cache_url,

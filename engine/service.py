@@ -24,7 +24,7 @@ from typing import Any, Literal
 import httpx
 
 from engine.backends.base import Backend, ServerStatus
-from engine.backends.endpoints import EndpointSpec, public_url
+from engine.backends.endpoints import EndpointSpec
 from engine.backends.live_state import live_state
 from engine.backends.ollama import OllamaBackend, ollama_base_url
 from engine.backends.openai_compat import OpenAICompatBackend
@@ -37,6 +37,7 @@ from engine.backends.slot_probe import (
     probe_slots,
 )
 from engine.records import AgentRun, AnalysisResult, CacheInfo
+from engine.redact import redact_url
 from engine.report.compare import Comparison
 from engine.report.timeline import curve_samples
 from engine.run.agents import DEFAULT_MODEL, DEFAULT_ROSTER, Roster
@@ -52,8 +53,9 @@ from engine.run.settings import CONSOLIDATION_VARIANTS
 from engine.run.slots import ServerSlots
 from engine.simulator.server import SimConfig, SimulatedOllamaServer, shared_server
 from engine.sources.snapshot import Snapshot
+from engine.store.base import HistoryStore, ResultStore, SlotMemory, ttl_for
 from engine.store.disk import ResultCache
-from engine.store.state import HistoryStore, ResultStore, SlotMemory, slot_memory_for, ttl_for
+from engine.store.state import slot_memory_for
 from engine.throughput import learned_curve, merge_samples
 
 CURVE_TTL_S = 7 * 24 * 3600.0  # a server's measured curve, kept a week (latest samples win)
@@ -128,7 +130,7 @@ class BackendConfig:
 
     def url(self) -> str:
         if self.endpoints:
-            return ", ".join(public_url(member.url()) for member in self.members())
+            return ", ".join(redact_url(member.url()) for member in self.members())
         if self.kind == "simulated":
             return self.base_url or shared_server(self.sim).url
         if self.kind == "ollama":
@@ -153,7 +155,7 @@ class BackendConfig:
         """The pool's slots: the sum of its endpoints' (no limit if one has none)."""
         if len(parts) == 1:
             return parts[0]
-        urls = [public_url(member.url()) for member in self.members()]
+        urls = [redact_url(member.url()) for member in self.members()]
         listing = "; ".join(
             f"{url}: {'no limit' if part.slots is None else part.slots} ({part.source})"
             for url, part in zip(urls, parts, strict=True)
@@ -266,7 +268,7 @@ class Engine:
 
     @staticmethod
     def _slot_key(member: BackendConfig) -> str:
-        return f"{public_url(member.url())}|{member.model}"
+        return f"{redact_url(member.url())}|{member.model}"
 
     def _recalled(self, member: BackendConfig, asked: ServerSlots) -> ServerSlots:
         """A server to learn: what was learned about it, if still valid; else as asked."""
@@ -611,7 +613,7 @@ class Engine:
             return list(await asyncio.gather(*(_status_of(member) for member in members)))
 
         statuses: list[ServerStatus] = _run_sync(ask_all())
-        return [(public_url(m.url()), s) for m, s in zip(members, statuses, strict=True)]
+        return [(redact_url(m.url()), s) for m, s in zip(members, statuses, strict=True)]
 
     def endpoint_live(self) -> list[str | None]:
         """Each endpoint's live state where its server reports one (llama.cpp /slots,

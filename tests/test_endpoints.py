@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from engine.backends.endpoints import EndpointSpec, endpoints_section, parse_endpoints, public_url
+from engine.backends.endpoints import EndpointSpec, endpoints_section, parse_endpoints
 from engine.cli import main
+from engine.redact import redact_url
 from engine.service import BackendConfig
 from engine.simulator.server import SimConfig, SimulatedOllamaServer
 from tests.support.app_test import new_app, page_script
@@ -105,7 +106,7 @@ def test_a_password_in_a_url_is_never_echoed() -> None:
     with pytest.raises(ValueError) as caught:
         parse_endpoints([{"kind": "ollama", "url": "ftp://user:hunter2@h"}])
     assert "hunter2" not in str(caught.value)
-    assert public_url("https://user:hunter2@h:8443/v1") == "https://***@h:8443/v1"
+    assert redact_url("https://user:hunter2@h:8443/v1") == "https://***@h:8443/v1"
     config = BackendConfig(
         kind="ollama",
         endpoints=(

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from engine.backends.http import redact_url, strip_credentials, url_secrets
+from engine.backends.http import strip_credentials, url_secrets
+from engine.redact import redact_url
 from engine.store.history import History, to_csv, to_json
 from tests.support.browser import RUN_TIMEOUT_MS, assert_no_errors, open_page, wait_idle
 from tests.support.chaos_server import ECHO_SECRETS, ChaosServer

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from engine.store.state import StateConfig, cache_section, cache_url, redact, ttl_for
+from engine.redact import redact_url
+from engine.store.base import ttl_for
+from engine.store.disk import ResultCache
+from engine.store.redis_store import RedisResultCache
+from engine.store.state import StateConfig, cache_section, cache_url, config_file
 from tests.support.results import a_result
 
 
@@ -30,7 +35,7 @@ from tests.support.results import a_result
     ],
 )
 def test_redact(url: str, shown: str) -> None:
-    assert redact(url) == shown
+    assert redact_url(url) == shown
 
 
 def test_degraded_results_get_the_short_ttl() -> None:
@@ -64,3 +69,50 @@ def test_state_config_validation_never_echoes_the_password() -> None:
         StateConfig(lease_s=0)
     config = StateConfig(url="redis://:hunter2@h:1")
     assert "hunter2" not in repr(config) and config.where == "redis://***@h:1"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # A bare user part is a token over HTTP (httpx sends it as Basic auth), a name in Redis.
+        ("https://token@h/api", "https://***@h/api"),
+        ("redis://token@h/0", "redis://h/0"),
+        # The host is kept as written: IPv6 brackets too.
+        ("https://u:p@[::1]:8443/v1", "https://***@[::1]:8443/v1"),
+        # A password in the query is masked whatever the scheme; other queries stay as written.
+        ("http://h/v1?password=pw", "http://h/v1?password=%2A%2A%2A"),
+        ("redis://h/0?a=b%20c&flag", "redis://h/0?a=b%20c&flag"),
+    ],
+)
+def test_one_redactor_for_llm_and_redis_urls(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("ttl", "degraded", "lease", "field"),
+    [(0, 60, 10, "ttl"), (300, -1, 10, "degraded-ttl"), (300, 60, 0, "lease")],
+)
+def test_every_store_checks_its_ttls_the_same_way(
+    ttl: float, degraded: float, lease: float, field: str, tmp_path: Path
+) -> None:
+    """StateConfig, the disk cache and the Redis cache share one check: one message each."""
+    builds: list[Callable[[], object]] = [
+        lambda: StateConfig(ttl_s=ttl, degraded_ttl_s=degraded, lease_s=lease),
+        lambda: RedisResultCache(
+            "redis://127.0.0.1:1", ttl_s=ttl, degraded_ttl_s=degraded, lease_s=lease
+        ),
+    ]
+    if field != "lease":  # the disk cache has no lease
+        builds.append(lambda: ResultCache(tmp_path, ttl_s=ttl, degraded_ttl_s=degraded))
+    messages = set()
+    for build in builds:
+        with pytest.raises(ValueError) as err:
+            build()
+        messages.add(str(err.value))
+    assert len(messages) == 1
+    assert messages.pop().startswith(f"{field}: must be > 0 seconds, got ")
+
+
+def test_the_default_quorum_toml_is_the_repository_roots(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("QUORUM_ROSTER", raising=False)
+    assert config_file() == Path(__file__).resolve().parent.parent / "quorum.toml"

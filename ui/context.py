@@ -16,7 +16,8 @@ import streamlit as st
 from engine.run.agents import DEFAULT_ROSTER, Roster
 from engine.run.runner import RunSettings
 from engine.service import BackendConfig
-from engine.store.state import DEFAULT_DEGRADED_TTL_S, DEFAULT_LEASE_S, StateConfig
+from engine.store.base import DEFAULT_DEGRADED_TTL_S, DEFAULT_LEASE_S
+from engine.store.state import StateConfig
 from ui import navigation
 from ui.sources import SnapshotSource
 

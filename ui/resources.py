@@ -17,15 +17,8 @@ import streamlit as st
 from engine.backends.base import ServerStatus
 from engine.run.agents import Roster
 from engine.service import BackendConfig, Engine
-from engine.store.state import (
-    DEFAULT_DEGRADED_TTL_S,
-    DEFAULT_LEASE_S,
-    HistoryStore,
-    ResultStore,
-    StateConfig,
-    open_cache,
-    open_history,
-)
+from engine.store.base import DEFAULT_DEGRADED_TTL_S, DEFAULT_LEASE_S, HistoryStore, ResultStore
+from engine.store.state import StateConfig, open_cache, open_history
 from ui import safe
 from ui.context import Context
 

@@ -13,16 +13,15 @@ from dataclasses import dataclass
 import streamlit as st
 
 from engine.backends.endpoints import endpoints_section
-from engine.backends.http import redact_url
 from engine.backends.ollama import ollama_base_url
+from engine.redact import redact_url
 from engine.run.agents import DEFAULT_MODEL
 from engine.run.runner import MODES, RunSettings
 from engine.run.slots import parse_slots_setting, slots_from_config
 from engine.service import BackendConfig, BackendKind, default_data_dir
 from engine.simulator.server import PROFILES, SimConfig
 from engine.sources import snapshot as snapshots
-from engine.store.disk import DEFAULT_TTL_S
-from engine.store.state import DEFAULT_DEGRADED_TTL_S, DEFAULT_LEASE_S
+from engine.store.base import DEFAULT_DEGRADED_TTL_S, DEFAULT_LEASE_S, DEFAULT_TTL_S
 from ui import navigation, safe
 from ui import prometheus as prom_ui
 from ui.config import (

@@ -31,13 +31,14 @@ from engine.api.auth import BearerAuth
 from engine.api.desk import AlertDesk
 from engine.api.metrics import ApiMetrics
 from engine.api.settings import ApiSettings, scrub
-from engine.backends.endpoints import public_url
 from engine.records import AnalysisResult
+from engine.redact import redact_url
 from engine.run.runner import ProgressEvent, ProgressFn, RunSettings
 from engine.service import Engine
 from engine.sources import snapshot as snapshots
 from engine.sources.snapshot import Snapshot
 from engine.store import history as histories
+from engine.store.redis_store import RedisResultCache
 
 RUN_ID = re.compile(r"^[0-9a-f]{1,64}$")
 SNAPSHOT_BODY = {
@@ -151,8 +152,6 @@ def create_app(
 
 def _shared_claims(engine: Engine) -> Claims | None:
     """The alert dedupe window in Redis when the cache is there (shared by replicas)."""
-    from engine.store.redis_store import RedisResultCache
-
     cache = engine.cache
     return RedisClaims(cache.link, cache.prefix) if isinstance(cache, RedisResultCache) else None
 
@@ -326,7 +325,7 @@ def _health(state: ApiState) -> JSONResponse:
     stats = cache.stats() if cache is not None else None
     body = {
         "status": "ok" if reachable else "down",
-        "backend": {"kind": engine.backend.kind, "url": public_url(engine.backend.url()),
+        "backend": {"kind": engine.backend.kind, "url": redact_url(engine.backend.url()),
                     "simulated": engine.backend.simulated, "reachable": reachable,
                     "error": scrub(error, state.settings.secrets) or None},
         "cache": None if cache is None or stats is None else {

@@ -57,16 +57,6 @@ class EndpointSpec:
         return (os.environ.get(self.api_key_env) or None) if self.api_key_env else None
 
 
-def public_url(url: str) -> str:
-    """The URL without a user or password: what logs, errors and the page may show."""
-    split = urllib.parse.urlsplit(url)
-    if split.username is None and split.password is None:
-        return url
-    host = split.hostname or ""
-    netloc = f"***@{host}" + (f":{split.port}" if split.port is not None else "")
-    return urllib.parse.urlunsplit(split._replace(netloc=netloc))
-
-
 def parse_endpoint(number: int, table: Mapping[str, Any]) -> EndpointSpec:
     """One `[[endpoints]]` table (number: its place, from 1, for the error message)."""
     where = f"endpoints[{number}]" if number else "endpoint"

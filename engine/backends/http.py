@@ -13,22 +13,13 @@ import httpx
 _CONNECT_TIMEOUT_S = 10.0
 
 
-def redact_url(url: str) -> str:
-    """The URL with any `user:password@` masked: what may be shown, cached, logged or exported."""
-    return _replace_credentials(url, "***@")
-
-
 def strip_credentials(url: str) -> str:
-    """The URL without any `user:password@`."""
-    return _replace_credentials(url, "")
-
-
-def _replace_credentials(url: str, by: str) -> str:
+    """The URL without any `user:password@` (what is shown instead: `engine.redact`)."""
     split = urllib.parse.urlsplit(url)
     if "@" not in split.netloc:
         return url
     host = split.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit((split.scheme, by + host, *split[2:]))
+    return urllib.parse.urlunsplit((split.scheme, host, *split[2:]))
 
 
 def url_secrets(url: str) -> list[str]:

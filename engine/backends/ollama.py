@@ -24,7 +24,7 @@ from engine.backends.base import (
     ServerStatus,
     TokenProgress,
 )
-from engine.backends.http import LoopBoundClient, redact_url, scrub, url_secrets
+from engine.backends.http import LoopBoundClient, scrub, url_secrets
 from engine.backends.streaming import (
     DEFAULT_CAPS,
     DEFAULT_RETRY,
@@ -37,6 +37,7 @@ from engine.backends.streaming import (
     stream_chat,
 )
 from engine.backends.streaming import error_detail as error_detail  # re-exported for callers
+from engine.redact import redact_url
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,6 @@ from engine.backends.base import (
 )
 from engine.backends.http import (
     LoopBoundClient,
-    redact_url,
     scrub,
     strip_credentials,
     url_secrets,
@@ -44,6 +43,7 @@ from engine.backends.streaming import (
     stream_chat,
 )
 from engine.backends.streaming import error_detail as error_detail  # re-exported for callers
+from engine.redact import redact_url
 
 logger = logging.getLogger(__name__)
 

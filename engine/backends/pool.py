@@ -41,7 +41,7 @@ from engine.backends.base import (
     ServerStatus,
     TokenProgress,
 )
-from engine.backends.endpoints import public_url
+from engine.redact import redact_url
 from engine.run.warmup import WARMUP_SUFFIX
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ class PoolMember:
 
     @property
     def name(self) -> str:
-        return public_url(self.backend.base_url)
+        return redact_url(self.backend.base_url)
 
     def free(self) -> float:
         return float("inf") if self.slots is None else self.slots - self.in_flight

@@ -25,22 +25,18 @@ from typing import Any
 
 import diskcache
 
-from engine.store.state import DEFAULT_DEGRADED_TTL_S, DEFAULT_TTL_S, CacheHit, CacheStats
+from engine.store.base import (
+    DEFAULT_DEGRADED_TTL_S,
+    DEFAULT_TTL_S,
+    CacheHit,
+    CacheStats,
+    check_ttls,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_DEGRADED_TTL_S", "DEFAULT_TTL_S", "CacheHit", "CacheStats", "ResultCache"]
-
 DEFAULT_SIZE_LIMIT = 256 * 2**20
 _LOCK_STRIPES = 64  # bounded number of lock files; unrelated keys rarely share one
-
-
-def check_ttls(ttl_s: float, degraded_ttl_s: float) -> None:
-    """Field-level errors for the two TTLs every result store takes."""
-    if ttl_s <= 0:
-        raise ValueError(f"ttl: must be > 0 seconds, got {ttl_s:g}")
-    if degraded_ttl_s <= 0:
-        raise ValueError(f"degraded-ttl: must be > 0 seconds, got {degraded_ttl_s:g}")
 
 
 class ResultCache:

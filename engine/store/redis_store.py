@@ -26,21 +26,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from engine.records import AnalysisResult
-from engine.store.disk import check_ttls
-from engine.store.state import (
+from engine.redact import redact_url
+from engine.store.base import (
     DEFAULT_DEGRADED_TTL_S,
     DEFAULT_LEASE_S,
     DEFAULT_TTL_S,
     CacheHit,
     CacheStats,
-    redact,
-    url_password,
+    check_ttls,
 )
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,16 @@ return 1
 """
 
 
+def url_password(url: str) -> str | None:
+    """The password a Redis URL carries, in its user part or as `?password=`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    query = parse_qs(parts.query).get("password")
+    return parts.password or (query[0] if query else None)
+
+
 class RedisLink:
     """One client for one URL, and whether Redis is currently usable.
 
@@ -96,7 +106,7 @@ class RedisLink:
         read_timeout_s: float = READ_TIMEOUT_S,
         retry_s: float = RETRY_S,
     ) -> None:
-        self.where = redact(url)
+        self.where = redact_url(url)
         self._password = url_password(url) or ""
         self.retry_s = retry_s
         self.client = redis.Redis.from_url(
@@ -177,9 +187,7 @@ class RedisResultCache:
         lease_s: float = DEFAULT_LEASE_S,
         prefix: str = PREFIX,
     ) -> None:
-        check_ttls(ttl_s, degraded_ttl_s)
-        if lease_s <= 0:
-            raise ValueError(f"lease: must be > 0 seconds, got {lease_s:g}")
+        check_ttls(ttl_s, degraded_ttl_s, lease_s)
         self.link = url if isinstance(url, RedisLink) else link_for(url)
         self.ttl_s = ttl_s
         self.degraded_ttl_s = degraded_ttl_s

@@ -48,6 +48,7 @@ from engine.run.call import emit as emit
 from engine.run.consolidate import Consolidated, consolidate, fold_in_late, single_insights
 from engine.run.critical_path import critical_path_s, critical_path_source
 from engine.run.fan_out import Fanned, FanOut, Patience, one_after_another
+from engine.run.pacing import Pace, ServerModel, pace
 from engine.run.settings import CONSOLIDATION_STYLES as CONSOLIDATION_STYLES
 from engine.run.settings import MODES as MODES
 from engine.run.settings import ConsolidationStyle as ConsolidationStyle
@@ -105,8 +106,11 @@ class _Analysis:
     values: Mapping[str, float | None]
     settings: RunSettings
 
+    def user_prompt(self, spec: AgentSpec) -> str:
+        return agent_user_prompt(spec.role, self.values, spec.instructions)
+
     def ask(self, spec: AgentSpec) -> Awaitable[Outcome]:
-        user = agent_user_prompt(spec.role, self.values, spec.instructions)
+        user = self.user_prompt(spec)
         return call(self.ctx, spec, user, AGENT_SCHEMA, self.settings.agent_timeout_s)
 
     async def consolidate(self, ok: list[Outcome]) -> Consolidated:
@@ -158,13 +162,14 @@ class _Strategy:
     fan_out: Callable[[_Analysis, tuple[AgentSpec, ...]], Awaitable[Fanned]]
     conclude: Callable[[_Analysis, Fanned, list[Outcome], int], Awaitable[_Concluded]]
     warms: bool  # warm-ups need free slots while agents are still out
+    paces: bool  # agents out at once: fewer than the slots when they would time out
     names_missing: bool  # the result's `missing_roles`: the specialists that did not answer
 
 
 _STRATEGIES: dict[Mode, _Strategy] = {
-    "parallel": _Strategy(lambda r: r.specialists, _in_parallel, _consolidated, True, True),
-    "sequential": _Strategy(lambda r: r.specialists, _in_turn, _consolidated, False, True),
-    "single": _Strategy(lambda r: (r.generalist,), _in_turn, _answered_alone, False, False),
+    "parallel": _Strategy(lambda r: r.specialists, _in_parallel, _consolidated, True, True, True),
+    "sequential": _Strategy(lambda r: r.specialists, _in_turn, _consolidated, False, False, True),
+    "single": _Strategy(lambda r: (r.generalist,), _in_turn, _answered_alone, False, False, False),
 }
 
 
@@ -183,13 +188,16 @@ async def run_analysis(
     simulated_profile: str | None = None,
     slots: ServerSlots | None = None,
     learn_slots: SlotLearner | None = None,
+    server_model: ServerModel | None = None,
 ) -> AnalysisResult:
     """Analyse one snapshot. The backend is created here, in this loop, and closed here.
 
     `slots` is how many requests the server runs at once (None: no known limit); the
     run sends no more than that, nor more than `settings.max_concurrency`. With
     `learn_slots` (a server that does not report them) they are learned first, on this
-    run's clock (engine/backends/slot_probe.py): its requests are the result's `slot_probes`."""
+    run's clock (engine/backends/slot_probe.py): its requests are the result's `slot_probes`.
+    With `server_model` (the server's curve and the agents' work), a parallel run sends
+    fewer at once when that lets more agents answer within their timeout (engine/run/pacing.py)."""
     strategy = _STRATEGIES[settings.mode]
     roster = roster.with_default_model(model)
     values = snapshot.quantised(quanta)
@@ -208,9 +216,12 @@ async def run_analysis(
         if learn_slots is not None:
             slots, probes = await learn_slots(backend, clock.now)
             ctx.scheduler = SlotScheduler(_limit(slots.slots, settings.max_concurrency))
+        specs = strategy.agents(roster)
+        paced = _paced(analysis, strategy, specs, server_model)
+        if paced is not None:
+            ctx.scheduler = SlotScheduler(paced.limit)
         if strategy.warms and settings.warmup and ctx.scheduler.slots is not None:
             ctx.warmer = _warmer(analysis)
-        specs = strategy.agents(roster)
         fanned = await strategy.fan_out(analysis, specs)
         ok = [fanned.outcomes[s.name] for s in specs if fanned.outcomes[s.name].run.status == "ok"]
         log.info(
@@ -225,7 +236,7 @@ async def run_analysis(
     info = BackendInfo(backend.kind, backend.base_url, model, backend.simulated)
     result = _result(
         analysis, strategy, [fanned.outcomes[s.name].run for s in specs], fanned, concluded,
-        slots, probes, backend=info, snapshot_key=snapshot.cache_key(quanta),
+        slots, probes, paced, backend=info, snapshot_key=snapshot.cache_key(quanta),
         simulated_profile=simulated_profile if backend.simulated else None,
     )  # fmt: skip
     log.info(
@@ -234,6 +245,17 @@ async def run_analysis(
         result.critical_path_s,
     )  # fmt: skip
     return result
+
+
+def _paced(
+    a: _Analysis, strategy: _Strategy, specs: tuple[AgentSpec, ...], model: ServerModel | None
+) -> Pace | None:
+    """Fewer agents at once than the slots, where the server's curve says so — never over
+    a limit the user set (`max_concurrency`)."""
+    if not strategy.paces or a.settings.max_concurrency is not None:
+        return None
+    asks = [(spec, a.user_prompt(spec)) for spec in specs]
+    return pace(model, asks, a.ctx.scheduler.slots, a.settings.agent_timeout_s)
 
 
 def _warmer(a: _Analysis) -> ConsolidatorWarmer:
@@ -263,6 +285,7 @@ def _result(
     concluded: _Concluded,
     slots: ServerSlots,
     probes: list[AgentRun],
+    paced: Pace | None,
     *,
     backend: BackendInfo,
     snapshot_key: str,
@@ -302,7 +325,7 @@ def _result(
         simulated_profile=simulated_profile,
         server_slots=limit,
         warmups=warmups,
-        server_slots_source=slots.source if limit == slots.slots else _cap_source(slots, limit),
+        server_slots_source=_slots_source(slots, limit, paced),
         slot_probes=probes,
     )
 
@@ -312,7 +335,11 @@ def _limit(server_slots: int | None, max_concurrency: int | None) -> int | None:
     return min(known) if known else None
 
 
-def _cap_source(slots: ServerSlots, limit: int | None) -> str:
+def _slots_source(slots: ServerSlots, limit: int | None, paced: Pace | None) -> str:
+    if paced is not None:
+        return f"{paced.reason} (server: {slots.slots} slots, {slots.source})"
+    if limit == slots.slots:
+        return slots.source
     return f"--max-concurrency {limit} (server: {slots.source})"
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.api.serve import add_serve_options
 from engine.backends.endpoints import EndpointSpec, endpoints_section, from_urls
+from engine.backends.server_slots import parse_slots_setting, slots_from_config
 from engine.records import AgentRun, AnalysisResult
 from engine.report.timeline import (
     PROJECTED_LABEL,
@@ -24,7 +25,6 @@ from engine.report.timeline import (
 )
 from engine.run.agents import DEFAULT_MODEL, RosterError, load_roster
 from engine.run.runner import CONSOLIDATION_STYLES, MODES, ProgressEvent, RunSettings
-from engine.run.slots import parse_slots_setting, slots_from_config
 from engine.service import BACKEND_KINDS, BackendConfig, Engine, default_data_dir
 from engine.simulator.server import FAULT_KINDS, PROFILES, SimConfig, serve_forever
 from engine.sources import prometheus

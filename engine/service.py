@@ -29,6 +29,7 @@ from engine.backends.live_state import live_state
 from engine.backends.ollama import OllamaBackend, ollama_base_url
 from engine.backends.openai_compat import OpenAICompatBackend
 from engine.backends.pool import PoolBackend, PoolMember, watched_transport
+from engine.backends.server_slots import ServerSlots
 from engine.backends.slot_probe import (
     LEARNED_TTL_S,
     LearnedSlots,
@@ -47,7 +48,6 @@ from engine.run.runner import (
     emit,
     run_analysis,
 )
-from engine.run.slots import ServerSlots
 from engine.simulator.server import SimConfig, SimulatedOllamaServer, shared_server
 from engine.sources.snapshot import Snapshot
 from engine.store.disk import ResultCache

@@ -15,9 +15,9 @@ import streamlit as st
 from engine.backends.endpoints import endpoints_section
 from engine.backends.http import redact_url
 from engine.backends.ollama import ollama_base_url
+from engine.backends.server_slots import parse_slots_setting, slots_from_config
 from engine.run.agents import DEFAULT_MODEL
 from engine.run.runner import MODES, RunSettings
-from engine.run.slots import parse_slots_setting, slots_from_config
 from engine.service import BackendConfig, BackendKind, default_data_dir
 from engine.simulator.server import PROFILES, SimConfig
 from engine.sources import snapshot as snapshots

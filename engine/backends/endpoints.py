@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from engine import config
-from engine.run.slots import parse_slots_setting
+from engine.backends.server_slots import parse_slots_setting
 
 EndpointKind = Literal["ollama", "openai", "simulated"]
 ENDPOINT_KINDS: tuple[EndpointKind, ...] = ("ollama", "openai", "simulated")

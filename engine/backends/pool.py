@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 import httpx
 
 from engine.backends.base import (
+    WARMUP_SUFFIX,
     Backend,
     BackendError,
     ChatRequest,
@@ -42,7 +43,6 @@ from engine.backends.base import (
     TokenProgress,
 )
 from engine.backends.endpoints import public_url
-from engine.run.warmup import WARMUP_SUFFIX
 
 log = logging.getLogger(__name__)
 

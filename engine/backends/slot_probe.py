@@ -33,8 +33,8 @@ import httpx
 
 from engine.backends.base import BackendError, ChatRequest, ChatResult
 from engine.backends.ollama import OllamaBackend
+from engine.backends.server_slots import ServerSlots
 from engine.records import AgentRun
-from engine.run.slots import ServerSlots
 
 log = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ from typing import Any, Literal, cast
 import httpx
 
 from engine.backends.base import BackendError, ChatRequest, ChatResult
+from engine.backends.http import json_or_none, tls_context
 from engine.backends.ollama import OllamaBackend
 from engine.backends.server_slots import ServerSlots
 from engine.records import AgentRun
@@ -92,15 +93,19 @@ async def probe_slots(
     root = server_root(base_url)
     try:
         async with httpx.AsyncClient(
-            base_url=root, timeout=PROBE_TIMEOUT_S, transport=transport, headers=headers
+            base_url=root,
+            timeout=PROBE_TIMEOUT_S,
+            transport=transport,
+            headers=headers,
+            verify=tls_context(),
         ) as client:
             props = await client.get("/props")
             if props.status_code == 200:
-                total = slots_from_props(_json(props))
+                total = slots_from_props(json_or_none(props))
                 if total is not None:
                     return ServerSlots(total, "reported by the server (llama.cpp /props)")
             version = await client.get("/api/version")
-            body = _json(version)
+            body = json_or_none(version)
             if version.status_code == 200 and isinstance(body, dict):
                 return ServerSlots(1, OLLAMA_LEARNS, learn=True, server=_version(body))
     except httpx.HTTPError as exc:
@@ -116,13 +121,6 @@ async def probe_slots(
 def _version(body: dict[str, Any]) -> str:
     version = body.get("version")
     return f"ollama {version}" if isinstance(version, str) else "ollama"
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 # --- learning an Ollama server's slots ------------------------------------------------

@@ -82,13 +82,15 @@ def slots_from_props(props: Any) -> int | None:
 
 
 async def probe_slots(
-    kind: str,
     base_url: str,
     *,
+    learns: bool = False,
     api_key: str | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> ServerSlots:
-    """How many slots the server at `base_url` has, for a backend of `kind`."""
+    """How many slots the server at `base_url` has. `learns`: the backend's kind is an
+    Ollama (engine/backends/registry.py), whose slots are learned even while it does not
+    answer or say what it is."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     root = server_root(base_url)
     try:
@@ -110,10 +112,10 @@ async def probe_slots(
                 return ServerSlots(1, OLLAMA_LEARNS, learn=True, server=_version(body))
     except httpx.HTTPError as exc:
         log.info("slot probe failed: %s", type(exc).__name__)
-        if kind == "ollama":  # not up yet: the run's own probe will find out
+        if learns:  # not up yet: the run's own probe will find out
             return ServerSlots(1, OLLAMA_LEARNS, learn=True)
         return ServerSlots(None, f"unknown (the server did not answer: {type(exc).__name__})")
-    if kind == "ollama":
+    if learns:
         return ServerSlots(1, OLLAMA_LEARNS, learn=True)
     return ServerSlots(None, "unknown: the server does not report its slots; no client limit")
 

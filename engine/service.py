@@ -28,7 +28,7 @@ from engine.backends.endpoints import EndpointSpec, public_url
 from engine.backends.live_state import live_state
 from engine.backends.ollama import OllamaBackend
 from engine.backends.pool import PoolBackend, PoolMember, watched_transport
-from engine.backends.registry import DEFAULT_KIND, BackendSpec, spec
+from engine.backends.registry import DEFAULT_KIND, BackendSpec, ClientOptions, spec
 from engine.backends.server_slots import ServerSlots
 from engine.backends.slot_probe import (
     LEARNED_TTL_S,
@@ -192,10 +192,8 @@ class BackendConfig:
         With several endpoints: a pool over them, `slots` being each one's (None: unknown)."""
         if self.endpoints:
             return self._pool(max_connections, slots)
-        return self.spec.build(
-            self.url(), api_key=self.api_key, timeout_s=self.timeout_s,
-            max_connections=max_connections, transport=transport,
-        )  # fmt: skip
+        options = ClientOptions(self.api_key, self.timeout_s, max_connections, transport)
+        return self.spec.build(self.url(), options)
 
     def _pool(self, max_connections: int, slots: list[ServerSlots] | None) -> Backend:
         if len(self.endpoints) == 1:  # one endpoint: nothing to spread, nothing to watch

@@ -19,6 +19,7 @@ from engine.backends.registry import (
     OPENAI,
     SIMULATED,
     BackendSpec,
+    ClientOptions,
     kinds,
     register,
     spec,
@@ -65,7 +66,7 @@ SERVERS: dict[str, Callable[[], contextlib.AbstractContextManager[str]]] = {
 async def test_every_kind_builds_answers_and_probes(kind: str) -> None:
     known = spec(kind)
     with SERVERS[kind]() as url:
-        backend = known.build(url, api_key=None, timeout_s=10.0, max_connections=2, transport=None)
+        backend = known.build(url, ClientOptions(timeout_s=10.0, max_connections=2))
         try:
             await backend.open()
             request = ChatRequest(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import httpx
@@ -26,18 +26,18 @@ from engine.backends.server_slots import ServerSlots
 from engine.backends.slot_probe import probe_slots
 
 
-class BuildBackend(Protocol):
-    """A new backend for the server at `url`; call it inside the event loop that uses it."""
+@dataclass(frozen=True)
+class ClientOptions:
+    """How a backend's HTTP client is set up: size its pool to the fan-out."""
 
-    def __call__(
-        self,
-        url: str,
-        *,
-        api_key: str | None,
-        timeout_s: float,
-        max_connections: int,
-        transport: httpx.AsyncBaseTransport | None,
-    ) -> Backend: ...
+    api_key: str | None = field(default=None, repr=False)  # never logged or shown
+    timeout_s: float = 300.0
+    max_connections: int = 16
+    transport: httpx.AsyncBaseTransport | None = None
+
+
+# A new backend for the server at a URL; call it inside the event loop that uses it.
+BuildBackend = Callable[[str, ClientOptions], Backend]
 
 
 class ProbeSlots(Protocol):
@@ -98,34 +98,20 @@ def spec(kind: object, where: str = "backend") -> BackendSpec:
 
 
 def _ollama(simulated: bool) -> BuildBackend:
-    def build(
-        url: str,
-        *,
-        api_key: str | None,
-        timeout_s: float,
-        max_connections: int,
-        transport: httpx.AsyncBaseTransport | None,
-    ) -> Backend:
-        del api_key  # Ollama's API takes none
+    def build(url: str, options: ClientOptions) -> Backend:
+        # Ollama's API takes no key: options.api_key is not sent.
         return OllamaBackend(
-            url, simulated=simulated, timeout_s=timeout_s, max_connections=max_connections,
-            transport=transport,
+            url, simulated=simulated, timeout_s=options.timeout_s,
+            max_connections=options.max_connections, transport=options.transport,
         )  # fmt: skip
 
     return build
 
 
-def _openai(
-    url: str,
-    *,
-    api_key: str | None,
-    timeout_s: float,
-    max_connections: int,
-    transport: httpx.AsyncBaseTransport | None,
-) -> Backend:
+def _openai(url: str, options: ClientOptions) -> Backend:
     return OpenAICompatBackend(
-        url, api_key=api_key, timeout_s=timeout_s, max_connections=max_connections,
-        transport=transport,
+        url, api_key=options.api_key, timeout_s=options.timeout_s,
+        max_connections=options.max_connections, transport=options.transport,
     )  # fmt: skip
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from engine.api.serve import add_serve_options
 from engine.backends.endpoints import EndpointSpec, endpoints_section, from_urls
+from engine.backends.registry import DEFAULT_KIND, kinds
+from engine.backends.server_slots import parse_slots_setting, slots_from_config
 from engine.records import AgentRun, AnalysisResult
 from engine.report.compare import COMPARE_RUNS, Comparison
 from engine.report.timeline import (
@@ -22,8 +24,7 @@ from engine.report.timeline import (
 )
 from engine.run.agents import DEFAULT_MODEL, RosterError, load_roster
 from engine.run.runner import CONSOLIDATION_STYLES, MODES, ProgressEvent, RunSettings
-from engine.run.slots import parse_slots_setting, slots_from_config
-from engine.service import BACKEND_KINDS, BackendConfig, Engine, default_data_dir
+from engine.service import BackendConfig, Engine, default_data_dir
 from engine.simulator.server import FAULT_KINDS, PROFILES, SimConfig, serve_forever
 from engine.sources import prometheus
 from engine.sources import snapshot as snapshots
@@ -51,7 +52,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     src.add_argument("--live", action="store_true", help="sample this host (the default)")
     _add_prometheus_options(p, src)
     b = p.add_argument_group("backend")
-    b.add_argument("--backend", choices=BACKEND_KINDS, default=None,
+    b.add_argument("--backend", choices=kinds(), default=None,
                    help="default: quorum.toml [[endpoints]] if any, else simulated")  # fmt: skip
     b.add_argument("--base-url", action="append", default=None, metavar="URL",
                    help="server URL (ollama: default $OLLAMA_HOST); repeat it for several "
@@ -220,7 +221,7 @@ def build_engine(args: argparse.Namespace) -> tuple[Engine, RunSettings]:
         )
         endpoints = endpoint_list(args, slots)
         backend = BackendConfig(
-            kind=endpoints[0].kind if endpoints else args.backend or "simulated",
+            kind=endpoints[0].kind if endpoints else args.backend or DEFAULT_KIND,
             base_url=args.base_url[0] if args.base_url and not endpoints else None,
             model=args.model,
             api_key=os.environ.get(args.api_key_env) or None,
@@ -255,7 +256,7 @@ def endpoint_list(args: argparse.Namespace, slots: int | None) -> tuple[Endpoint
     [[endpoints]] unless --backend or --base-url says otherwise; () for one server."""
     urls: list[str] = args.base_url or []
     if len(urls) > 1:
-        kind = args.backend or "simulated"
+        kind = args.backend or DEFAULT_KIND
         return from_urls(kind, urls, slots=slots, api_key_env=args.api_key_env)
     if urls or args.backend is not None:
         return ()

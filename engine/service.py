@@ -19,22 +19,22 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
 from engine.backends.base import Backend, ServerStatus
 from engine.backends.endpoints import EndpointSpec
 from engine.backends.live_state import live_state
-from engine.backends.ollama import OllamaBackend, ollama_base_url
-from engine.backends.openai_compat import OpenAICompatBackend
+from engine.backends.ollama import OllamaBackend
 from engine.backends.pool import PoolBackend, PoolMember, watched_transport
+from engine.backends.registry import DEFAULT_KIND, BackendSpec, ClientOptions, spec
+from engine.backends.server_slots import ServerSlots
 from engine.backends.slot_probe import (
     LEARNED_TTL_S,
     LearnedSlots,
     contradicted,
     learn_slots,
-    probe_slots,
 )
 from engine.records import AgentRun, AnalysisResult, CacheInfo
 from engine.redact import redact_url
@@ -50,7 +50,6 @@ from engine.run.runner import (
     run_analysis,
 )
 from engine.run.settings import CONSOLIDATION_VARIANTS
-from engine.run.slots import ServerSlots
 from engine.simulator.server import SimConfig, SimulatedOllamaServer, shared_server
 from engine.sources.snapshot import Snapshot
 from engine.store.base import HistoryStore, ResultStore, SlotMemory, ttl_for
@@ -60,9 +59,7 @@ from engine.throughput import learned_curve, merge_samples
 
 CURVE_TTL_S = 7 * 24 * 3600.0  # a server's measured curve, kept a week (latest samples win)
 
-BackendKind = Literal["simulated", "ollama", "openai"]
 SHARED_RUN = "the same analysis"  # the `agent` of a "waiting" progress event
-BACKEND_KINDS: tuple[BackendKind, ...] = ("simulated", "ollama", "openai")
 
 
 def default_data_dir() -> Path:
@@ -76,8 +73,8 @@ def default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class BackendConfig:
-    kind: BackendKind = "simulated"
-    base_url: str | None = None  # None: OLLAMA_HOST for ollama; the embedded server for simulated
+    kind: str = DEFAULT_KIND  # a kind of engine/backends/registry.py
+    base_url: str | None = None  # None: the kind's default (OLLAMA_HOST), or the embedded server
     model: str = DEFAULT_MODEL
     api_key: str | None = field(default=None, repr=False)  # never cached, logged or shown
     sim: SimConfig = field(default_factory=SimConfig)
@@ -90,22 +87,30 @@ class BackendConfig:
     endpoints: tuple[EndpointSpec, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.kind not in BACKEND_KINDS:
+        known = spec(self.kind)
+        if known.needs_base_url and not self.base_url and not self.endpoints:
             raise ValueError(
-                f"backend: must be one of {', '.join(BACKEND_KINDS)}, got {self.kind!r}"
+                f"base-url: required for the {self.kind} backend (e.g. {known.url_example})"
             )
-        if self.kind == "openai" and not self.base_url and not self.endpoints:
-            raise ValueError("base-url: required for the openai backend (e.g. http://host:8000/v1)")
         if not self.model.strip():
             raise ValueError("model: must not be empty")
         if self.server_slots is not None and self.server_slots < 1:
             raise ValueError(f"server slots: must be 'auto' or ≥ 1, got {self.server_slots}")
 
     @property
+    def spec(self) -> BackendSpec:
+        return spec(self.kind)
+
+    @property
     def simulated(self) -> bool:
         if self.endpoints:
             return any(member.simulated for member in self.members())
-        return self.kind == "simulated"
+        return self.spec.simulator
+
+    @property
+    def embedded(self) -> bool:
+        """The embedded simulated server, which the engine starts itself (no URL given)."""
+        return self.spec.simulator and not self.base_url and not self.endpoints
 
     @property
     def pooled(self) -> bool:
@@ -131,11 +136,12 @@ class BackendConfig:
     def url(self) -> str:
         if self.endpoints:
             return ", ".join(redact_url(member.url()) for member in self.members())
-        if self.kind == "simulated":
-            return self.base_url or shared_server(self.sim).url
-        if self.kind == "ollama":
-            return self.base_url or ollama_base_url()
-        return self.base_url or ""
+        if self.base_url:
+            return self.base_url
+        if self.spec.simulator:
+            return shared_server(self.sim).url
+        default = self.spec.default_url
+        return default() if default is not None else ""
 
     def fingerprint(self) -> str:
         """What about the backend changes an answer: never the API key, never a random port."""
@@ -176,7 +182,7 @@ class BackendConfig:
             # Like Ollama, the simulated server does not report its slots; it is configured
             # by the same SimConfig we hold (--sim-num-parallel), so we know them.
             return ServerSlots(self.sim.slots, self.sim.slots_source)
-        return await probe_slots(self.kind, self.url(), api_key=self.api_key)
+        return await self.spec.probe_slots(self.url(), api_key=self.api_key)
 
     def factory(
         self,
@@ -190,16 +196,8 @@ class BackendConfig:
         With several endpoints: a pool over them, `slots` being each one's (None: unknown)."""
         if self.endpoints:
             return self._pool(max_connections, slots)
-        url, timeout, pool = self.url(), self.timeout_s, max_connections
-        if self.kind == "openai":
-            return OpenAICompatBackend(
-                url, api_key=self.api_key, timeout_s=timeout, max_connections=pool,
-                transport=transport,
-            )  # fmt: skip
-        return OllamaBackend(
-            url, simulated=self.simulated, timeout_s=timeout, max_connections=pool,
-            transport=transport,
-        )  # fmt: skip
+        options = ClientOptions(self.api_key, self.timeout_s, max_connections, transport)
+        return self.spec.build(self.url(), options)
 
     def _pool(self, max_connections: int, slots: list[ServerSlots] | None) -> Backend:
         if len(self.endpoints) == 1:  # one endpoint: nothing to spread, nothing to watch
@@ -220,7 +218,7 @@ class BackendConfig:
 def isolates_variants(backend: BackendConfig) -> bool:
     """Whether `Engine.compare_consolidation` gives each variant a server of its own: only
     on the embedded simulator (a server we start); any other keeps its slots' KV cache."""
-    return backend.kind == "simulated" and not backend.base_url and not backend.endpoints
+    return backend.embedded
 
 
 def _run_sync(coro: Any) -> Any:

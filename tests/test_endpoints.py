@@ -76,8 +76,8 @@ def test_no_file_or_no_endpoints_means_one_server(tmp_path: Path) -> None:
     ("entries", "message"),
     [
         ({"kind": "ollama"}, "endpoints: must be an array of tables ([[endpoints]])"),
-        ([{"url": "http://a"}], "endpoints[1].kind: must be one of ollama, openai, simulated, missing"),
-        ([{"kind": "vllm", "url": "http://a"}], "endpoints[1].kind: must be one of ollama, openai, simulated, got 'vllm'"),
+        ([{"url": "http://a"}], "endpoints[1].kind: must be one of simulated, ollama, openai, missing"),
+        ([{"kind": "vllm", "url": "http://a"}], "endpoints[1].kind: must be one of simulated, ollama, openai, got 'vllm'"),
         ([{"kind": "openai"}], "endpoints[1].url: required for kind openai (e.g. http://host:8000/v1)"),
         ([{"kind": "ollama", "url": "gpu1:11434"}], "endpoints[1].url: must be an http:// or https:// URL with a host"),
         ([{"kind": "ollama", "url": "http://h:port"}], "endpoints[1].url: the port must be a number from 0 to 65535"),

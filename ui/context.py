@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import streamlit as st
 
+from engine.backends.registry import BACKENDS
 from engine.run.agents import DEFAULT_ROSTER, Roster
 from engine.run.runner import RunSettings
 from engine.service import BackendConfig
@@ -21,12 +21,11 @@ from engine.store.state import StateConfig
 from ui import navigation
 from ui.sources import SnapshotSource
 
-BackendChoice = Literal["auto", "simulated", "ollama", "openai", "endpoints"]
+# "auto", a registered backend kind (engine/backends/registry.py), or "endpoints".
+BackendChoice = str
 BACKEND_CHOICES: dict[BackendChoice, str] = {
     "auto": "Auto: Ollama, else simulated",
-    "simulated": "Simulated Ollama",
-    "ollama": "Ollama",
-    "openai": "OpenAI-compatible",
+    **{kind.name: kind.label for kind in BACKENDS.values()},
     "endpoints": "Several LLM hosts",
 }
 CONTEXT_KEY = "quorum_context"

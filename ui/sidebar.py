@@ -8,17 +8,19 @@ small frozen record of what it decided.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import streamlit as st
 
 from engine.backends.endpoints import endpoints_section
 from engine.backends.ollama import ollama_base_url
+from engine.backends.registry import OLLAMA, OPENAI, SIMULATED
+from engine.backends.server_slots import parse_slots_setting, slots_from_config
 from engine.redact import redact_url
 from engine.run.agents import DEFAULT_MODEL
 from engine.run.runner import MODES, RunSettings
-from engine.run.slots import parse_slots_setting, slots_from_config
-from engine.service import BackendConfig, BackendKind, default_data_dir
+from engine.service import BackendConfig, default_data_dir
 from engine.simulator.server import PROFILES, SimConfig
 from engine.sources import snapshot as snapshots
 from engine.store.base import DEFAULT_DEGRADED_TTL_S, DEFAULT_LEASE_S, DEFAULT_TTL_S
@@ -149,20 +151,13 @@ def _backend_section() -> BackendSection:
     )
     if choice == "endpoints":
         return _endpoints_section(choice)
-    kind: BackendKind
     detected: str | None = None
+    kind = choice
     if choice == "auto":
         kind, detected = _auto_detect()
-    else:
-        kind = choice
     key_source: str | None = None
     try:
-        if kind == "simulated":
-            backend = BackendConfig(kind="simulated", sim=_sim_section())
-        elif kind == "ollama":
-            backend = _ollama_section()
-        else:
-            backend, key_source = _openai_section()
+        backend, key_source = KIND_SECTIONS[kind]()
     except ValueError as exc:
         st.error(safe.md(safe.ui_words(exc)), icon=":material/error:")
         return BackendSection(choice, None, safe.ui_words(exc), detected, key_source)
@@ -170,7 +165,7 @@ def _backend_section() -> BackendSection:
     return BackendSection(choice, backend, None, detected, key_source)
 
 
-def _auto_detect() -> tuple[BackendKind, str]:
+def _auto_detect() -> tuple[str, str]:
     """Auto: Ollama when one answers at $OLLAMA_HOST, else the simulated server; and why."""
     url = ollama_base_url()
     found = detect(url)
@@ -180,10 +175,14 @@ def _auto_detect() -> tuple[BackendKind, str]:
         else f"No Ollama at {url}: using the simulated server"
     )
     st.caption(safe.md(detected))
-    return ("ollama" if found.reachable else "simulated"), detected
+    return (OLLAMA if found.reachable else SIMULATED), detected
 
 
-def _ollama_section() -> BackendConfig:
+def _simulated_section() -> tuple[BackendConfig, str | None]:
+    return BackendConfig(kind=SIMULATED, sim=_sim_section()), None
+
+
+def _ollama_section() -> tuple[BackendConfig, str | None]:
     url = st.text_input(
         "Ollama URL",
         value=ollama_base_url(),
@@ -191,12 +190,13 @@ def _ollama_section() -> BackendConfig:
         help="Default: $OLLAMA_HOST",
     )
     model = st.text_input("Model", value=DEFAULT_MODEL, key="ollama_model")
-    return BackendConfig(
-        kind="ollama",
+    backend = BackendConfig(
+        kind=OLLAMA,
         base_url=url.strip() or None,
         model=model.strip(),
-        server_slots=_slots_input("ollama"),
+        server_slots=_slots_input(OLLAMA),
     )
+    return backend, None
 
 
 def _openai_section() -> tuple[BackendConfig, str | None]:
@@ -220,13 +220,22 @@ def _openai_section() -> tuple[BackendConfig, str | None]:
         else "API key: not set (OPENAI_API_KEY or secrets.toml `openai_api_key`)"
     )
     backend = BackendConfig(
-        kind="openai",
+        kind=OPENAI,
         base_url=url.strip() or None,
         model=model.strip(),
         api_key=key,
-        server_slots=_slots_input("openai"),
+        server_slots=_slots_input(OPENAI),
     )
     return backend, key_source
+
+
+# Each registered kind's widgets (tests/test_registry.py checks that every kind has them):
+# the backend it configures, and where its API key came from (None: none or not set).
+KIND_SECTIONS: dict[str, Callable[[], tuple[BackendConfig, str | None]]] = {
+    SIMULATED: _simulated_section,
+    OLLAMA: _ollama_section,
+    OPENAI: _openai_section,
+}
 
 
 def _slots_input(kind: str) -> int | None:
@@ -255,7 +264,7 @@ def _endpoints_section(choice: BackendChoice) -> BackendSection:
             raise ValueError(f"endpoints: no [[endpoints]] table in {roster_file()}")
         model = st.text_input("Model", value=DEFAULT_MODEL, key="endpoints_model")
         # The simulated server's settings only matter for the embedded one (no URL).
-        embedded = any(e.kind == "simulated" and e.url is None for e in endpoints)
+        embedded = any(e.embedded for e in endpoints)
         sim = _sim_section() if embedded else SimConfig()
         backend = BackendConfig(
             kind=endpoints[0].kind, model=model.strip(), sim=sim, endpoints=endpoints
@@ -308,16 +317,16 @@ def _sim_section() -> SimConfig:
 
 def _status_block(backend: BackendConfig) -> None:
     status = probe(backend)
-    embedded = backend.kind == "simulated" and not backend.endpoints
-    where = "embedded simulated server" if embedded else redact_url(backend.url())
+    where = "embedded simulated server" if backend.embedded else redact_url(backend.url())
     if status.reachable:
         models = ", ".join(status.models[:8]) + (" …" if len(status.models) > 8 else "")
         st.caption(
             safe.md(f"● reachable · {where} · version {status.version or 'unknown'}")
             + (f"  \n{safe.md('models: ' + models)}" if models else "")
         )
-        if backend.kind == "ollama" and status.models and backend.model not in status.models:
-            st.warning(safe.md(f"Model {backend.model} is not on this server; pull it first."))
+        hint = backend.spec.missing_model_hint
+        if hint and status.models and backend.model not in status.models:
+            st.warning(safe.md(f"Model {backend.model} is not on this server; {hint}."))
     else:
         st.error(
             safe.md(f"Server unreachable: {status.error or where}"), icon=":material/cloud_off:"

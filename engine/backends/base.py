@@ -9,6 +9,13 @@ from typing import Any, Protocol
 # Called with the number of output chunks (≈ tokens) streamed so far.
 TokenProgress = Callable[[int], None]
 
+# Appended to the agent name in the X-Quorum-Agent header of a prefix warm-up
+# (engine/run/warmup.py): a warm-up is told apart from the consolidation itself (the
+# simulated server keys its per-agent draws and faults on it), and the pool of several
+# hosts sends both to one endpoint (its KV cache). Here, below both, so neither imports
+# the other's layer.
+WARMUP_SUFFIX = ".warmup"
+
 
 class BackendError(Exception):
     """A call failed in a way the user should read (one line, no traceback, no secrets)."""

@@ -1,7 +1,7 @@
 """Several LLM hosts: `[[endpoints]]` tables in quorum.toml, or `--base-url` given more than once.
 
     [[endpoints]]
-    kind = "ollama"                  # ollama | openai | simulated
+    kind = "ollama"                  # a kind of engine/backends/registry.py: simulated | ollama | openai
     url = "http://gpu1:11434"
     slots = 2                        # auto (default) | N — OLLAMA_NUM_PARALLEL there
 
@@ -24,13 +24,12 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any
 
 from engine import config
-from engine.run.slots import parse_slots_setting
+from engine.backends.registry import spec as backend_spec
+from engine.backends.server_slots import parse_slots_setting
 
-EndpointKind = Literal["ollama", "openai", "simulated"]
-ENDPOINT_KINDS: tuple[EndpointKind, ...] = ("ollama", "openai", "simulated")
 ENDPOINT_FIELDS = ("kind", "url", "model", "slots", "api_key_env")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -40,8 +39,8 @@ class EndpointSpec:
     """One LLM host as configured. The API key itself is never held here: only the name
     of the environment variable that holds it."""
 
-    kind: EndpointKind
-    url: str | None = None  # None: $OLLAMA_HOST (ollama) or the embedded server (simulated)
+    kind: str
+    url: str | None = None  # None: the kind's default ($OLLAMA_HOST), or the embedded server
     model: str | None = None  # None: the run's model
     slots: int | None = None  # None: auto (ask the server; Ollama: learn them)
     api_key_env: str | None = None
@@ -56,6 +55,11 @@ class EndpointSpec:
     def api_key(self) -> str | None:
         return (os.environ.get(self.api_key_env) or None) if self.api_key_env else None
 
+    @property
+    def embedded(self) -> bool:
+        """The embedded simulated server (no URL): its settings are the run's SimConfig."""
+        return self.url is None and backend_spec(self.kind).simulator
+
 
 def parse_endpoint(number: int, table: Mapping[str, Any]) -> EndpointSpec:
     """One `[[endpoints]]` table (number: its place, from 1, for the error message)."""
@@ -65,11 +69,8 @@ def parse_endpoint(number: int, table: Mapping[str, Any]) -> EndpointSpec:
     for name in table:
         if name not in ENDPOINT_FIELDS:
             raise ValueError(f"{where}.{name}: unknown field (known: {', '.join(ENDPOINT_FIELDS)})")
-    kind = table.get("kind")
-    if kind not in ENDPOINT_KINDS:
-        got = "missing" if kind is None else f"got {kind!r}"
-        raise ValueError(f"{where}.kind: must be one of {', '.join(ENDPOINT_KINDS)}, {got}")
-    url = _url(where, table.get("url"), cast(EndpointKind, kind))
+    kind = backend_spec(table.get("kind"), f"{where}.kind").name
+    url = _url(where, table.get("url"), kind)
     model = table.get("model")
     if model is not None and (not isinstance(model, str) or not model.strip()):
         raise ValueError(f"{where}.model: must be a non-empty string, got {model!r}")
@@ -84,7 +85,7 @@ def parse_endpoint(number: int, table: Mapping[str, Any]) -> EndpointSpec:
         if not os.environ.get(env):
             raise ValueError(f"{where}.api_key_env: ${env} is not set")
     return EndpointSpec(
-        kind=cast(EndpointKind, kind),
+        kind=kind,
         url=url,
         model=model.strip() if isinstance(model, str) else None,
         slots=slots,
@@ -92,10 +93,11 @@ def parse_endpoint(number: int, table: Mapping[str, Any]) -> EndpointSpec:
     )
 
 
-def _url(where: str, value: Any, kind: EndpointKind) -> str | None:
+def _url(where: str, value: Any, kind: str) -> str | None:
     if value is None:
-        if kind == "openai":
-            raise ValueError(f"{where}.url: required for kind openai (e.g. http://host:8000/v1)")
+        known = backend_spec(kind)
+        if known.needs_base_url:
+            raise ValueError(f"{where}.url: required for kind {kind} (e.g. {known.url_example})")
         return None
     if not isinstance(value, str):
         raise ValueError(f"{where}.url: must be a string, got {type(value).__name__}")

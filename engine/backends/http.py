@@ -7,6 +7,7 @@ import base64
 import functools
 import ssl
 import urllib.parse
+from typing import Any
 
 import httpx
 
@@ -44,10 +45,20 @@ def scrub(message: str, secrets: list[str]) -> str:
     return message
 
 
+def json_or_none(response: httpx.Response) -> Any:
+    """The response's JSON, or None when the body is not JSON (a probe reads it as "no")."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
 @functools.cache
-def _tls_context() -> ssl.SSLContext:
-    # Building the default context loads the CA bundle (~50-80 ms). One per process is
-    # enough: an SSLContext is safe to share across threads and event loops.
+def tls_context() -> ssl.SSLContext:
+    """The one TLS context every HTTP client of the backends verifies servers with (the
+    backends' pooled clients, the pool's transports, the slot probe, the live state).
+    Building it loads the CA bundle (~50-80 ms): once per process is enough, and an
+    SSLContext is safe to share across threads and event loops."""
     return httpx.create_ssl_context()
 
 
@@ -85,7 +96,7 @@ class LoopBoundClient:
                 timeout=self._timeout,
                 limits=self._limits,
                 transport=self._transport,
-                verify=_tls_context(),
+                verify=tls_context(),
             )
             self._loop = loop
         elif self._loop is not loop:

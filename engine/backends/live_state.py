@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from engine.backends.http import json_or_none, tls_context
 from engine.backends.slot_probe import server_root
 
 TIMEOUT_S = 2.0
@@ -76,10 +77,12 @@ async def live_state(base_url: str, api_key: str | None = None) -> str | None:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     root = server_root(base_url)
     try:
-        async with httpx.AsyncClient(timeout=TIMEOUT_S, headers=headers) as client:
+        async with httpx.AsyncClient(
+            timeout=TIMEOUT_S, headers=headers, verify=tls_context()
+        ) as client:
             slots = await client.get(f"{root}/slots")
             if slots.status_code == 200:
-                found = from_slots(_json(slots))
+                found = from_slots(json_or_none(slots))
                 if found is not None:
                     return found
             for url in (f"{root}/metrics", f"{base_url.rstrip('/')}/metrics"):
@@ -91,10 +94,3 @@ async def live_state(base_url: str, api_key: str | None = None) -> str | None:
     except httpx.HTTPError:
         return None
     return None
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None

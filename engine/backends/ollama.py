@@ -18,13 +18,9 @@ from typing import Any
 
 import httpx
 
-from engine.backends.base import (
-    ChatRequest,
-    ChatResult,
-    ServerStatus,
-    TokenProgress,
-)
-from engine.backends.http import LoopBoundClient, scrub, url_secrets
+from engine.backends.base import ChatRequest, ChatResult, ServerStatus
+from engine.backends.http import scrub, url_secrets
+from engine.backends.shell import STATUS_TIMEOUT_S, HttpBackend
 from engine.backends.streaming import (
     DEFAULT_CAPS,
     DEFAULT_RETRY,
@@ -33,18 +29,19 @@ from engine.backends.streaming import (
     RetryPolicy,
     get_json,
     one_line,
-    probe,
-    stream_chat,
 )
 from engine.backends.streaming import error_detail as error_detail  # re-exported for callers
 from engine.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
+# The kind names of engine/backends/registry.py this module's backend reports (the
+# simulated server speaks Ollama's protocol, so the same class talks to it).
+OLLAMA = "ollama"
+SIMULATED = "simulated"
 DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
 _DEFAULT_PORT = 11434
 _NS = 1e-9
-_STATUS_TIMEOUT_S = 2.0
 
 
 # --- OLLAMA_HOST -------------------------------------------------------------------------
@@ -252,8 +249,9 @@ class OllamaWire:
         return f"{where} returned HTTP {status} for model '{model}': {detail}"
 
 
-class OllamaBackend:
-    """Talks to one Ollama server; bound to the event loop of its first call."""
+class OllamaBackend(HttpBackend):
+    """Talks to one Ollama server (or the simulated one); bound to the event loop of its
+    first call."""
 
     def __init__(
         self,
@@ -266,52 +264,33 @@ class OllamaBackend:
         caps: AnswerCaps = DEFAULT_CAPS,
         retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
-        self.kind = "simulated" if simulated else "ollama"
-        # Shown, cached and logged: without any user:password the URL may carry.
-        self.base_url = redact_url(base_url.rstrip("/"))
-        self.simulated = simulated
-        self._wire = OllamaWire(self.base_url, url_secrets(base_url))
-        self._caps = caps
-        self._retry = retry
-        self._http = LoopBoundClient(
-            base_url.rstrip("/"),
+        shown = redact_url(base_url.rstrip("/"))
+        super().__init__(
+            kind=SIMULATED if simulated else OLLAMA,
+            shown_url=shown,
+            client_url=base_url.rstrip("/"),
+            wire=OllamaWire(shown, url_secrets(base_url)),
+            simulated=simulated,
             timeout_s=timeout_s,
             max_connections=max_connections,
             transport=transport,
-            owner=f"OllamaBackend({self.base_url!r})",
+            caps=caps,
+            retry=retry,
         )
 
     def __repr__(self) -> str:
         return f"OllamaBackend(base_url={self.base_url!r}, kind={self.kind!r})"
 
-    async def open(self) -> None:
-        self._http.get()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def chat(
-        self, request: ChatRequest, on_tokens: TokenProgress | None = None
-    ) -> ChatResult:
-        return await stream_chat(
-            self._http.get(), self._wire, request, on_tokens, caps=self._caps, retry=self._retry
+    async def fetch_status(self, client: httpx.AsyncClient) -> ServerStatus:
+        version_info = await get_json(client, self._wire, "/api/version", STATUS_TIMEOUT_S)
+        tags = await get_json(client, self._wire, "/api/tags", STATUS_TIMEOUT_S)
+        version = version_info.get("version")
+        entries = tags.get("models")
+        models = [
+            str(entry["name"])
+            for entry in (entries if isinstance(entries, list) else [])
+            if isinstance(entry, dict) and entry.get("name")
+        ]
+        return ServerStatus(
+            reachable=True, version=str(version) if version else None, models=models
         )
-
-    async def status(self) -> ServerStatus:
-        client = self._http.get()
-
-        async def fetch() -> ServerStatus:
-            version_info = await get_json(client, self._wire, "/api/version", _STATUS_TIMEOUT_S)
-            tags = await get_json(client, self._wire, "/api/tags", _STATUS_TIMEOUT_S)
-            version = version_info.get("version")
-            entries = tags.get("models")
-            models = [
-                str(entry["name"])
-                for entry in (entries if isinstance(entries, list) else [])
-                if isinstance(entry, dict) and entry.get("name")
-            ]
-            return ServerStatus(
-                reachable=True, version=str(version) if version else None, models=models
-            )
-
-        return await probe(self._wire, fetch)

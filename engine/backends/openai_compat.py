@@ -18,18 +18,9 @@ from typing import Any
 
 import httpx
 
-from engine.backends.base import (
-    ChatRequest,
-    ChatResult,
-    ServerStatus,
-    TokenProgress,
-)
-from engine.backends.http import (
-    LoopBoundClient,
-    scrub,
-    strip_credentials,
-    url_secrets,
-)
+from engine.backends.base import ChatRequest, ChatResult, ServerStatus
+from engine.backends.http import scrub, strip_credentials, url_secrets
+from engine.backends.shell import STATUS_TIMEOUT_S, HttpBackend
 from engine.backends.streaming import (
     DEFAULT_CAPS,
     DEFAULT_RETRY,
@@ -39,17 +30,15 @@ from engine.backends.streaming import (
     error_message,
     get_json,
     one_line,
-    probe,
-    stream_chat,
 )
 from engine.backends.streaming import error_detail as error_detail  # re-exported for callers
 from engine.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
+OPENAI = "openai"  # the kind name of engine/backends/registry.py this backend reports
 DONE = "[DONE]"
 _MS = 1e-3
-_STATUS_TIMEOUT_S = 2.0
 
 
 class _Secret:
@@ -319,7 +308,7 @@ class OpenAIWire:
         return f"{where} returned HTTP {status} for model '{model}': {detail}"
 
 
-class OpenAICompatBackend:
+class OpenAICompatBackend(HttpBackend):
     """Talks to one OpenAI-compatible server; bound to the event loop of its first call."""
 
     def __init__(
@@ -333,53 +322,32 @@ class OpenAICompatBackend:
         caps: AnswerCaps = DEFAULT_CAPS,
         retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
-        self.kind = "openai"
         real_url = normalize_base_url(base_url)
-        # Shown, cached and logged: without any user:password the URL may carry.
-        self.base_url = redact_url(real_url)
-        self.simulated = False
+        shown = redact_url(real_url)
         self._api_key = _Secret(api_key) if api_key else None
-        self._wire = OpenAIWire(
-            self.base_url, self._api_key, [api_key or "", *url_secrets(real_url)]
-        )
-        self._caps = caps
-        self._retry = retry
-        self._http = LoopBoundClient(
+        super().__init__(
+            kind=OPENAI,
+            shown_url=shown,
             # httpx turns URL credentials into a Basic Authorization header, which would
             # replace the Bearer key; with a key set, the key is what authenticates.
-            strip_credentials(real_url) if api_key else real_url,
+            client_url=strip_credentials(real_url) if api_key else real_url,
+            wire=OpenAIWire(shown, self._api_key, [api_key or "", *url_secrets(real_url)]),
+            simulated=False,
             timeout_s=timeout_s,
             max_connections=max_connections,
             transport=transport,
-            owner=f"OpenAICompatBackend({self.base_url!r})",
+            caps=caps,
+            retry=retry,
         )
 
     def __repr__(self) -> str:
         return f"OpenAICompatBackend(base_url={self.base_url!r}, api_key={self._api_key!r})"
 
-    async def open(self) -> None:
-        self._http.get()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def chat(
-        self, request: ChatRequest, on_tokens: TokenProgress | None = None
-    ) -> ChatResult:
-        return await stream_chat(
-            self._http.get(), self._wire, request, on_tokens, caps=self._caps, retry=self._retry
-        )
-
-    async def status(self) -> ServerStatus:
-        client = self._http.get()
-
-        async def fetch() -> ServerStatus:
-            entries = (await get_json(client, self._wire, "models", _STATUS_TIMEOUT_S)).get("data")
-            models = [
-                str(entry["id"])
-                for entry in (entries if isinstance(entries, list) else [])
-                if isinstance(entry, dict) and entry.get("id")
-            ]
-            return ServerStatus(reachable=True, models=models)
-
-        return await probe(self._wire, fetch)
+    async def fetch_status(self, client: httpx.AsyncClient) -> ServerStatus:
+        entries = (await get_json(client, self._wire, "models", STATUS_TIMEOUT_S)).get("data")
+        models = [
+            str(entry["id"])
+            for entry in (entries if isinstance(entries, list) else [])
+            if isinstance(entry, dict) and entry.get("id")
+        ]
+        return ServerStatus(reachable=True, models=models)

@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import logging
-import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import httpx
 
 from engine.backends.base import (
+    WARMUP_SUFFIX,
     Backend,
     BackendError,
     ChatRequest,
@@ -41,8 +40,8 @@ from engine.backends.base import (
     ServerStatus,
     TokenProgress,
 )
+from engine.backends.http import tls_context
 from engine.redact import redact_url
-from engine.run.warmup import WARMUP_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -112,19 +111,13 @@ class WatchedTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    # Loading the CA bundle costs ~50 ms: once per process, shared by every endpoint.
-    return httpx.create_ssl_context()
-
-
 def watched_transport(max_connections: int) -> WatchedTransport:
     """An HTTP transport sized like the backends' own pool (a client given a transport
     ignores its own `limits` and `verify`, so they are set here)."""
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
-    return WatchedTransport(httpx.AsyncHTTPTransport(limits=limits, verify=_tls_context()))
+    return WatchedTransport(httpx.AsyncHTTPTransport(limits=limits, verify=tls_context()))
 
 
 @dataclass

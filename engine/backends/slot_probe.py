@@ -32,9 +32,10 @@ from typing import Any, Literal, cast
 import httpx
 
 from engine.backends.base import BackendError, ChatRequest, ChatResult
+from engine.backends.http import json_or_none, tls_context
 from engine.backends.ollama import OllamaBackend
+from engine.backends.server_slots import ServerSlots
 from engine.records import AgentRun
-from engine.run.slots import ServerSlots
 
 log = logging.getLogger(__name__)
 
@@ -81,34 +82,40 @@ def slots_from_props(props: Any) -> int | None:
 
 
 async def probe_slots(
-    kind: str,
     base_url: str,
     *,
+    learns: bool = False,
     api_key: str | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> ServerSlots:
-    """How many slots the server at `base_url` has, for a backend of `kind`."""
+    """How many slots the server at `base_url` has. `learns`: the backend's kind is an
+    Ollama (engine/backends/registry.py), whose slots are learned even while it does not
+    answer or say what it is."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     root = server_root(base_url)
     try:
         async with httpx.AsyncClient(
-            base_url=root, timeout=PROBE_TIMEOUT_S, transport=transport, headers=headers
+            base_url=root,
+            timeout=PROBE_TIMEOUT_S,
+            transport=transport,
+            headers=headers,
+            verify=tls_context(),
         ) as client:
             props = await client.get("/props")
             if props.status_code == 200:
-                total = slots_from_props(_json(props))
+                total = slots_from_props(json_or_none(props))
                 if total is not None:
                     return ServerSlots(total, "reported by the server (llama.cpp /props)")
             version = await client.get("/api/version")
-            body = _json(version)
+            body = json_or_none(version)
             if version.status_code == 200 and isinstance(body, dict):
                 return ServerSlots(1, OLLAMA_LEARNS, learn=True, server=_version(body))
     except httpx.HTTPError as exc:
         log.info("slot probe failed: %s", type(exc).__name__)
-        if kind == "ollama":  # not up yet: the run's own probe will find out
+        if learns:  # not up yet: the run's own probe will find out
             return ServerSlots(1, OLLAMA_LEARNS, learn=True)
         return ServerSlots(None, f"unknown (the server did not answer: {type(exc).__name__})")
-    if kind == "ollama":
+    if learns:
         return ServerSlots(1, OLLAMA_LEARNS, learn=True)
     return ServerSlots(None, "unknown: the server does not report its slots; no client limit")
 
@@ -116,13 +123,6 @@ async def probe_slots(
 def _version(body: dict[str, Any]) -> str:
     version = body.get("version")
     return f"ollama {version}" if isinstance(version, str) else "ollama"
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 # --- learning an Ollama server's slots ------------------------------------------------

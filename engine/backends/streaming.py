@@ -254,80 +254,109 @@ async def _attempt(
     on_tokens: TokenProgress | None,
     caps: AnswerCaps,
 ) -> ChatResult | _Failure:
+    """One POST of the request: the reply, or the failure as a message (never raised)."""
     model = request.model
-    decoder = wire.decoder()
-    max_chunks = caps.chunks_for(request.max_tokens)
-    ttft_s: float | None = None
     answered = False  # the status line and headers arrived: a retry is no longer safe
     logger.debug("chat: %s model=%s agent=%s", wire.label, model, request.agent)
-    started = time.perf_counter()
-
-    def take(piece: str) -> None:
-        nonlocal ttft_s
-        if not piece:
-            return
-        if ttft_s is None:
-            ttft_s = time.perf_counter() - started
-        if decoder.chunks > max_chunks:
-            raise ProtocolError(
-                f"answer exceeded {max_chunks} chunks (≈ tokens) and was cut off; "
-                "the server ignored the token cap or never stopped"
-            )
-        if on_tokens is not None:
-            on_tokens(decoder.chunks)
-
-    # Each failure becomes a message first and is raised after the `try`, so no httpx
-    # exception (whose request carries the Authorization header) is chained onto it.
-    failure: str
+    reader = _AnswerReader(wire.decoder(), caps, request, on_tokens)
+    # Each failure becomes a message (`_failure`) and is returned, so no httpx exception
+    # (whose request carries the Authorization header) is chained onto what is raised.
     try:
         async with client.stream(
             "POST", wire.path, json=wire.body(request), headers=wire.headers(request)
         ) as response:
             answered = True
             if response.status_code != 200:
-                body = await _read_capped(response, _ERROR_BODY_BYTES)
-                message = wire.status_message(model, response.status_code, body)
-                if response.status_code == 503:
-                    wait = retry_after_s(response.headers.get("Retry-After"))
-                    return _Failure(message, busy_wait_s=wait or 0.0)
-                return _Failure(message)
-            splitter = LineSplitter()
-            whole = bytearray()  # a non-streamed body, kept whole
-            total = 0
-            async for data in response.aiter_bytes():
-                total += len(data)
-                if total > caps.max_bytes:
-                    raise ProtocolError(
-                        f"answer exceeded {caps.max_bytes // 1024} KiB and was cut off; "
-                        "the server sent an oversize or endless answer"
-                    )
-                if not request.stream:
-                    whole += data
-                    continue
-                for line in splitter.feed(data):
-                    take(decoder.feed_line(line))
-            if request.stream:
-                for line in splitter.end():
-                    take(decoder.feed_line(line))
-                decoder.end()
-            else:
-                take(decoder.feed_body(whole.decode("utf-8", "replace")))
-        return decoder.result(ttft_s, time.perf_counter() - started)
-    except ProtocolError as exc:
-        failure = f"{wire.label}, model '{model}': {exc}"
-    except httpx.TimeoutException as exc:
-        failure = f"{wire.label} timed out ({type(exc).__name__}) on model '{model}'"
-    except httpx.ConnectError as exc:
-        failure = f"cannot reach {wire.label}: {one_line(str(exc)) or 'connect failed'}"
-    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-        failure = f"{wire.label}, model '{model}': stream ended early ({_describe(exc)})"
-        if not answered:
-            # Nothing arrived: the server closed a pooled keep-alive connection before it
-            # read the request. Safe to send again, once, on another connection.
-            return _Failure(failure, no_byte=True)
-    except httpx.HTTPError as exc:
-        failure = f"request to {wire.label} failed for model '{model}': {_describe(exc)}"
-    return _Failure(failure)
+                return await _status_failure(wire, model, response)
+            await reader.read(response)
+        return reader.result()
+    except (ProtocolError, httpx.HTTPError) as exc:
+        return _failure(exc, wire, model, answered)
+
+
+class _AnswerReader:
+    """Feeds one response's bytes to the protocol's decoder, within the answer caps, and
+    times the first content chunk from when it was made (just before the request)."""
+
+    def __init__(
+        self,
+        decoder: StreamDecoder,
+        caps: AnswerCaps,
+        request: ChatRequest,
+        on_tokens: TokenProgress | None,
+    ) -> None:
+        self._decoder = decoder
+        self._max_bytes = caps.max_bytes
+        self._max_chunks = caps.chunks_for(request.max_tokens)
+        self._stream = request.stream
+        self._on_tokens = on_tokens
+        self._started = time.perf_counter()
+        self._ttft_s: float | None = None
+
+    async def read(self, response: httpx.Response) -> None:
+        splitter = LineSplitter()
+        whole = bytearray()  # a non-streamed body, kept whole
+        total = 0
+        async for data in response.aiter_bytes():
+            total += len(data)
+            if total > self._max_bytes:
+                raise ProtocolError(
+                    f"answer exceeded {self._max_bytes // 1024} KiB and was cut off; "
+                    "the server sent an oversize or endless answer"
+                )
+            if not self._stream:
+                whole += data
+                continue
+            for line in splitter.feed(data):
+                self._take(self._decoder.feed_line(line))
+        if self._stream:
+            for line in splitter.end():
+                self._take(self._decoder.feed_line(line))
+            self._decoder.end()
+        else:
+            self._take(self._decoder.feed_body(whole.decode("utf-8", "replace")))
+
+    def _take(self, piece: str) -> None:
+        if not piece:
+            return
+        if self._ttft_s is None:
+            self._ttft_s = time.perf_counter() - self._started
+        if self._decoder.chunks > self._max_chunks:
+            raise ProtocolError(
+                f"answer exceeded {self._max_chunks} chunks (≈ tokens) and was cut off; "
+                "the server ignored the token cap or never stopped"
+            )
+        if self._on_tokens is not None:
+            self._on_tokens(self._decoder.chunks)
+
+    def result(self) -> ChatResult:
+        return self._decoder.result(self._ttft_s, time.perf_counter() - self._started)
+
+
+async def _status_failure(wire: Wire, model: str, response: httpx.Response) -> _Failure:
+    """A status other than 200, in the protocol's words; HTTP 503 may be retried."""
+    body = await _read_capped(response, _ERROR_BODY_BYTES)
+    message = wire.status_message(model, response.status_code, body)
+    if response.status_code == 503:
+        wait = retry_after_s(response.headers.get("Retry-After"))
+        return _Failure(message, busy_wait_s=wait or 0.0)
+    return _Failure(message)
+
+
+def _failure(exc: Exception, wire: Wire, model: str, answered: bool) -> _Failure:
+    """What went wrong, in one line (order matters: httpx's timeouts are HTTPErrors too)."""
+    if isinstance(exc, ProtocolError):
+        return _Failure(f"{wire.label}, model '{model}': {exc}")
+    if isinstance(exc, httpx.TimeoutException):
+        return _Failure(f"{wire.label} timed out ({type(exc).__name__}) on model '{model}'")
+    if isinstance(exc, httpx.ConnectError):
+        return _Failure(f"cannot reach {wire.label}: {one_line(str(exc)) or 'connect failed'}")
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        # Nothing arrived (not `answered`): the server closed a pooled keep-alive
+        # connection before it read the request. Safe to send again, once, on another.
+        message = f"{wire.label}, model '{model}': stream ended early ({_describe(exc)})"
+        return _Failure(message, no_byte=not answered)
+    return _Failure(f"request to {wire.label} failed for model '{model}': {_describe(exc)}")
 
 
 def _describe(exc: Exception) -> str:

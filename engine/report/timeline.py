@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from engine.backends.registry import BACKENDS
 from engine.records import AgentRun, AgentStatus, AnalysisResult, ConsolidationRun
 
 # The critical chain is the run's (it computes `critical_path_s` by it); its existing
@@ -457,10 +458,12 @@ def after_last_agent_s(result: AnalysisResult) -> float:
 def evaluated_tokens(run: AgentRun, backend_kind: str) -> int | None:
     """Prompt tokens the server really evaluated for `run`. Ollama (and the simulated
     server) report only those; OpenAI-compatible servers report the whole prompt, from
-    which the cached prefix is subtracted (docs/contract.md)."""
+    which the cached prefix is subtracted (docs/contract.md; the registry's
+    `prompt_tokens_include_cached`)."""
     if run.prompt_tokens is None:
         return None
-    if backend_kind == "openai" and run.cached_tokens is not None:
+    known = BACKENDS.get(backend_kind)  # a pool of mixed kinds ("ollama+openai") is none
+    if known is not None and known.prompt_tokens_include_cached and run.cached_tokens is not None:
         return max(0, run.prompt_tokens - run.cached_tokens)
     return run.prompt_tokens
 

@@ -24,15 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import sanitize
+from engine.backends.base import WARMUP_SUFFIX as WARMUP_SUFFIX  # re-exported for callers
 from engine.backends.base import Backend, BackendError, ChatRequest
 from engine.records import AgentRun, AgentStatus
 from engine.run import use_method
 from engine.run.agents import AgentSpec, consolidation_prefix
 from engine.run.slots import SlotScheduler
-
-# Appended to the agent name in the X-Quorum-Agent header: a warm-up is told apart from
-# the consolidation itself (the simulated server keys its per-agent draws and faults on it).
-WARMUP_SUFFIX = ".warmup"
 
 
 @dataclass(frozen=True)

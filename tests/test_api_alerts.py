@@ -32,7 +32,7 @@ DEADLINE_S = 30.0
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("QUORUM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("QUORUM_ROSTER", str(tmp_path / "no-quorum.toml"))
+    monkeypatch.setenv("QUORUM_CONFIG", str(tmp_path / "no-quorum.toml"))
     return tmp_path / "data"
 
 

@@ -45,7 +45,7 @@ def dashboard(promstack: PromStack, tmp_path: Path) -> Iterator[Server]:
     env = {
         "QUORUM_BACKEND": "simulated",
         "QUORUM_SIM_TIME_SCALE": TIME_SCALE,
-        "QUORUM_ROSTER": str(tmp_path / "no-quorum.toml"),
+        "QUORUM_CONFIG": str(tmp_path / "no-quorum.toml"),
         "QUORUM_PROMETHEUS_URL": promstack.url.replace("http://", f"http://ops:{SECRET}@"),
         "OLLAMA_HOST": "127.0.0.1:9",
     }

@@ -39,7 +39,7 @@ FAST = ["--sim-time-scale", "0.01", "--sim-profile", "gpu"]
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("QUORUM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("QUORUM_ROSTER", str(tmp_path / "no-quorum.toml"))
+    monkeypatch.setenv("QUORUM_CONFIG", str(tmp_path / "no-quorum.toml"))
     monkeypatch.delenv(prom.TOKEN_ENV, raising=False)
     return tmp_path / "data"
 

@@ -44,7 +44,7 @@ def api_process(sim_url: str, redis_url: str, data_dir: Path) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     env.update(QUORUM_CACHE_URL=redis_url, QUORUM_DATA_DIR=str(data_dir),
-               QUORUM_ROSTER=str(data_dir / "no-quorum.toml"))  # fmt: skip
+               QUORUM_CONFIG=str(data_dir / "no-quorum.toml"))  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine", "serve", "--workers", str(WORKERS), "--port", str(port),
          "--backend", "ollama", "--base-url", sim_url, "--server-slots", "6",

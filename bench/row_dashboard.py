@@ -43,7 +43,7 @@ def _environment(data_dir: Path) -> None:
             "QUORUM_DATA_DIR": str(data_dir),
             "QUORUM_BACKEND": "simulated",
             "QUORUM_SIM_TIME_SCALE": TIME_SCALE,
-            "QUORUM_ROSTER": str(data_dir / "no-roster.toml"),
+            "QUORUM_CONFIG": str(data_dir / "no-roster.toml"),
             "OLLAMA_HOST": "127.0.0.1:9",  # nothing listens there: auto-detect stays quiet
         }
     )

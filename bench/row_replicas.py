@@ -148,7 +148,7 @@ def _environment(server_url: str, redis_url: str, roster: Path) -> dict[str, str
             "QUORUM_BACKEND": "ollama",
             "OLLAMA_HOST": server_url.removeprefix("http://"),
             "QUORUM_CACHE_URL": redis_url,
-            "QUORUM_ROSTER": str(roster),
+            "QUORUM_CONFIG": str(roster),
         }
     )
     return env

@@ -5,15 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from engine.api.serve import add_serve_options
-from engine.backends.endpoints import EndpointSpec, endpoints_section, from_urls
-from engine.backends.registry import DEFAULT_KIND, kinds
-from engine.backends.server_slots import parse_slots_setting, slots_from_config
+from engine.api.serve import add_serve_command_options
+from engine.options import (
+    UsageError,
+    add_prometheus_options,
+    add_run_options,
+    build_engine,
+    faults,
+    load_settings,
+    load_snapshot,
+)
 from engine.records import AgentRun, AnalysisResult
 from engine.report.compare import COMPARE_RUNS, Comparison
 from engine.report.timeline import (
@@ -22,122 +26,26 @@ from engine.report.timeline import (
     projection_scale,
     slot_advice,
 )
-from engine.run.agents import DEFAULT_MODEL, RosterError, load_roster
-from engine.run.runner import CONSOLIDATION_STYLES, MODES, ProgressEvent, RunSettings
-from engine.service import BackendConfig, Engine, default_data_dir
+from engine.run.runner import ProgressEvent
+from engine.service import Engine
 from engine.simulator.server import FAULT_KINDS, PROFILES, SimConfig, serve_forever
-from engine.sources import prometheus
 from engine.sources import snapshot as snapshots
-from engine.store.base import DEFAULT_DEGRADED_TTL_S, DEFAULT_LEASE_S, DEFAULT_TTL_S
-from engine.store.state import (
-    StateConfig,
-    cache_section,
-    cache_url,
-    config_file,
-    open_cache,
-    open_history,
-)
 
-
-class UsageError(Exception):
-    """Bad input: exit 2 with one line."""
-
-
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group()
-    src.add_argument(
-        "--scenario", choices=sorted(snapshots.SCENARIOS), help="a bundled demo snapshot"
-    )
-    src.add_argument("--snapshot", metavar="FILE", help="a snapshot JSON file")
-    src.add_argument("--live", action="store_true", help="sample this host (the default)")
-    _add_prometheus_options(p, src)
-    b = p.add_argument_group("backend")
-    b.add_argument("--backend", choices=kinds(), default=None,
-                   help="default: quorum.toml [[endpoints]] if any, else simulated")  # fmt: skip
-    b.add_argument("--base-url", action="append", default=None, metavar="URL",
-                   help="server URL (ollama: default $OLLAMA_HOST); repeat it for several "
-                   "LLM hosts of --backend's kind (or use [[endpoints]] in quorum.toml)")  # fmt: skip
-    b.add_argument("--model", default=DEFAULT_MODEL, help="default model for every agent")
-    b.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the API key")
-    b.add_argument("--roster", metavar="TOML", help="agent overrides (models, prompts)")
-    b.add_argument(
-        "--server-slots",
-        default=None,
-        metavar="auto|N",
-        help="requests the server runs at once (auto: ask llama.cpp; Ollama: learn them); "
-        "default: [server] slots in quorum.toml, else auto",
-    )
-    r = p.add_argument_group("run")
-    r.add_argument("--mode", choices=MODES, default="parallel")
-    r.add_argument("--agent-timeout", type=float, default=30.0, metavar="S")
-    r.add_argument("--deadline", type=float, default=None, metavar="S", help="whole-run deadline")
-    r.add_argument("--quorum", type=int, default=3)
-    r.add_argument("--grace", type=float, default=2.0, metavar="S")
-    r.add_argument(
-        "--overlap", action="store_true", help="consolidate at quorum, fold late answers in"
-    )
-    r.add_argument("--max-concurrency", type=int, default=None, metavar="N")
-    r.add_argument("--consolidation", choices=CONSOLIDATION_STYLES, default="compact",
-                   help="compact: the Consolidator ranks and groups finding ids; "
-                   "full: it rewrites every insight")  # fmt: skip
-    c = p.add_argument_group("cache")
-    c.add_argument("--no-cache", action="store_true")
-    c.add_argument("--refresh", action="store_true", help="skip the lookup, store the new result")
-    c.add_argument("--cache-dir", default=None, help="default: $QUORUM_DATA_DIR/cache")
-    c.add_argument(
-        "--ttl",
-        type=float,
-        default=None,
-        metavar="S",
-        help=f"cache TTL (default: quorum.toml [cache] ttl, else {DEFAULT_TTL_S:g})",
-    )
-    c.add_argument("--degraded-ttl", type=float, default=None, metavar="S",
-                   help="TTL of a result some agents did not answer (default: quorum.toml "
-                   f"[cache] degraded_ttl, else {DEFAULT_DEGRADED_TTL_S:g})")  # fmt: skip
-    s = p.add_argument_group("simulated server")
-    s.add_argument("--sim-profile", choices=sorted(PROFILES), default="baseline")
-    s.add_argument("--sim-num-parallel", type=int, default=None, metavar="N",
-                   help="the simulated server's slots (default: 4, as Ollama picks them "
-                   "where the model fits in memory)")  # fmt: skip
-    s.add_argument("--sim-time-scale", type=float, default=1.0, metavar="X")
-    s.add_argument("--sim-seed", type=int, default=7)
-    s.add_argument("--sim-fault", action="append", default=[], metavar="AGENT=KIND",
-                   help=f"inject a fault: {', '.join(FAULT_KINDS)}")  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print the JSON contract")
-    p.add_argument("-v", "--verbose", action="store_true", help="log one line per agent")
-
-
-def _add_prometheus_options(
-    p: argparse.ArgumentParser, src: argparse._MutuallyExclusiveGroup
-) -> None:
-    src.add_argument(
-        "--prometheus", metavar="URL", help="read the snapshot from Prometheus (node_exporter)"
-    )
-    g = p.add_argument_group("prometheus")
-    g.add_argument("--instance", default="", metavar="HOST:PORT", help="the node_exporter target")
-    g.add_argument("--job", default="", metavar="NAME", help="the target's job label")
-    g.add_argument(
-        "--prometheus-config",
-        metavar="TOML",
-        default=None,
-        help="[prometheus] queries and windows (default: $QUORUM_ROSTER or ./quorum.toml)",
-    )
+__all__ = ["UsageError", "build_parser", "format_compare", "format_result", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_run_options(sub.add_parser("analyze", help="analyse one snapshot"))
-    _add_run_options(sub.add_parser("compare", help="single vs sequential vs parallel vs cached"))
-    api = sub.add_parser("serve", help="the HTTP API (docs/api.md)")
-    _add_run_options(api)
-    add_serve_options(api)
+    add_run_options(sub.add_parser("analyze", help="analyse one snapshot"))
+    add_run_options(sub.add_parser("compare", help="single vs sequential vs parallel vs cached"))
+    add_serve_command_options(sub.add_parser("serve", help="the HTTP API (docs/api.md)"))
     snap = sub.add_parser("snapshot", help="print a snapshot as JSON")
     src = snap.add_mutually_exclusive_group()
     src.add_argument("--scenario", choices=sorted(snapshots.SCENARIOS))
     src.add_argument("--snapshot", metavar="FILE")
     src.add_argument("--live", action="store_true")
-    _add_prometheus_options(snap, src)
+    add_prometheus_options(snap, src)
     serve = sub.add_parser("serve-simulated", help="run the simulated Ollama server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=11435)
@@ -160,120 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--fault", action="append", default=[], metavar="AGENT=KIND",
                        help=f"inject a fault for X-Quorum-Agent AGENT: {', '.join(FAULT_KINDS)}")  # fmt: skip
     return parser
-
-
-def load_snapshot(args: argparse.Namespace) -> snapshots.Snapshot:
-    if (args.instance or args.job) and not args.prometheus:
-        raise UsageError("--instance and --job need --prometheus URL")
-    try:
-        if args.scenario:
-            return snapshots.scenario(args.scenario)
-        if args.snapshot:
-            return snapshots.load_file(args.snapshot)
-        if args.prometheus:
-            return _prometheus_snapshot(args)
-        return snapshots.live()
-    except prometheus.PrometheusError as exc:
-        raise ConnectionError(
-            str(exc) if exc.field == "prometheus" else f"prometheus {exc}"
-        ) from None
-    except snapshots.SnapshotError as exc:
-        raise UsageError(f"snapshot {exc}") from None
-
-
-def _prometheus_snapshot(args: argparse.Namespace) -> snapshots.Snapshot:
-    """Read Prometheus; each unknown field is a warning line on stderr, not an error."""
-    config = args.prometheus_config or os.environ.get("QUORUM_ROSTER") or "quorum.toml"
-    settings = prometheus.load_settings(config)
-    token, _ = prometheus.bearer_token(Path(".streamlit/secrets.toml"))
-    endpoint = prometheus.Endpoint.parse(args.prometheus, token=token)
-    reading = prometheus.read_snapshot(endpoint, settings, instance=args.instance, job=args.job)
-    for line in prometheus.iter_warnings(reading):
-        print(f"warning: {line}", file=sys.stderr)
-    return reading.snapshot
-
-
-def _faults(specs: Sequence[str], option: str = "--sim-fault") -> tuple[tuple[str, str], ...]:
-    out = []
-    for spec in specs:
-        agent, sep, kind = spec.partition("=")
-        if not sep or not agent or kind not in FAULT_KINDS:
-            raise UsageError(
-                f"{option}: expected AGENT=KIND with KIND in {', '.join(FAULT_KINDS)}, got {spec!r}"
-            )
-        out.append((agent, kind))
-    return tuple(out)
-
-
-def build_engine(args: argparse.Namespace) -> tuple[Engine, RunSettings]:
-    try:
-        sim = SimConfig(
-            profile=args.sim_profile,
-            num_parallel=args.sim_num_parallel,
-            time_scale=args.sim_time_scale,
-            seed=args.sim_seed,
-            faults=_faults(args.sim_fault),
-        )
-        slots = (
-            parse_slots_setting(args.server_slots)
-            if args.server_slots is not None
-            else slots_from_config(config_file(args.roster))
-        )
-        endpoints = endpoint_list(args, slots)
-        backend = BackendConfig(
-            kind=endpoints[0].kind if endpoints else args.backend or DEFAULT_KIND,
-            base_url=args.base_url[0] if args.base_url and not endpoints else None,
-            model=args.model,
-            api_key=os.environ.get(args.api_key_env) or None,
-            sim=sim,
-            server_slots=slots,
-            endpoints=endpoints,
-        )
-        settings = RunSettings(
-            mode=args.mode,
-            quorum=args.quorum,
-            grace_s=args.grace,
-            overlap=args.overlap,
-            agent_timeout_s=args.agent_timeout,
-            deadline_s=args.deadline,
-            max_concurrency=args.max_concurrency,
-            consolidation=args.consolidation,
-        )
-        roster = load_roster(args.roster)
-        data_dir = default_data_dir()
-        state = state_config(args)
-        cache = None
-        if not args.no_cache:
-            cache = open_cache(state, args.cache_dir or data_dir / "cache")
-    except (ValueError, RosterError) as exc:
-        raise UsageError(str(exc)) from None
-    history = open_history(state, data_dir / "history.jsonl")
-    return Engine(backend, roster=roster, cache=cache, history=history), settings
-
-
-def endpoint_list(args: argparse.Namespace, slots: int | None) -> tuple[EndpointSpec, ...]:
-    """Several LLM hosts: `--base-url` given more than once, else quorum.toml's
-    [[endpoints]] unless --backend or --base-url says otherwise; () for one server."""
-    urls: list[str] = args.base_url or []
-    if len(urls) > 1:
-        kind = args.backend or DEFAULT_KIND
-        return from_urls(kind, urls, slots=slots, api_key_env=args.api_key_env)
-    if urls or args.backend is not None:
-        return ()
-    return endpoints_section(config_file(args.roster))
-
-
-def state_config(args: argparse.Namespace) -> StateConfig:
-    """Cache settings: the command line, then $QUORUM_CACHE_URL, then quorum.toml."""
-    section = cache_section(config_file(args.roster))
-    return StateConfig(
-        url=cache_url(section),
-        ttl_s=args.ttl if args.ttl is not None else section.get("ttl", DEFAULT_TTL_S),
-        degraded_ttl_s=args.degraded_ttl
-        if args.degraded_ttl is not None
-        else section.get("degraded_ttl", DEFAULT_DEGRADED_TTL_S),
-        lease_s=section.get("lease", DEFAULT_LEASE_S),
-    )
 
 
 def _check_reachable(engine: Engine) -> None:
@@ -456,25 +250,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 SimConfig(profile=args.profile, num_parallel=args.num_parallel,
                           fits_in_memory=not args.low_memory, llama_props=args.llama_props,
                           time_scale=args.time_scale, seed=args.seed,
-                          faults=_faults(args.fault, "--fault")),
+                          faults=faults(args.fault, "--fault")),
                 args.host,
                 args.port,
             )  # fmt: skip
             return 0
+        settings = load_settings(args)
         if args.command == "snapshot":
-            print(json.dumps(load_snapshot(args).to_dict(), indent=2))
+            print(json.dumps(load_snapshot(args, settings).to_dict(), indent=2))
             return 0
         if args.command == "serve":
             from engine.api.serve import run
 
             raw = list(sys.argv[1:] if argv is None else argv)
             return run(raw[raw.index("serve") + 1 :], args)
-        snap = load_snapshot(args)
-        engine, settings = build_engine(args)
+        snap = load_snapshot(args, settings)
+        engine, run_settings = build_engine(args, settings)
         _check_reachable(engine)
         if args.command == "compare":
             comp = engine.compare(
-                snap, settings, progress=print_progress, finished=print_finished_run
+                snap, run_settings, progress=print_progress, finished=print_finished_run
             )
             scale = projection_scale(engine.backend.simulated, engine.backend.sim.time_scale)
             print(
@@ -482,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 0
         result = engine.analyze(
-            snap, settings, refresh=args.refresh, progress=lambda e: print_progress("", e)
+            snap, run_settings, refresh=args.refresh, progress=lambda e: print_progress("", e)
         )
         print(json.dumps(result.to_dict(), indent=2) if args.json else format_result(result))
         return 0 if result.status == "success" else 1

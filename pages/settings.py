@@ -24,7 +24,7 @@ ctx = ui_context.context()
 st.title("Settings")
 
 st.markdown("#### Agent roster")
-path = ctx.roster_path or config.roster_file()
+path = ctx.roster_path or config.current().config_path
 if ctx.roster_error:
     st.error(safe.md(ctx.roster_error), title="quorum.toml is invalid: using the default roster")
 elif path.is_file():
@@ -61,7 +61,7 @@ st.dataframe(
 )
 with st.expander("Roster file format"):
     st.markdown(
-        safe.md(f"Put a TOML file at {path} (or point $QUORUM_ROSTER at one).")
+        safe.md(f"Put a TOML file at {path} (or point $QUORUM_CONFIG at one).")
         + " Per agent name: `model`, `instructions` (its role-specific text, at the end of"
         " its prompt), `max_tokens` (its answer's cap) and `system_prompt` (shared by every"
         " agent by default, so the server's prefix cache serves them all):"

@@ -38,7 +38,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The engine's cache and history in this test's own directory, and no roster file
     (a module that wants it for every test: `pytest.mark.usefixtures("data_dir")`)."""
     monkeypatch.setenv("QUORUM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("QUORUM_ROSTER", str(tmp_path / "no-quorum.toml"))
+    monkeypatch.setenv("QUORUM_CONFIG", str(tmp_path / "no-quorum.toml"))
     return tmp_path / "data"
 
 

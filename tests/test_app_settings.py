@@ -42,7 +42,7 @@ def test_a_roster_file_overrides_models_and_a_bad_one_is_reported(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     at = new_app(monkeypatch, tmp_path)
-    roster = tmp_path / "no-roster.toml"  # the path new_app points QUORUM_ROSTER at
+    roster = tmp_path / "no-roster.toml"  # the path new_app points QUORUM_CONFIG at
     roster.write_text('[agents.CostOptimizer]\nmodel = "qwen2.5:3b"\n')
     at.run()
     at.switch_page(page_script("settings")).run()

@@ -42,7 +42,7 @@ def dashboard(promstack: PromStack, tmp_path: Path) -> Iterator[Server]:
     """The dashboard with the Prometheus URL (user:password inside) pre-filled."""
     env = {
         **simulated_env(TIME_SCALE),
-        "QUORUM_ROSTER": str(tmp_path / "no-quorum.toml"),
+        "QUORUM_CONFIG": str(tmp_path / "no-quorum.toml"),
         "QUORUM_PROMETHEUS_URL": promstack.url.replace("http://", f"http://ops:{SECRET}@"),
     }
     with launch(tmp_path, env, drop=("QUORUM_PROMETHEUS_TOKEN",)) as srv:

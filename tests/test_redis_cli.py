@@ -78,7 +78,7 @@ def test_redis_down_at_start_is_one_line_and_the_run_goes_on(tmp_path: Path) -> 
 
     url = f"redis://:{PASSWORD}@127.0.0.1:{free_port()}/0"  # nothing listens there
     env = {**os.environ, "QUORUM_CACHE_URL": url, "QUORUM_DATA_DIR": str(tmp_path)}
-    env["QUORUM_ROSTER"] = str(tmp_path / "none.toml")
+    env["QUORUM_CONFIG"] = str(tmp_path / "none.toml")
     done = subprocess.run(
         [sys.executable, "-m", "engine", "analyze", *FAST],
         capture_output=True, text=True, env=env, timeout=60, check=False,

@@ -11,7 +11,7 @@ from engine.redact import redact_url
 from engine.store.base import ttl_for
 from engine.store.disk import ResultCache
 from engine.store.redis_store import RedisResultCache
-from engine.store.state import StateConfig, cache_section, cache_url, config_file
+from engine.store.state import StateConfig, cache_section, cache_url
 from tests.support.results import a_result
 
 
@@ -111,8 +111,3 @@ def test_every_store_checks_its_ttls_the_same_way(
         messages.add(str(err.value))
     assert len(messages) == 1
     assert messages.pop().startswith(f"{field}: must be > 0 seconds, got ")
-
-
-def test_the_default_quorum_toml_is_the_repository_roots(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("QUORUM_ROSTER", raising=False)
-    assert config_file() == Path(__file__).resolve().parent.parent / "quorum.toml"

@@ -3,14 +3,11 @@
 The result cache per (directory, TTL), the history file, and an `Engine` per (backend
 config, roster, cache, history). Every browser session therefore shares one engine, one
 disk cache and the cache's single-flight, so ten tabs watching the same host cause one
-analysis, not ten. Server probes are `st.cache_data` for PROBE_TTL_S. The OpenAI API key
-(environment or secrets.toml) is read here and passed to the backend, nowhere else.
+analysis, not ten. Server probes are `st.cache_data` for PROBE_TTL_S. Settings and secrets
+are read in ui/config.py (engine/settings.py); the OpenAI API key goes to the backend only.
 """
 
 from __future__ import annotations
-
-import os
-import tomllib
 
 import streamlit as st
 
@@ -23,21 +20,6 @@ from ui import safe
 from ui.context import Context
 
 PROBE_TTL_S = 30  # how long a server-status probe is reused
-
-
-def openai_api_key() -> tuple[str | None, str | None]:
-    """(key, where it came from). The key is passed to the backend and nowhere else."""
-    env = os.environ.get("OPENAI_API_KEY")
-    if env:
-        return env, "OPENAI_API_KEY"
-    try:
-        value = st.secrets.get("openai_api_key")
-    except (FileNotFoundError, KeyError, tomllib.TOMLDecodeError, st.errors.StreamlitAPIException):
-        # st.secrets raises when there is no secrets.toml at all; that just means "no key".
-        return None, None
-    if isinstance(value, str) and value:
-        return value, "secrets.toml"
-    return None, None
 
 
 @st.cache_resource(show_spinner=False)

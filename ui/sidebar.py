@@ -13,28 +13,22 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from engine.backends.endpoints import endpoints_section
 from engine.backends.ollama import ollama_base_url
 from engine.backends.registry import OLLAMA, OPENAI, SIMULATED
-from engine.backends.server_slots import parse_slots_setting, slots_from_config
+from engine.backends.server_slots import parse_slots_setting
 from engine.redact import redact_url
 from engine.run.agents import DEFAULT_MODEL
 from engine.run.runner import MODES, RunSettings
 from engine.service import BackendConfig, default_data_dir
+from engine.settings import Settings
 from engine.simulator.server import PROFILES, SimConfig
 from engine.sources import snapshot as snapshots
-from engine.store.base import DEFAULT_DEGRADED_TTL_S, DEFAULT_LEASE_S, DEFAULT_TTL_S
+from engine.store.state import StateConfig
 from ui import navigation, safe
 from ui import prometheus as prom_ui
-from ui.config import (
-    default_choice,
-    default_time_scale,
-    load_roster_safely,
-    roster_file,
-    state_settings,
-)
+from ui.config import cache_state, current, default_choice
 from ui.context import BACKEND_CHOICES, CONTEXT_KEY, BackendChoice, Context
-from ui.resources import detect, endpoint_statuses, openai_api_key, probe
+from ui.resources import detect, endpoint_statuses, probe
 from ui.sources import (
     DEFAULT_SCENARIO,
     SOURCE_LABELS,
@@ -75,24 +69,22 @@ class EngineSection:
 class AnalysisSection:
     engine: EngineSection
     degraded_ttl_s: float
-    cache_numbers: dict[str, float]  # quorum.toml [cache] numbers (lease, degraded_ttl)
-    cache_url: str | None
+    state: StateConfig  # quorum.toml's [cache] and $QUORUM_CACHE_URL (the sidebar's defaults)
     state_error: str | None
 
 
 def render_sidebar(*, links: bool = True) -> Context:
     """Draw the sidebar (with the page links unless `links` is False) and store its Context."""
+    settings = current()
     with st.sidebar:
         if links:
             navigation.page_links()
         st.markdown("### Backend")
-        backend = _backend_section()
+        backend = _backend_section(settings)
         st.markdown("### Snapshot")
-        source = _snapshot_section()
+        source = _snapshot_section(settings)
         st.markdown("### Analysis")
-        analysis = _analysis_section()
-    roster_path = roster_file()
-    roster, roster_error = load_roster_safely(roster_path)
+        analysis = _analysis_section(settings)
     ctx = Context(
         choice=backend.choice,
         backend=backend.backend,
@@ -103,61 +95,62 @@ def render_sidebar(*, links: bool = True) -> Context:
         cache_enabled=analysis.engine.cache_enabled,
         ttl_s=analysis.engine.ttl_s,
         data_dir=default_data_dir(),
-        roster=roster,
-        roster_path=roster_path,
-        roster_error=roster_error,
+        roster=settings.roster,
+        roster_path=settings.config_path,
+        roster_error=settings.errors.get("agents"),
         detected=backend.detected,
         api_key_source=backend.api_key_source,
         degraded_ttl_s=analysis.degraded_ttl_s,
-        cache_url=analysis.cache_url,
-        lease_s=analysis.cache_numbers.get("lease", DEFAULT_LEASE_S),
+        cache_url=analysis.state.url,
+        lease_s=analysis.state.lease_s,
         state_error=analysis.state_error,
     )
     st.session_state[CONTEXT_KEY] = ctx
     return ctx
 
 
-def _analysis_section() -> AnalysisSection:
+def _analysis_section(settings: Settings) -> AnalysisSection:
     mode = st.segmented_control(
         "Mode", list(MODES), default="parallel", required=True, key="run_mode",
         bind="query-params",
     )  # fmt: skip
-    numbers, url, state_error = state_settings(roster_file())
-    changed = advanced_changes(numbers)
+    state, state_error = cache_state(settings)
+    changed = advanced_changes(state)
     label = "Advanced" + (f" · {len(changed)} changed" if changed else "")
     with st.expander(label, expanded=False, key="advanced", icon=":material/tune:"):
-        engine = _engine_section(mode or "parallel")
-        degraded_ttl_s = _degraded_ttl_section(numbers)
+        engine = _engine_section(mode or "parallel", state.ttl_s)
+        degraded_ttl_s = _degraded_ttl_section(state.degraded_ttl_s)
         if changed:
             st.caption("Changed from the defaults: " + ", ".join(changed) + ".")
     if state_error:
         st.error(safe.md(state_error), title="quorum.toml [cache] ignored: cache on disk")
-    return AnalysisSection(engine, degraded_ttl_s, numbers, url, state_error)
+    return AnalysisSection(engine, degraded_ttl_s, state, state_error)
 
 
 # --- Backend ------------------------------------------------------------------------------
 
 
-def _backend_section() -> BackendSection:
+def _backend_section(settings: Settings) -> BackendSection:
     choices = list(BACKEND_CHOICES)
     choice: BackendChoice = st.selectbox(
         "Backend",
         choices,
-        index=choices.index(default_choice()),
+        index=choices.index(default_choice(settings)),
         format_func=lambda c: BACKEND_CHOICES[c],
         key="backend_choice",
         help="Auto: Ollama when one answers at OLLAMA_HOST, else the embedded simulated "
         "Ollama. Several LLM hosts: quorum.toml's [[endpoints]] tables.",
     )
     if choice == "endpoints":
-        return _endpoints_section(choice)
+        return _endpoints_section(choice, settings)
     detected: str | None = None
-    kind = choice
     if choice == "auto":
         kind, detected = _auto_detect()
+    else:
+        kind = choice
     key_source: str | None = None
     try:
-        backend, key_source = KIND_SECTIONS[kind]()
+        backend, key_source = KIND_SECTIONS[kind](settings)
     except ValueError as exc:
         st.error(safe.md(safe.ui_words(exc)), icon=":material/error:")
         return BackendSection(choice, None, safe.ui_words(exc), detected, key_source)
@@ -178,11 +171,11 @@ def _auto_detect() -> tuple[str, str]:
     return (OLLAMA if found.reachable else SIMULATED), detected
 
 
-def _simulated_section() -> tuple[BackendConfig, str | None]:
-    return BackendConfig(kind=SIMULATED, sim=_sim_section()), None
+def _simulated_section(settings: Settings) -> tuple[BackendConfig, str | None]:
+    return BackendConfig(kind=SIMULATED, sim=_sim_section(settings)), None
 
 
-def _ollama_section() -> tuple[BackendConfig, str | None]:
+def _ollama_section(settings: Settings) -> tuple[BackendConfig, str | None]:
     url = st.text_input(
         "Ollama URL",
         value=ollama_base_url(),
@@ -194,12 +187,12 @@ def _ollama_section() -> tuple[BackendConfig, str | None]:
         kind=OLLAMA,
         base_url=url.strip() or None,
         model=model.strip(),
-        server_slots=_slots_input(OLLAMA),
+        server_slots=_slots_input(OLLAMA, settings),
     )
     return backend, None
 
 
-def _openai_section() -> tuple[BackendConfig, str | None]:
+def _openai_section(settings: Settings) -> tuple[BackendConfig, str | None]:
     """An OpenAI-compatible server, and where its API key came from (None: not set)."""
     env_url = os.environ.get("OPENAI_BASE_URL", "")
     url = st.text_input(
@@ -213,7 +206,7 @@ def _openai_section() -> tuple[BackendConfig, str | None]:
     if env_url and url.strip() == redact_url(env_url):
         url = env_url
     model = st.text_input("Model", value=DEFAULT_MODEL, key="openai_model")
-    key, key_source = openai_api_key()
+    key, key_source = settings.openai_api_key.value, settings.openai_api_key.source
     st.caption(
         f"API key: set (from {key_source})"
         if key_source
@@ -224,27 +217,25 @@ def _openai_section() -> tuple[BackendConfig, str | None]:
         base_url=url.strip() or None,
         model=model.strip(),
         api_key=key,
-        server_slots=_slots_input(OPENAI),
+        server_slots=_slots_input(OPENAI, settings),
     )
     return backend, key_source
 
 
 # Each registered kind's widgets (tests/test_registry.py checks that every kind has them):
 # the backend it configures, and where its API key came from (None: none or not set).
-KIND_SECTIONS: dict[str, Callable[[], tuple[BackendConfig, str | None]]] = {
+KIND_SECTIONS: dict[str, Callable[[Settings], tuple[BackendConfig, str | None]]] = {
     SIMULATED: _simulated_section,
     OLLAMA: _ollama_section,
     OPENAI: _openai_section,
 }
 
 
-def _slots_input(kind: str) -> int | None:
+def _slots_input(kind: str, settings: Settings) -> int | None:
     """`auto` (ask the server; Ollama: learn them) or a number; raises ValueError naming the field."""
-    try:
-        configured = slots_from_config(roster_file())
-    except ValueError as exc:
-        st.error(safe.md(exc), title="quorum.toml [server] ignored")
-        configured = None
+    if "server" in settings.errors:
+        st.error(safe.md(settings.errors["server"]), title="quorum.toml [server] ignored")
+    configured = settings.server_slots
     raw = st.text_input(
         "Server slots",
         value="auto" if configured is None else str(configured),
@@ -256,16 +247,17 @@ def _slots_input(kind: str) -> int | None:
     return parse_slots_setting(raw)
 
 
-def _endpoints_section(choice: BackendChoice) -> BackendSection:
+def _endpoints_section(choice: BackendChoice, settings: Settings) -> BackendSection:
     """The LLM hosts listed in quorum.toml; each one's health is on the Settings page."""
     try:
-        endpoints = endpoints_section(roster_file())
+        settings.check("endpoints")
+        endpoints = settings.endpoints
         if not endpoints:
-            raise ValueError(f"endpoints: no [[endpoints]] table in {roster_file()}")
+            raise ValueError(f"endpoints: no [[endpoints]] table in {settings.config_path}")
         model = st.text_input("Model", value=DEFAULT_MODEL, key="endpoints_model")
         # The simulated server's settings only matter for the embedded one (no URL).
         embedded = any(e.embedded for e in endpoints)
-        sim = _sim_section() if embedded else SimConfig()
+        sim = _sim_section(settings) if embedded else SimConfig()
         backend = BackendConfig(
             kind=endpoints[0].kind, model=model.strip(), sim=sim, endpoints=endpoints
         )
@@ -274,7 +266,7 @@ def _endpoints_section(choice: BackendChoice) -> BackendSection:
         return BackendSection(choice, None, str(exc))
     statuses = endpoint_statuses(backend)
     up = sum(1 for _, status in statuses if status.reachable)
-    line = f"{up} of {len(statuses)} endpoints reachable ({roster_file()}); health and slots on Settings."
+    line = f"{up} of {len(statuses)} endpoints reachable ({settings.config_path}); health and slots on Settings."
     if up:
         st.caption(safe.md(("● " if up == len(statuses) else "◐ ") + line))
     else:
@@ -282,7 +274,7 @@ def _endpoints_section(choice: BackendChoice) -> BackendSection:
     return BackendSection(choice, backend)
 
 
-def _sim_section() -> SimConfig:
+def _sim_section(settings: Settings) -> SimConfig:
     names = list(PROFILES)
     profile = st.selectbox(
         "Simulated profile",
@@ -304,7 +296,7 @@ def _sim_section() -> SimConfig:
         "Time scale",
         min_value=0.001,
         max_value=10.0,
-        value=default_time_scale(),
+        value=settings.sim_time_scale,
         step=0.05,
         format="%.3f",
         key="sim_time_scale",
@@ -336,7 +328,7 @@ def _status_block(backend: BackendConfig) -> None:
 # --- Snapshot -----------------------------------------------------------------------------
 
 
-def _snapshot_section() -> SourceSection:
+def _snapshot_section(settings: Settings) -> SourceSection:
     kinds = list(SOURCE_LABELS)
     kind: SourceKind | None = st.segmented_control(
         "Source",
@@ -362,7 +354,7 @@ def _snapshot_section() -> SourceSection:
         st.caption("Sampled from this host (psutil) on every refresh.")
         return SourceSection(SnapshotSource("live"))
     if kind == "prometheus":
-        prom_source, prom_error = prom_ui.sidebar(roster_file())
+        prom_source, prom_error = prom_ui.sidebar(settings.config_path)
         if prom_error is not None:
             rejected = (prom_error.field, prom_error.message)
             return SourceSection(SnapshotSource("prometheus", rejected=rejected), str(prom_error))
@@ -400,18 +392,16 @@ ADVANCED_DEFAULTS: dict[str, tuple[str, float | bool]] = {
     "run_timeout": ("Per-agent timeout (s)", 30.0),
     "run_overlap": ("Overlap consolidation", False),
     "cache_on": ("Result cache", True),
-    "cache_ttl": ("Cache TTL (s)", DEFAULT_TTL_S),
 }
 
 
-def advanced_changes(numbers: dict[str, float]) -> list[str]:
-    """Labels of the Advanced settings that differ from their defaults (as last set)."""
+def advanced_changes(state: StateConfig) -> list[str]:
+    """Labels of the Advanced settings that differ from their defaults (as last set); the
+    TTLs' defaults are quorum.toml's [cache] ttl and degraded_ttl."""
     defaults = {
         **ADVANCED_DEFAULTS,
-        "cache_degraded_ttl": (
-            "Degraded result TTL (s)",
-            numbers.get("degraded_ttl", DEFAULT_DEGRADED_TTL_S),
-        ),
+        "cache_ttl": ("Cache TTL (s)", state.ttl_s),
+        "cache_degraded_ttl": ("Degraded result TTL (s)", state.degraded_ttl_s),
     }
     return [
         label
@@ -420,7 +410,7 @@ def advanced_changes(numbers: dict[str, float]) -> list[str]:
     ]
 
 
-def _engine_section(mode: str) -> EngineSection:
+def _engine_section(mode: str, default_ttl_s: float) -> EngineSection:
     quorum = st.slider("Quorum (agents)", 1, 5, value=3, key="run_quorum")
     grace = st.number_input(
         "Grace after quorum (s)", 0.0, 120.0, value=2.0, step=0.5, key="run_grace"
@@ -436,8 +426,9 @@ def _engine_section(mode: str) -> EngineSection:
     )
     cache_on = st.toggle("Result cache", value=True, key="cache_on")
     ttl = st.number_input(
-        "Cache TTL (s)", 1.0, 86400.0, value=DEFAULT_TTL_S, step=30.0, key="cache_ttl"
-    )
+        "Cache TTL (s)", 1.0, 86400.0, value=_clamp_ttl(default_ttl_s), step=30.0, key="cache_ttl",
+        help="quorum.toml: [cache] ttl",
+    )  # fmt: skip
     settings = RunSettings(
         mode=mode if mode in MODES else "parallel",
         quorum=int(quorum),
@@ -448,13 +439,16 @@ def _engine_section(mode: str) -> EngineSection:
     return EngineSection(settings, bool(cache_on), float(ttl))
 
 
-def _degraded_ttl_section(numbers: dict[str, float]) -> float:
-    default = numbers.get("degraded_ttl", DEFAULT_DEGRADED_TTL_S)
+def _clamp_ttl(seconds: float) -> float:
+    return min(max(seconds, 1.0), 86400.0)  # the TTL inputs' range
+
+
+def _degraded_ttl_section(default: float) -> float:
     ttl = st.number_input(
         "Degraded result TTL (s)",
         1.0,
         86400.0,
-        value=min(max(default, 1.0), 86400.0),
+        value=_clamp_ttl(default),
         step=15.0,
         key="cache_degraded_ttl",
         help="A result that not every agent answered is cached only this long, so the "

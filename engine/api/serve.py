@@ -14,24 +14,25 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from engine.api.settings import DEFAULT_DASHBOARD_URL
 from engine.api.sources import SnapshotSource
+from engine.options import add_run_options
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 ARGV_ENV = "QUORUM_SERVE_ARGV"
-PROMETHEUS_URL_ENV = "QUORUM_PROMETHEUS_URL"
 
 
-def add_serve_options(p: argparse.ArgumentParser) -> None:
-    """The server's own options (the run options come from `engine.cli._add_run_options`)."""
+def add_serve_command_options(p: argparse.ArgumentParser) -> None:
+    """`serve`'s options: analyze's (engine/options.py) as the defaults, and the server's own."""
+    add_run_options(p)
     g = p.add_argument_group("server")
     g.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     g.add_argument("--port", type=int, default=8080)
     g.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
-    g.add_argument("--dashboard-url", default=os.environ.get("QUORUM_DASHBOARD_URL")
-                   or DEFAULT_DASHBOARD_URL, help="run links: <URL>/?run=<id>")  # fmt: skip
+    g.add_argument("--dashboard-url", default=None,
+                   help="run links: <URL>/?run=<id> (default: $QUORUM_DASHBOARD_URL, else "
+                   "the dashboard's own default address)")  # fmt: skip
     a = p.add_argument_group("alerts")
     a.add_argument("--alert-instance-label", default="instance", metavar="LABEL",
                    help="the alert label naming the node_exporter target")  # fmt: skip
@@ -43,27 +44,28 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
 
 def build_app(argv: list[str]) -> FastAPI:
     """The app a `serve` command line describes (raises UsageError on bad options)."""
-    from engine import cli
+    from engine import options
     from engine.api import settings as api_settings
     from engine.api import sources
     from engine.api.app import create_app
-    from engine.sources.prometheus import bearer_token
 
-    args = cli.build_parser().parse_args(["serve", *argv])
+    parser = argparse.ArgumentParser(prog="python -m engine serve")
+    add_serve_command_options(parser)
+    args = parser.parse_args(argv)
+    settings = options.load_settings(args)
     if args.snapshot:  # a bad file is a startup error, not one per request
-        cli.load_snapshot(args)
-    engine, defaults = cli.build_engine(args)
-    config = args.prometheus_config or os.environ.get("QUORUM_ROSTER") or "quorum.toml"
-    token, _ = bearer_token(api_settings.SECRETS_FILE)
+        options.load_snapshot(args, settings)
+    engine, defaults = options.build_engine(args, settings)
     access = sources.PrometheusAccess(
-        url=args.prometheus or os.environ.get(PROMETHEUS_URL_ENV) or None,
-        token=token,
-        config=config,
+        url=args.prometheus or settings.prometheus_url,
+        token=settings.prometheus_token.value,
+        config=str(args.prometheus_config or settings.config_path),
     )
     try:
-        settings = api_settings.from_environment(
+        server = api_settings.from_settings(
+            settings,
             prometheus=access,
-            dashboard_url=args.dashboard_url,
+            dashboard_url=args.dashboard_url or settings.dashboard_url,
             instance_label=args.alert_instance_label,
             job_label=args.alert_job_label,
             alert_dedupe_s=args.alert_dedupe
@@ -71,8 +73,8 @@ def build_app(argv: list[str]) -> FastAPI:
             else (engine.cache.ttl_s if engine.cache is not None else 300.0),
         )
     except ValueError as exc:
-        raise cli.UsageError(str(exc)) from None
-    return create_app(engine, settings, defaults=defaults, source=default_source(args))
+        raise options.UsageError(str(exc)) from None
+    return create_app(engine, server, defaults=defaults, source=default_source(args))
 
 
 def default_source(args: argparse.Namespace) -> SnapshotSource:

@@ -7,21 +7,14 @@ are kept out of `repr`, so a log line or an error that prints the settings shows
 
 from __future__ import annotations
 
-import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.api.sources import PrometheusAccess
+from engine.settings import DEFAULT_DASHBOARD_URL, SECRETS_FILE, Settings, read_secrets
 
 MAX_BODY_BYTES = 1 * 2**20  # the issue's cap; a snapshot or an alert payload is a few KiB
-DEFAULT_DASHBOARD_URL = "http://127.0.0.1:8501"
-SECRETS_FILE = Path(".streamlit/secrets.toml")
-# env var → secrets.toml key, for each secret the server reads
-TOKEN_ENV, TOKEN_KEY = "QUORUM_API_TOKEN", "api_token"
-SLACK_ENV, SLACK_KEY = "QUORUM_SLACK_WEBHOOK_URL", "slack_webhook_url"
-WEBHOOK_ENV, WEBHOOK_KEY = "QUORUM_WEBHOOK_URL", "webhook_url"
 
 
 @dataclass(frozen=True)
@@ -56,34 +49,20 @@ class ApiSettings:
         return tuple(v for v in values if v)
 
 
-def read_secrets(path: Path = SECRETS_FILE) -> dict[str, Any]:
-    """secrets.toml as a table; a missing or unreadable file is an empty one."""
-    if not path.is_file():
-        return {}
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return {}
-
-
-def secret(env: str, key: str, table: dict[str, Any]) -> str | None:
-    """$env, else `key` in secrets.toml; None when neither is set."""
-    value = os.environ.get(env, "").strip()
-    if value:
-        return value
-    raw = table.get(key)
-    return raw.strip() or None if isinstance(raw, str) else None
+def from_settings(settings: Settings, **overrides: Any) -> ApiSettings:
+    """The secrets `settings` found (environment first, then secrets.toml), the rest from
+    `overrides` (the command line)."""
+    return ApiSettings(
+        token=settings.api_token.value,
+        slack_webhook_url=settings.slack_webhook_url.value,
+        webhook_url=settings.webhook_url.value,
+        **overrides,
+    )
 
 
 def from_environment(secrets_file: Path = SECRETS_FILE, **overrides: Any) -> ApiSettings:
-    """Secrets from the environment or secrets.toml, the rest from `overrides` (the CLI)."""
-    table = read_secrets(secrets_file)
-    return ApiSettings(
-        token=secret(TOKEN_ENV, TOKEN_KEY, table),
-        slack_webhook_url=secret(SLACK_ENV, SLACK_KEY, table),
-        webhook_url=secret(WEBHOOK_ENV, WEBHOOK_KEY, table),
-        **overrides,
-    )
+    """Secrets from the environment or `secrets_file`, the rest from `overrides`."""
+    return from_settings(Settings.load(secrets=read_secrets(secrets_file)), **overrides)
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:

@@ -73,16 +73,6 @@ class StateConfig:
         return redact_url(self.url) if self.url else "disk"
 
 
-def config_file(explicit: str | Path | None = None) -> Path:
-    """quorum.toml: the given file, else $QUORUM_ROSTER, else the repository's own."""
-    if explicit:
-        return Path(explicit).expanduser()
-    env = os.environ.get("QUORUM_ROSTER")
-    if env:
-        return Path(env).expanduser()
-    return REPO_ROOT / "quorum.toml"
-
-
 def cache_section(path: str | Path | None) -> dict[str, Any]:
     """The `[cache]` table of quorum.toml (url, ttl, degraded_ttl, lease); {} if absent.
 
@@ -105,11 +95,11 @@ def cache_section(path: str | Path | None) -> dict[str, Any]:
     return out
 
 
-def cache_url(section: Mapping[str, Any]) -> str | None:
+def cache_url(section: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> str | None:
     """$QUORUM_CACHE_URL, else quorum.toml's `[cache] url`; None: keep state on disk."""
-    env = os.environ.get(CACHE_URL_ENV, "").strip()
-    if env:
-        return env
+    from_env = env.get(CACHE_URL_ENV, "").strip()
+    if from_env:
+        return from_env
     url = section.get("url")
     return url.strip() or None if isinstance(url, str) else None
 

@@ -32,7 +32,7 @@ def new_app(
     monkeypatch.setenv("QUORUM_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("QUORUM_BACKEND", backend)
     monkeypatch.setenv("QUORUM_SIM_TIME_SCALE", "0.01")
-    monkeypatch.setenv("QUORUM_ROSTER", str(tmp_path / "no-roster.toml"))
+    monkeypatch.setenv("QUORUM_CONFIG", str(tmp_path / "no-roster.toml"))
     monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")  # nothing listens on the discard port
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     # dashboard_app.py (beside this file) runs app.py with navigation in charge, as a real

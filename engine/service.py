@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import hashlib
 import os
+import statistics
 import threading
 import time
 import uuid
@@ -39,8 +40,9 @@ from engine.backends.slot_probe import (
 from engine.records import AgentRun, AnalysisResult, CacheInfo
 from engine.redact import redact_url
 from engine.report.compare import Comparison
-from engine.report.timeline import curve_samples
+from engine.report.timeline import curve_samples, single_stream_work
 from engine.run.agents import DEFAULT_MODEL, DEFAULT_ROSTER, Roster
+from engine.run.pacing import ServerModel
 from engine.run.runner import (
     ProgressEvent,
     ProgressFn,
@@ -50,12 +52,17 @@ from engine.run.runner import (
     run_analysis,
 )
 from engine.run.settings import CONSOLIDATION_VARIANTS
-from engine.simulator.server import SimConfig, SimulatedOllamaServer, shared_server
+from engine.simulator.server import (
+    SimConfig,
+    SimulatedOllamaServer,
+    shared_server,
+    simulated_server_model,
+)
 from engine.sources.snapshot import Snapshot
 from engine.store.base import HistoryStore, ResultStore, SlotMemory, ttl_for
 from engine.store.disk import ResultCache
 from engine.store.state import slot_memory_for
-from engine.throughput import learned_curve, merge_samples
+from engine.throughput import Job, learned_curve, merge_samples
 
 CURVE_TTL_S = 7 * 24 * 3600.0  # a server's measured curve, kept a week (latest samples win)
 
@@ -460,6 +467,7 @@ class Engine:
                 simulated_profile=self.backend.sim.profile if self.backend.simulated else None,
                 slots=slots,
                 learn_slots=learner,
+                server_model=self._server_model(),
             )
         )
         result.simulated_time_scale = (
@@ -470,20 +478,53 @@ class Engine:
         self._learn_curve(result)
         return result
 
+    def _server_model(self) -> ServerModel | None:
+        """How this server runs calls side by side, for pacing (engine/run/pacing.py): the
+        simulated server's profile, else what this server's measured runs showed (its
+        curve and each agent's single-stream work); None while nothing is known."""
+        if self.backend.pooled:
+            return None
+        if self.backend.simulated:
+            return simulated_server_model(self.backend.sim)
+        record = self.slot_memory.recall(self._curve_key()) or {}
+        try:
+            curve = learned_curve(record.get("samples", {}), int(record.get("runs", 0)))
+            works = {str(k): Job(float(v[0]), float(v[1])) for k, v in record["work"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            return None
+        if curve is None or not works:
+            return None
+        typical = Job(
+            statistics.median(j.prefill_s for j in works.values()),
+            statistics.median(j.decode_s for j in works.values()),
+        )
+        return ServerModel(
+            curve,
+            lambda spec, user: works.get(spec.name, typical),
+            "this server's measured runs (its curve, each agent's work alone)",
+        )
+
+    def _curve_key(self) -> str:
+        return "curve|" + self._slot_key(self.backend.members()[0])
+
     def _learn_curve(self, result: AnalysisResult) -> None:
         """Fold this run's per-stream rates into what is known of the server's curve
-        (one endpoint only) and attach the curve learned so far to the result."""
+        (one endpoint only), with each answered agent's single-stream work, and attach
+        the curve learned so far to the result."""
         if self.backend.pooled:
             return
-        key = "curve|" + self._slot_key(self.backend.members()[0])
+        key = self._curve_key()
         record = self.slot_memory.recall(key) or {}
         try:
             merged = merge_samples(record.get("samples", {}), curve_samples(result))
             runs = int(record.get("runs", 0)) + 1
+            work = {str(k): list(v) for k, v in dict(record.get("work", {})).items()}
         except (TypeError, ValueError, AttributeError):
-            merged, runs = merge_samples({}, curve_samples(result)), 1
-        self.slot_memory.remember(key, {"samples": merged, "runs": runs}, CURVE_TTL_S)
+            merged, runs, work = merge_samples({}, curve_samples(result)), 1, {}
         learned = learned_curve(merged, runs)
+        if learned is not None:
+            work.update(single_stream_work(result, learned))
+        self.slot_memory.remember(key, {"samples": merged, "runs": runs, "work": work}, CURVE_TTL_S)
         if learned is not None:
             result.server_curve = {
                 "prefill": list(learned.prefill),

@@ -413,6 +413,22 @@ def curve_samples(result: AnalysisResult) -> dict[str, dict[int, list[float]]]:
 MIN_SAMPLE_TOKENS = 16
 
 
+def single_stream_work(result: AnalysisResult, curve: ThroughputCurve) -> dict[str, list[float]]:
+    """Each answered agent's work as it would take alone, `[prefill_s, decode_s]` by name
+    (its measured work sped up by `curve`, the server's, for the streams beside it): what
+    the next run on this server paces its fan-out with (engine/run/pacing.py). Only agents
+    with the server's own timings: a client-side duration cannot be split."""
+    if result.mode != "parallel":
+        return {}
+    spans = _spans(result)
+    out: dict[str, list[float]] = {}
+    for run in result.agents:
+        if run.status == "ok" and run.server_work_s is not None:
+            job = single_stream_job(run, spans, curve)
+            out[run.name] = [round(job.prefill_s, 4), round(job.decode_s, 4)]
+    return out
+
+
 def slot_advice(result: AnalysisResult) -> SlotAdvice | None:
     """Advice when a parallel run had fewer server slots than agents and its agents waited
     for them for a real share of the run; None otherwise (or for a cache hit's old run)."""

@@ -94,12 +94,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
 from engine.run import agents, use_method
+from engine.run.agents import AgentSpec
+from engine.run.pacing import ServerModel
 from engine.throughput import (
     CI_SMOLLM2_RATES,
     CPU_CURVE,
     FLAT_CURVE,
     GPU_CURVE,
     SMOLLM2_CHARS_PER_TOKEN,
+    Job,
     ThroughputCurve,
 )
 
@@ -1024,6 +1027,30 @@ class SimulatedOllamaServer:
             {**_model_details(name), "expires_at": _now_iso(now + (expires - now_mono))}
             for name, expires in live
         ]
+
+
+def simulated_server_model(config: SimConfig) -> ServerModel | None:
+    """How this simulated server runs agents side by side, for pacing (engine/run/pacing.py):
+    its profile's curve, and each agent's single-stream work from the profile's rates at
+    the server's time scale — the expected values of the model it serves (no jitter, no
+    model load). None when its slots do not share compute (`share_compute=False`)."""
+    profile = PROFILES.get(config.profile)
+    if profile is None or not config.share_compute or profile.curve.flat:
+        return None
+
+    def work(spec: AgentSpec, user: str) -> Job:
+        prompt = max(
+            1, round((len(spec.system_prompt) + len(user)) / profile.prompt_chars_per_token)
+        )
+        out = profile.output_tokens("agent")
+        if spec.max_tokens is not None:
+            out = min(out, spec.max_tokens)
+        scale = config.time_scale
+        return Job(prompt / profile.prefill_tps * scale, out / profile.decode_tps * scale)
+
+    return ServerModel(
+        profile.curve, work, f"the simulated {profile.name} profile's curve and rates"
+    )
 
 
 _shared: dict[SimConfig, SimulatedOllamaServer] = {}

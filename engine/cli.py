@@ -26,7 +26,7 @@ from engine.run.agents import DEFAULT_MODEL, RosterError, load_roster
 from engine.run.runner import CONSOLIDATION_STYLES, MODES, ProgressEvent, RunSettings
 from engine.run.slots import parse_slots_setting, slots_from_config
 from engine.service import BACKEND_KINDS, BackendConfig, Engine, default_data_dir
-from engine.simulator.server import FAULT_KINDS, PROFILES, SimConfig, serve_forever
+from engine.simulator import FAULT_KINDS, PROFILES, SimConfig, serve_forever
 from engine.sources import prometheus
 from engine.sources import snapshot as snapshots
 from engine.store.disk import DEFAULT_TTL_S

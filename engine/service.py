@@ -48,7 +48,7 @@ from engine.run.runner import (
     run_analysis,
 )
 from engine.run.slots import ServerSlots
-from engine.simulator.server import SimConfig, SimulatedOllamaServer, shared_server
+from engine.simulator import SimConfig, SimulatedOllamaServer, shared_server
 from engine.sources.snapshot import Snapshot
 from engine.store.disk import ResultCache
 from engine.store.state import HistoryStore, ResultStore, SlotMemory, slot_memory_for, ttl_for

@@ -17,7 +17,7 @@ import pytest
 from engine.backends.endpoints import EndpointSpec, endpoints_section, parse_endpoints, public_url
 from engine.cli import main
 from engine.service import BackendConfig
-from engine.simulator.server import SimConfig, SimulatedOllamaServer
+from engine.simulator import SimConfig, SimulatedOllamaServer
 from tests.test_app_live import new_app
 from tests.test_pool import SPECIALISTS, closed_port_url, served
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from engine.simulator.server import SimConfig, SimulatedOllamaServer
+from engine.simulator import SimConfig, SimulatedOllamaServer
 from tests.redisfixture import LineReader, redis_server, redis_url
 
 __all__ = ["redis_server", "redis_url"]  # fixtures used by name

@@ -26,7 +26,7 @@ import pytest
 from engine.backends.ollama import OllamaBackend
 from engine.run import agents, use_method
 from engine.run.runner import RunSettings, run_analysis
-from engine.simulator.server import (
+from engine.simulator import (
     CACHED_COUNT_FIELD,
     DEFAULT_MODELS,
     FAULT_KINDS,

@@ -19,7 +19,7 @@ from engine.run.agents import DEFAULT_MODEL
 from engine.run.runner import MODES, RunSettings
 from engine.run.slots import parse_slots_setting, slots_from_config
 from engine.service import BackendConfig, BackendKind, default_data_dir
-from engine.simulator.server import PROFILES, SimConfig
+from engine.simulator import PROFILES, SimConfig
 from engine.sources import snapshot as snapshots
 from engine.store.disk import DEFAULT_TTL_S
 from engine.store.state import DEFAULT_DEGRADED_TTL_S, DEFAULT_LEASE_S

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from engine.records import AgentRun, AgentStatus, AnalysisResult, ConsolidationRun
-from engine.simulator.server import PROFILES
+from engine.simulator import PROFILES
 from engine.throughput import (
     BATCHING_CURVE,
     CPU_CURVE,

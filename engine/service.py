@@ -59,6 +59,9 @@ CURVE_TTL_S = 7 * 24 * 3600.0  # a server's measured curve, kept a week (latest 
 BackendKind = Literal["simulated", "ollama", "openai"]
 SHARED_RUN = "the same analysis"  # the `agent` of a "waiting" progress event
 BACKEND_KINDS: tuple[BackendKind, ...] = ("simulated", "ollama", "openai")
+# What `BackendConfig.url()` says of the embedded simulated server: it has no URL until a
+# backend is built (`BackendConfig.started`), and asking where it is must not start it.
+EMBEDDED_SIMULATOR = "embedded simulated server"
 
 
 def default_data_dir() -> Path:
@@ -107,6 +110,18 @@ class BackendConfig:
     def pooled(self) -> bool:
         return len(self.endpoints) > 1
 
+    @property
+    def embedded(self) -> bool:
+        """The embedded simulated server: one this process starts (engine/simulator/registry.py)."""
+        return self.kind == "simulated" and not self.base_url and not self.endpoints
+
+    def started(self) -> BackendConfig:
+        """This config with its embedded server running and its URL in `base_url`: the
+        process's shared server for `sim`, started on first use. Any other config as is."""
+        if not self.embedded:
+            return self
+        return replace(self, base_url=shared_server(self.sim).url)
+
     def members(self) -> tuple[BackendConfig, ...]:
         """One single-endpoint config per LLM host (just this one without endpoints)."""
         if not self.endpoints:
@@ -125,10 +140,13 @@ class BackendConfig:
         )
 
     def url(self) -> str:
+        """Where the server is, to show or to ask (the endpoints' joined by ", "). The
+        embedded simulated server has none until started: EMBEDDED_SIMULATOR, and no side
+        effect (`started()` starts it; `factory()` does when it builds the backend)."""
         if self.endpoints:
             return ", ".join(public_url(member.url()) for member in self.members())
-        if self.kind == "simulated":
-            return self.base_url or shared_server(self.sim).url
+        if self.embedded:
+            return EMBEDDED_SIMULATOR
         if self.kind == "ollama":
             return self.base_url or ollama_base_url()
         return self.base_url or ""
@@ -186,6 +204,8 @@ class BackendConfig:
         With several endpoints: a pool over them, `slots` being each one's (None: unknown)."""
         if self.endpoints:
             return self._pool(max_connections, slots)
+        if self.embedded:  # the one step that starts the embedded server
+            return self.started().factory(max_connections, transport=transport)
         url, timeout, pool = self.url(), self.timeout_s, max_connections
         if self.kind == "openai":
             return OpenAICompatBackend(
@@ -216,7 +236,7 @@ class BackendConfig:
 def isolates_variants(backend: BackendConfig) -> bool:
     """Whether `Engine.compare_consolidation` gives each variant a server of its own: only
     on the embedded simulator (a server we start); any other keeps its slots' KV cache."""
-    return backend.kind == "simulated" and not backend.base_url and not backend.endpoints
+    return backend.embedded
 
 
 def _run_sync(coro: Any) -> Any:
@@ -264,7 +284,9 @@ class Engine:
 
     @staticmethod
     def _slot_key(member: BackendConfig) -> str:
-        return f"{public_url(member.url())}|{member.model}"
+        """What is learned about a server is kept under its URL (the embedded server's
+        own, from the registry: what one process's runs of one config talk to)."""
+        return f"{public_url(member.started().url())}|{member.model}"
 
     def _recalled(self, member: BackendConfig, asked: ServerSlots) -> ServerSlots:
         """A server to learn: what was learned about it, if still valid; else as asked."""
@@ -620,7 +642,9 @@ class Engine:
         members = self.backend.members()
 
         async def ask_all() -> list[str | None]:
-            return list(await asyncio.gather(*(live_state(m.url(), m.api_key) for m in members)))
+            return list(
+                await asyncio.gather(*(live_state(m.started().url(), m.api_key) for m in members))
+            )
 
         found: list[str | None] = _run_sync(ask_all())
         return found

@@ -309,8 +309,7 @@ def _sim_section() -> SimConfig:
 
 def _status_block(backend: BackendConfig) -> None:
     status = probe(backend)
-    embedded = backend.kind == "simulated" and not backend.endpoints
-    where = "embedded simulated server" if embedded else redact_url(backend.url())
+    where = redact_url(backend.url())  # the embedded server's says so (no URL of its own)
     if status.reachable:
         models = ", ".join(status.models[:8]) + (" …" if len(status.models) > 8 else "")
         st.caption(

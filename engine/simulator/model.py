@@ -162,10 +162,15 @@ class SimStats:
         with self._changed:
             self._changed.notify_all()
 
+    def wait_for(self, state: Callable[[SimStats], bool], timeout_s: float) -> bool:
+        """Block until `state(self)` holds, checked as the slots' occupancy changes (False
+        after `timeout_s`)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: state(self), timeout_s)
+
     def wait_for_in_flight(self, count: int, timeout_s: float) -> bool:
         """Block until exactly `count` requests hold a slot (False after `timeout_s`)."""
-        with self._changed:
-            return self._changed.wait_for(lambda: self.in_flight == count, timeout_s)
+        return self.wait_for(lambda stats: stats.in_flight == count, timeout_s)
 
 
 @dataclass

@@ -41,6 +41,12 @@ def shared_server(config: SimConfig) -> SimulatedOllamaServer:
     return server
 
 
+def running_configs() -> list[SimConfig]:
+    """The configs whose shared server is up, least recently used first (nothing started)."""
+    with _shared_lock:
+        return [config for config, server in _shared.items() if server.running]
+
+
 def _stop_shared() -> None:
     with _shared_lock:
         servers = list(_shared.values())

@@ -116,7 +116,8 @@ class _Handler(BaseHTTPRequestHandler):
         return cast(SimHTTPServer, self.server)
 
     @property
-    def model(self) -> TimingModel:
+    def sim(self) -> TimingModel:
+        """The server's timing model (its `model` would read as the LLM's name)."""
         return self.http.model
 
     def setup(self) -> None:
@@ -139,7 +140,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = self.path.split("?")[0]
-        self.model.stats.add(path=path)
+        self.sim.stats.add(path=path)
         endpoint = {"/api/chat": self._chat, "/api/generate": self._generate}.get(path)
         if endpoint is None:
             self.close_connection = True  # its body is unread
@@ -152,8 +153,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, head: bool) -> None:
         path = self.path.split("?")[0]
-        model = self.model
-        model.stats.add(path=path)
+        sim = self.sim
+        sim.stats.add(path=path)
         if path == "/":
             self._send(200, b"Ollama is running", "text/plain; charset=utf-8", head)
         elif path == "/api/version":
@@ -161,12 +162,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/api/tags":
             tags = [
                 {**_model_details(m), "modified_at": self.http.started_at}
-                for m in model.config.models
+                for m in sim.config.models
             ]
             self._json(200, {"models": tags}, head)
         elif path == "/api/ps":
             self._json(200, {"models": self._loaded_models()}, head)
-        elif model.config.llama_props and path in ("/props", "/slots", "/health"):
+        elif sim.config.llama_props and path in ("/props", "/slots", "/health"):
             self._json(200, self._llama_state(path), head)
         else:
             self._send(404, b"404 page not found", "text/plain", head)
@@ -174,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _loaded_models(self) -> list[dict[str, Any]]:
         return [
             {**_model_details(name), "expires_at": now_iso(expires)}
-            for name, expires in self.model.loaded_models()
+            for name, expires in self.sim.loaded_models()
         ]
 
     def _llama_state(self, path: str) -> Any:
@@ -182,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
         per slot, `is_processing` while it works) and `/health`, in llama.cpp's shapes."""
         if path == "/health":
             return {"status": "ok"}
-        config = self.model.config
+        config = self.sim.config
         if path == "/props":
             return {
                 "total_slots": config.slots,
@@ -192,7 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
             }
         return [
             {"id": i, "n_ctx": LLAMA_CTX_PER_SLOT, "is_processing": busy}
-            for i, busy in enumerate(self.model.slots_busy())
+            for i, busy in enumerate(self.sim.slots_busy())
         ]
 
     def _send(self, status: int, body: bytes, ctype: str, head: bool = False) -> None:
@@ -286,17 +287,17 @@ class _Handler(BaseHTTPRequestHandler):
         """One completion for either endpoint: `user` is what is answered (None: only load
         the model), `prompt` everything the model reads (for the prefill time)."""
         agent = self.headers.get("X-Quorum-Agent") or ""
-        self.model.stats.add(agent=agent)
-        fault = self.model.fault_for(agent)
-        if fault in ("busy", "error", "notfound") or not self.model.knows(model):
+        self.sim.stats.add(agent=agent)
+        fault = self.sim.fault_for(agent)
+        if fault in ("busy", "error", "notfound") or not self.sim.knows(model):
             status, error = _REFUSALS.get(fault or "", (404, f"model '{model}' not found"))
             self._json(status, {"error": error})
             return
         role, kind, text = answer_for_prompt(user) if user is not None else ("load", "load", "")
-        rng = self.model.rng(agent or role)
+        rng = self.sim.rng(agent or role)
         answer = self._answer(body, model, kind, text, rng.uniform(-1, 1), generate, fault)
         gone: ClientGone = functools.partial(_peer_closed, self.connection)
-        with self.model.model_in_use(model, rng, gone) as load_s:
+        with self.sim.model_in_use(model, rng, gone) as load_s:
             if kind == "load":
                 self._json(200, _message(model, "", True, "load", generate=generate))
                 return
@@ -311,7 +312,7 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> _Answer:  # fmt: skip
         """The reply's pieces (one a token, `num_predict` at most) and shape."""
         text = MALFORMED if fault == "malformed" else text
-        pieces = token_pieces(text, answer_tokens(self.model.profile, kind, text, draw))
+        pieces = token_pieces(text, answer_tokens(self.sim.profile, kind, text, draw))
         options = body.get("options")
         num_predict = options.get("num_predict") if isinstance(options, dict) else None
         done_reason = "stop"
@@ -325,14 +326,14 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> tuple[Prefill, float] | None:
         """In a slot: read the prompt, write the tokens on schedule. (the prefill, decode
         seconds), or None when the answer already ended with its error."""
-        with self.model.slot(prompt, gone) as lease:
+        with self.sim.slot(prompt, gone) as lease:
             if answer.fault == "hang":
                 if answer.stream:
                     self._start_stream()
                     self._chunk(answer.line(answer.pieces[0]))
-                self.model.hold(gone)
+                self.sim.hold(gone)
                 raise RequestGone
-            prefill = self.model.prefill(lease, gone, slow=answer.fault == "slow")
+            prefill = self.sim.prefill(lease, gone, slow=answer.fault == "slow")
             if answer.stream:
                 self._start_stream()
             decode_s = self._decode(answer, gone)
@@ -342,7 +343,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Emit the tokens on schedule; seconds taken, or None if it failed midstream."""
         pieces, fail = answer.pieces, answer.fault == "error-midstream"
         start, sent = time.monotonic(), 0
-        for upto in self.model.decode(len(pieces), gone, slow=answer.fault == "slow"):
+        for upto in self.sim.decode(len(pieces), gone, slow=answer.fault == "slow"):
             # Everything due by now goes in one write (see TimingModel.decode).
             lines = [answer.line(p) for p in pieces[sent:upto] if p]
             if fail and upto >= _MIDSTREAM_TOKENS:
@@ -373,7 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
             "eval_duration": _ns(decode_s),
         }
         final.update({k: v for k, v in metrics.items() if v})  # Go's omitempty, as Ollama does
-        if self.model.config.prefix_cache:  # an extension: Ollama does not say how much it reused
+        if self.sim.config.prefix_cache:  # an extension: Ollama does not say how much it reused
             final[CACHED_COUNT_FIELD] = prefill.cached
         if answer.stream:
             self._chunk(_line(final))

@@ -10,7 +10,7 @@ the size of an agent's (no prefix to reuse), a fixed number of output tokens
 predicted_ms). The per-stream prefill and decode rates at each concurrency, their medians
 over streams and rounds, and the facts of the machine (CPU model, cores, `os.getloadavg()`
 before and after each step: other work shares these cores) go to a JSON file the
-simulator's curves cite (engine/simulator/server.py `CURVES`).
+simulator's curves cite (engine/simulator/profiles.py, via engine/throughput.py).
 """
 
 from __future__ import annotations

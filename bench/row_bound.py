@@ -15,7 +15,7 @@ from bench.levels import Level
 from bench.measure import Row, Target, check
 from bench.sim import engine_for, running, scaled_settings, sim_config, snapshot, warm_process
 from engine.records import AnalysisResult
-from engine.simulator.server import PROFILES
+from engine.simulator import PROFILES
 from engine.throughput import Job, shared_makespan
 
 PROFILES_RUN = ("baseline", "cpu-small", "gpu", "ci-smollm2")

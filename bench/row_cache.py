@@ -18,7 +18,7 @@ from bench.levels import Level
 from bench.measure import Row, Target, check, percentile
 from bench.sim import engine_for, running, sim_config, snapshot, warm_process
 from engine.run.runner import RunSettings
-from engine.simulator.server import SimulatedOllamaServer
+from engine.simulator import SimulatedOllamaServer
 from engine.store.disk import ResultCache
 from engine.store.history import History
 

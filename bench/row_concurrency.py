@@ -28,7 +28,7 @@ from bench.measure import Row, Target, check
 from bench.sim import engine_for, running, sim_config, snapshot, warm_process
 from engine.run.runner import RunSettings
 from engine.service import BackendConfig, Engine
-from engine.simulator.server import SimConfig, SimulatedOllamaServer
+from engine.simulator import SimConfig, SimulatedOllamaServer
 from engine.sources.snapshot import Snapshot
 from engine.store.disk import ResultCache
 

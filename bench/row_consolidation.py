@@ -40,7 +40,7 @@ from engine.backends.ollama import OllamaBackend
 from engine.run import agents, use_method
 from engine.run.agents import DEFAULT_MODEL, DEFAULT_ROSTER, AgentSpec, parse_json_answer
 from engine.run.warmup import warm_consolidator
-from engine.simulator.server import SimConfig
+from engine.simulator import SimConfig
 
 ROSTER = DEFAULT_ROSTER.with_default_model(DEFAULT_MODEL)
 

@@ -32,7 +32,7 @@ from bench.sim import (
 from engine.records import AnalysisResult
 from engine.run.runner import RunSettings
 from engine.service import BackendConfig, Engine
-from engine.simulator.server import SimConfig, SimulatedOllamaServer
+from engine.simulator import SimConfig, SimulatedOllamaServer
 from engine.store.state import ProcessSlotMemory
 
 # The hung agent's timeout, in simulated seconds (× the time scale): the others, four

@@ -33,7 +33,7 @@ from bench.sim import (
     warm_process,
 )
 from engine.run.runner import RunSettings
-from engine.simulator.server import SimConfig
+from engine.simulator import SimConfig
 
 PLAN = "plan"
 OURS_Q3 = "ours, quorum 3 (defaults)"

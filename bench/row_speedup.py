@@ -29,7 +29,7 @@ from bench.sim import (
 )
 from engine.records import AgentRun, AnalysisResult
 from engine.run.runner import RunSettings
-from engine.simulator.server import SimConfig
+from engine.simulator import SimConfig
 
 PLAN_BEFORE_S, PLAN_GOAL_S = 70.0, 15.0
 Arm = tuple[str, SimConfig, RunSettings]

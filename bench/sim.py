@@ -19,7 +19,7 @@ from engine.records import AgentRun, AnalysisResult
 from engine.run.agents import DEFAULT_MODEL, DEFAULT_ROSTER, Roster
 from engine.run.runner import RunSettings
 from engine.service import BackendConfig, Engine
-from engine.simulator.server import SimConfig, SimulatedOllamaServer
+from engine.simulator import SimConfig, SimulatedOllamaServer
 from engine.sources.snapshot import Snapshot, scenario
 from engine.store.disk import ResultCache
 from engine.store.history import History

@@ -28,7 +28,7 @@ from engine.report.timeline import (
 )
 from engine.run.runner import ProgressEvent
 from engine.service import Engine
-from engine.simulator.server import FAULT_KINDS, PROFILES, SimConfig, serve_forever
+from engine.simulator import FAULT_KINDS, PROFILES, SimConfig, serve_forever
 from engine.sources import snapshot as snapshots
 
 __all__ = ["UsageError", "build_parser", "format_compare", "format_result", "main"]

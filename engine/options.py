@@ -20,7 +20,7 @@ from engine.run.agents import DEFAULT_MODEL, RosterError
 from engine.run.runner import CONSOLIDATION_STYLES, MODES, RunSettings
 from engine.service import BackendConfig, Engine, default_data_dir
 from engine.settings import Settings
-from engine.simulator.server import FAULT_KINDS, PROFILES, SimConfig
+from engine.simulator import FAULT_KINDS, PROFILES, SimConfig
 from engine.sources import prometheus
 from engine.sources import snapshot as snapshots
 from engine.store.base import DEFAULT_DEGRADED_TTL_S, DEFAULT_TTL_S

@@ -52,12 +52,7 @@ from engine.run.runner import (
     run_analysis,
 )
 from engine.run.settings import CONSOLIDATION_VARIANTS
-from engine.simulator.server import (
-    SimConfig,
-    SimulatedOllamaServer,
-    shared_server,
-    simulated_server_model,
-)
+from engine.simulator import SimConfig, SimulatedOllamaServer, shared_server, simulated_server_model
 from engine.sources.snapshot import Snapshot
 from engine.store.base import HistoryStore, ResultStore, SlotMemory, ttl_for
 from engine.store.disk import ResultCache
@@ -67,6 +62,9 @@ from engine.throughput import Job, learned_curve, merge_samples
 CURVE_TTL_S = 7 * 24 * 3600.0  # a server's measured curve, kept a week (latest samples win)
 
 SHARED_RUN = "the same analysis"  # the `agent` of a "waiting" progress event
+# What `BackendConfig.url()` says of the embedded simulated server: it has no URL until a
+# backend is built (`BackendConfig.started`), and asking where it is must not start it.
+EMBEDDED_SIMULATOR = "embedded simulated server"
 
 
 def default_data_dir() -> Path:
@@ -123,6 +121,13 @@ class BackendConfig:
     def pooled(self) -> bool:
         return len(self.endpoints) > 1
 
+    def started(self) -> BackendConfig:
+        """This config with its embedded server running and its URL in `base_url`: the
+        process's shared server for `sim`, started on first use. Any other config as is."""
+        if not self.embedded:
+            return self
+        return replace(self, base_url=shared_server(self.sim).url)
+
     def members(self) -> tuple[BackendConfig, ...]:
         """One single-endpoint config per LLM host (just this one without endpoints)."""
         if not self.endpoints:
@@ -141,12 +146,15 @@ class BackendConfig:
         )
 
     def url(self) -> str:
+        """Where the server is, to show or to ask (the endpoints' joined by ", "). The
+        embedded simulated server has none until started: EMBEDDED_SIMULATOR, and no side
+        effect (`started()` starts it; `factory()` does when it builds the backend)."""
         if self.endpoints:
             return ", ".join(redact_url(member.url()) for member in self.members())
         if self.base_url:
             return self.base_url
-        if self.spec.simulator:
-            return shared_server(self.sim).url
+        if self.embedded:
+            return EMBEDDED_SIMULATOR
         default = self.spec.default_url
         return default() if default is not None else ""
 
@@ -203,6 +211,8 @@ class BackendConfig:
         With several endpoints: a pool over them, `slots` being each one's (None: unknown)."""
         if self.endpoints:
             return self._pool(max_connections, slots)
+        if self.embedded:  # the one step that starts the embedded server
+            return self.started().factory(max_connections, transport=transport)
         options = ClientOptions(self.api_key, self.timeout_s, max_connections, transport)
         return self.spec.build(self.url(), options)
 
@@ -273,7 +283,9 @@ class Engine:
 
     @staticmethod
     def _slot_key(member: BackendConfig) -> str:
-        return f"{redact_url(member.url())}|{member.model}"
+        """What is learned about a server is kept under its URL (the embedded server's
+        own, from the registry: what one process's runs of one config talk to)."""
+        return f"{redact_url(member.started().url())}|{member.model}"
 
     def _recalled(self, member: BackendConfig, asked: ServerSlots) -> ServerSlots:
         """A server to learn: what was learned about it, if still valid; else as asked."""
@@ -660,7 +672,9 @@ class Engine:
         members = self.backend.members()
 
         async def ask_all() -> list[str | None]:
-            return list(await asyncio.gather(*(live_state(m.url(), m.api_key) for m in members)))
+            return list(
+                await asyncio.gather(*(live_state(m.started().url(), m.api_key) for m in members))
+            )
 
         found: list[str | None] = _run_sync(ask_all())
         return found

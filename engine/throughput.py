@@ -3,7 +3,7 @@
 An LLM server with N slots runs N sequences in one batch; on a CPU (or a GPU for prefill)
 they share the same arithmetic, so each is slower than alone. `ThroughputCurve` gives
 each sequence's prefill and decode speed as a fraction of one alone, by how many run.
-The simulator (engine/simulator/server.py) runs its slots on its profile's curve, and the slot
+The simulator (engine/simulator/model.py) runs its slots on its profile's curve, and the slot
 advice (engine/report/timeline.py) predicts other slot counts with one. Every curve names its
 source: a measurement here (`python -m bench.calibrate`) or a published benchmark.
 """

@@ -24,7 +24,7 @@ import pytest
 
 from engine.run.runner import RunSettings
 from engine.service import BackendConfig, Engine
-from engine.simulator.server import SimConfig, SimulatedOllamaServer
+from engine.simulator import SimConfig, SimulatedOllamaServer
 from engine.sources.snapshot import scenario
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -664,7 +664,7 @@ def test_a_caller_of_an_analysis_under_way_is_told_it_waits(tmp_path: Path) -> N
 
     from engine.run.runner import ProgressEvent
     from engine.service import BackendConfig, Engine
-    from engine.simulator.server import SimConfig
+    from engine.simulator import SimConfig
 
     engine = Engine(BackendConfig(sim=SimConfig(time_scale=0.01)))
     settings_ = RunSettings(agent_timeout_s=10.0)

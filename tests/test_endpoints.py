@@ -18,7 +18,7 @@ from engine.backends.endpoints import EndpointSpec, endpoints_section, parse_end
 from engine.cli import main
 from engine.redact import redact_url
 from engine.service import BackendConfig
-from engine.simulator.server import SimConfig, SimulatedOllamaServer
+from engine.simulator import SimConfig, SimulatedOllamaServer
 from tests.support.app_test import new_app, page_script
 from tests.support.simulated import SPECIALIST_NAMES, closed_port_url, served
 

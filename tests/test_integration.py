@@ -22,7 +22,7 @@ from engine.records import AnalysisResult
 from engine.report.timeline import result_chain
 from engine.run.runner import RunSettings
 from engine.service import BackendConfig, Engine
-from engine.simulator.server import PROFILES, SimConfig, SimulatedOllamaServer
+from engine.simulator import PROFILES, SimConfig, SimulatedOllamaServer
 from engine.sources.snapshot import scenario
 from engine.store.disk import ResultCache
 from tests.support.simulated import SPECIALISTS, simulated
@@ -231,7 +231,7 @@ def test_20_concurrent_identical_requests_cause_one_fan_out(tmp_path: Path) -> N
             "from engine.store.disk import ResultCache\n"
             "from engine.run.runner import RunSettings\n"
             "from engine.service import BackendConfig, Engine\n"
-            "from engine.simulator.server import SimConfig\n"
+            "from engine.simulator import SimConfig\n"
             "from engine.sources.snapshot import scenario\n"
             "sys.stdin.readline()\n"  # the start signal
             f"sim = SimConfig(profile='gpu', num_parallel=6, time_scale=0.05)\n"
@@ -343,7 +343,7 @@ def test_one_slot_and_a_hung_agent_it_ends_at_its_timeout_and_the_others_answer(
 
 def test_consolidation_variants_each_get_a_fresh_embedded_server() -> None:
     from engine.service import isolates_variants
-    from engine.simulator.server import shared_server
+    from engine.simulator import shared_server
 
     # A slot per agent, so no agent can find another one's prefix within its own run.
     config = SimConfig(profile="gpu", num_parallel=6, time_scale=0.01)

@@ -10,7 +10,7 @@ import httpx
 
 from engine.backends.live_state import from_metrics, from_slots, live_state, metric_values
 from engine.service import BackendConfig, Engine
-from engine.simulator.server import SimConfig, SimulatedOllamaServer
+from engine.simulator import SimConfig, SimulatedOllamaServer
 from tests.support.loopback import LoopbackServer, Route
 
 VLLM_METRICS = b"""# HELP vllm:num_requests_running Number of requests in model execution batches.

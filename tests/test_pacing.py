@@ -14,7 +14,7 @@ from engine.run.agents import DEFAULT_ROSTER, AgentSpec
 from engine.run.pacing import ServerModel, pace
 from engine.run.settings import RunSettings
 from engine.service import BackendConfig, Engine
-from engine.simulator.server import SimConfig, SimulatedOllamaServer, simulated_server_model
+from engine.simulator import SimConfig, SimulatedOllamaServer, simulated_server_model
 from engine.sources.snapshot import scenario
 from engine.store.state import ProcessSlotMemory
 from engine.throughput import CPU_CURVE, FLAT_CURVE, Job

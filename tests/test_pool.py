@@ -22,7 +22,7 @@ from engine.records import AnalysisResult
 from engine.run.runner import RunSettings
 from engine.run.slots import ServerSlots
 from engine.service import BackendConfig, Engine
-from engine.simulator.server import SimConfig, SimulatedOllamaServer
+from engine.simulator import SimConfig, SimulatedOllamaServer
 from engine.sources.snapshot import scenario
 from tests.support.simulated import SPECIALIST_NAMES, closed_port_url, served
 

@@ -22,7 +22,7 @@ from engine.records import AgentRun, AnalysisResult
 from engine.run.agents import DEFAULT_MODEL, DEFAULT_ROSTER, Roster
 from engine.run.runner import RunSettings
 from engine.service import BackendConfig, Engine
-from engine.simulator.server import SimConfig, SimulatedOllamaServer
+from engine.simulator import SimConfig, SimulatedOllamaServer
 from engine.sources.snapshot import scenario
 
 pytestmark = pytest.mark.realserver

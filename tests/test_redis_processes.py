@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.redis_server import LineReader
-from engine.simulator.server import SimConfig, SimulatedOllamaServer
+from engine.simulator import SimConfig, SimulatedOllamaServer
 
 REPO = Path(__file__).resolve().parent.parent
 CHATS_PER_ANALYSIS = 6  # five specialists and the consolidator

@@ -25,7 +25,7 @@ from engine.backends.registry import (
     spec,
 )
 from engine.service import BackendConfig
-from engine.simulator.server import SimConfig, SimulatedOllamaServer
+from engine.simulator import SimConfig, SimulatedOllamaServer
 from tests.support.loopback import LoopbackServer, Route
 
 

@@ -26,7 +26,7 @@ import pytest
 from engine.backends.ollama import OllamaBackend
 from engine.run import agents, use_method
 from engine.run.runner import RunSettings, run_analysis
-from engine.simulator.server import (
+from engine.simulator import (
     CACHED_COUNT_FIELD,
     DEFAULT_MODELS,
     FAULT_KINDS,
@@ -38,6 +38,7 @@ from engine.simulator.server import (
     estimate_tokens,
     shared_server,
 )
+from engine.simulator.registry import running_configs
 from engine.sources import snapshot
 
 ServerFactory = Callable[..., SimulatedOllamaServer]
@@ -577,6 +578,27 @@ def test_shared_servers_are_bounded_least_recently_used_first() -> None:
         shared_server(SimConfig(time_scale=0.001, seed=1001))  # keep using this one
     assert not first.running
     assert kept.running and shared_server(SimConfig(time_scale=0.001, seed=1001)) is kept
+
+
+def test_an_embedded_backend_starts_its_server_only_when_the_backend_is_built() -> None:
+    from engine.service import EMBEDDED_SIMULATOR, BackendConfig
+
+    config = SimConfig(time_scale=0.001, seed=24680)
+    embedded = BackendConfig(kind="simulated", sim=config)
+    assert embedded.url() == EMBEDDED_SIMULATOR and embedded.embedded
+    assert embedded.fingerprint().startswith("simulated|simulated:baseline:")
+    assert config not in running_configs()  # asking where it is started nothing
+
+    async def build() -> str:
+        backend = embedded.factory()
+        try:
+            return str(backend.base_url)
+        finally:
+            await backend.aclose()
+
+    url = asyncio.run(build())
+    assert config in running_configs() and url == shared_server(config).url
+    assert embedded.started().base_url == url and not embedded.started().embedded
 
 
 # --- /api/generate (the plan's own client uses it) -----------------------------------

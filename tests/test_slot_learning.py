@@ -23,7 +23,7 @@ from engine.records import AgentRun
 from engine.report.timeline import PROBE_LABEL, timeline
 from engine.run.runner import RunSettings
 from engine.service import BackendConfig, Engine
-from engine.simulator.server import VERSION, SimConfig, SimulatedOllamaServer
+from engine.simulator import VERSION, SimConfig, SimulatedOllamaServer
 from engine.sources.snapshot import scenario
 from engine.store.disk import ResultCache
 from engine.store.state import ProcessSlotMemory

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.simulator.server import PROFILES, SimConfig, SimulatedOllamaServer
+from engine.simulator import PROFILES, SimConfig, SimulatedOllamaServer
 from engine.throughput import (
     BATCHING_CURVE,
     CI_SMOLLM2_RATES,

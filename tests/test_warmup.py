@@ -17,7 +17,7 @@ from engine.run.agents import DEFAULT_ROSTER, AgentSpec
 from engine.run.runner import RunSettings, run_analysis
 from engine.run.slots import ServerSlots
 from engine.run.warmup import WARMUP_SUFFIX, warm_consolidator, warmup_request
-from engine.simulator.server import SimConfig, SimulatedOllamaServer, estimate_tokens
+from engine.simulator import SimConfig, SimulatedOllamaServer, estimate_tokens
 from engine.sources.snapshot import scenario
 from tests.support.fakes import FakeBackend, Script
 

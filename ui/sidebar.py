@@ -21,7 +21,7 @@ from engine.run.agents import DEFAULT_MODEL
 from engine.run.runner import MODES, RunSettings
 from engine.service import BackendConfig, default_data_dir
 from engine.settings import Settings
-from engine.simulator.server import PROFILES, SimConfig
+from engine.simulator import PROFILES, SimConfig
 from engine.sources import snapshot as snapshots
 from engine.store.state import StateConfig
 from ui import navigation, safe

@@ -25,7 +25,7 @@ from engine.run.critical_path import chain_length_s as chain_length_s
 from engine.run.critical_path import critical_chain as critical_chain
 from engine.run.critical_path import sent_s as sent_s
 from engine.run.critical_path import waited_for as waited_for
-from engine.simulator.server import PROFILES
+from engine.simulator import PROFILES
 from engine.throughput import (
     BATCHING_CURVE,
     CPU_CURVE,

@@ -20,7 +20,7 @@ from engine.api.settings import ApiSettings
 from engine.api.sources import SnapshotSource
 from engine.run.runner import RunSettings
 from engine.service import BackendConfig, Engine
-from engine.simulator.server import SimConfig
+from engine.simulator import SimConfig
 from engine.store.disk import ResultCache
 from engine.store.history import History
 from tests.support.serving import Running

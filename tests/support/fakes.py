@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from engine.backends.base import BackendError, ChatRequest, ChatResult, ServerStatus, TokenProgress
-from engine.simulator.server import answer_for_prompt
+from engine.simulator import answer_for_prompt
 
 
 @dataclass

@@ -17,7 +17,7 @@ import threading
 
 from engine.run.runner import ProgressEvent, RunSettings
 from engine.service import BackendConfig, Engine
-from engine.simulator.server import SimConfig
+from engine.simulator import SimConfig
 from engine.sources.snapshot import scenario
 from engine.store.redis_store import RedisHistory, RedisResultCache
 

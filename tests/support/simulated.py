@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from bench.plumbing import free_port
 from engine.service import BackendConfig
-from engine.simulator.server import SimConfig, SimulatedOllamaServer
+from engine.simulator import SimConfig, SimulatedOllamaServer
 
 SPECIALISTS = (  # the default roster's, in its order
     "PerformanceAnalyst",

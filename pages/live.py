@@ -41,9 +41,21 @@ if stretched and not paused:
 
 
 @st.fragment(run_every=None if paused else interval)
-def live_panel() -> None:
+def live_refresh() -> None:
+    """The timer's own fragment, around the panel's, and it writes nothing itself.
+
+    Streamlit discards what a fragment's run wrote but had not yet sent when the next run
+    of that fragment starts (`AppSession._clear_queue`), and a tick that came during a
+    long analysis starts the next run the moment this one returns: the status box's last
+    word went with it (issue 18). A tick reruns this fragment; what the panel (a fragment
+    of its own) wrote is kept and sent."""
     if not paused and live_session.must_rearm(int(chosen)):
         st.rerun(scope="app")  # the interval must be stretched: re-arm the timer first
+    live_panel()
+
+
+@st.fragment
+def live_panel() -> None:
     strip = st.container()
     slot = st.empty()  # one status box: this run's replaces the run before's
     try:
@@ -95,4 +107,4 @@ def live_panel() -> None:
         )
 
 
-live_panel()
+live_refresh()

@@ -719,6 +719,7 @@ def test_a_rerun_raised_by_the_last_write_itself_still_leaves_the_last_word() ->
         progress.close(finished_result(hit=False))
     assert slot.boxes[0].labels[-1] == render.INTERRUPTED_LABEL
     assert not slot.boxes[0].labels[-1].startswith("Analysing")
+    assert progress.last_word == (render.INTERRUPTED_LABEL, "error")  # the next run redraws it
 
 
 def test_streamlit_drops_a_runs_unsent_writes_when_the_next_run_starts() -> None:
@@ -743,6 +744,11 @@ def test_streamlit_drops_a_runs_unsent_writes_when_the_next_run_starts() -> None
         queue.enqueue(finished)
         queue.clear(retain_lifecycle_msgs=True, fragment_ids_this_run=fragment_ids)
         assert [m.WhichOneof("type") for m in queue.flush()] == ["script_finished"]
+    # What the Live page relies on: a rerun of its timer's fragment keeps the panel's writes.
+    queue = ForwardMsgQueue()
+    queue.enqueue(delta("live", 0))
+    queue.clear(retain_lifecycle_msgs=True, fragment_ids_this_run=["timer"])
+    assert [m.delta.fragment_id for m in queue.flush()] == ["live"]
 
 
 def test_the_next_run_draws_the_last_word_again_before_its_own_box() -> None:
@@ -770,18 +776,6 @@ def test_a_cache_hit_clears_the_redrawn_box_and_leaves_no_last_word() -> None:
     progress.close(finished_result(hit=True))
     assert [b.labels[-1] for b in slot.boxes] == ["Analysis finished in 1.0 s", "(empty)"]
     assert progress.last_word is None
-
-
-def test_a_rerun_from_the_last_write_leaves_interrupted_as_the_last_word() -> None:
-    from engine.run.runner import ProgressEvent
-
-    slot = FakeSlot()
-    progress = render.LiveProgress(slot, min_redraw_s=0.0)
-    progress(ProgressEvent("A", "started", 0.0))
-    slot.boxes[0].raise_once = rerun_request()
-    with pytest.raises(BaseException, match="RerunData"):
-        progress.close(finished_result(hit=False))
-    assert progress.last_word == (render.INTERRUPTED_LABEL, "error")
 
 
 def test_a_drawing_bug_stops_the_lines_but_not_the_last_word() -> None:

@@ -551,10 +551,10 @@ class LiveProgress:
         """Draw the run before's last word again, before this run's first event replaces it.
 
         Streamlit discards what a run wrote but had not yet sent when the next run starts
-        at once (`AppSession._clear_queue`; a timer tick that came during a long analysis
-        starts the next run the moment this one returns): the box's last word can be lost
-        that way, and the page would keep the "Analysing…" it last received. Redrawn
-        here, from session state, it comes back with the next run's first writes."""
+        (`AppSession._clear_queue`): the Live page keeps its timer's reruns away from the
+        panel's writes, but a full rerun still discards everything unsent, and the page
+        would keep the "Analysing…" it last received. Redrawn here, from session state,
+        the last word comes back with the next run's first writes."""
         if self.previous is not None and self.status is None:
             label, state = self.previous
             self.slot.status(label, state=state, expanded=False)

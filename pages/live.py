@@ -41,9 +41,23 @@ if stretched and not paused:
 
 
 @st.fragment(run_every=None if paused else interval)
+def live_refresh() -> None:
+    """The timer's own fragment, around the panel's, and it writes nothing itself.
+
+    Streamlit discards what a fragment's run wrote but had not yet sent when the next run
+    of that fragment starts (`AppSession._clear_queue`), and a tick that came during a
+    long analysis starts the next run the moment this one returns: the status box's last
+    word went with it (issue 18). A tick reruns this fragment; what the panel (a fragment
+    of its own) wrote is kept and sent."""
+    if not paused and live_session.must_rearm(int(chosen)):
+        st.rerun(scope="app")  # the interval must be stretched: re-arm the timer first
+    live_panel()
+
+
+@st.fragment
 def live_panel() -> None:
     strip = st.container()
-    slot = st.container()
+    slot = st.empty()  # one status box: this run's replaces the run before's
     try:
         snapshot, reading = ctx.source.read_detailed()
     except SnapshotError as exc:
@@ -54,19 +68,24 @@ def live_panel() -> None:
     if engine is None:  # the context checked this already; keeps the type checker honest
         return
     refresh = st.session_state.pop("live_bypass", False)
-    progress = render.LiveProgress(slot, **live_session.progress_steps(ctx, engine))
+    progress = render.LiveProgress(
+        slot, previous=live_session.last_word(), **live_session.progress_steps(ctx, engine)
+    )
+    progress.show_previous()
     result: AnalysisResult | None = None
     try:
         result = engine.analyze(snapshot, ctx.settings, refresh=refresh, progress=progress)
     except (OSError, RuntimeError, ValueError) as exc:
         st.error(safe.md(safe.ui_words(exc)), title="The analysis could not run")
     finally:
-        progress.close(result)
+        try:
+            progress.close(result)
+        finally:  # also when a rerun raised from the last write: the next run redraws it
+            live_session.remember_last_word(progress.last_word)
     if result is not None:
         with strip:
             render.status_strip(result, snapshot)
-        if live_session.note_run(result, int(chosen)) and not paused:
-            st.rerun(scope="app")  # the interval must be stretched: re-arm the timer
+        live_session.note_run(result)
     render.metric_tiles(snapshot, previous)
     if reading is not None:  # Prometheus: last fetch, unknown fields, what changed
         prom_ui.reading_panel(reading, previous)
@@ -88,4 +107,4 @@ def live_panel() -> None:
         )
 
 
-live_panel()
+live_refresh()

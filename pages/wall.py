@@ -81,7 +81,7 @@ def wall_panel() -> None:
     except (OSError, RuntimeError, ValueError) as exc:
         st.markdown(f"## The analysis could not run: {safe.md(safe.ui_words(exc))}")
         return
-    live_session.note_run(result, chosen)
+    live_session.note_run(result)
     headline(result, snapshot.host)
     tiles(snapshot)
     note = f"##### Refreshes every {interval} s · {safe.md(ctx.source.label)}"

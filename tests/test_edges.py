@@ -610,6 +610,9 @@ class FakeSlot:
         self.boxes.append(box)
         return box
 
+    def empty(self) -> None:  # `st.empty().empty()`: the slot holds nothing now
+        self.boxes.append(FakeStatus("(empty)"))
+
 
 def rerun_request() -> BaseException:
     from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
@@ -716,6 +719,63 @@ def test_a_rerun_raised_by_the_last_write_itself_still_leaves_the_last_word() ->
         progress.close(finished_result(hit=False))
     assert slot.boxes[0].labels[-1] == render.INTERRUPTED_LABEL
     assert not slot.boxes[0].labels[-1].startswith("Analysing")
+    assert progress.last_word == (render.INTERRUPTED_LABEL, "error")  # the next run redraws it
+
+
+def test_streamlit_drops_a_runs_unsent_writes_when_the_next_run_starts() -> None:
+    """The cause of the soak's stale "Analysing…" (issue 18), pinned on Streamlit itself:
+    when the next run starts, what the run before wrote but the server had not yet sent is
+    discarded (all of it for a full rerun, the fragment's for a fragment rerun)."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+    from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
+
+    def delta(fragment: str, at: int) -> ForwardMsg:
+        msg = ForwardMsg()
+        msg.metadata.delta_path[:] = [0, at]
+        msg.delta.new_element.markdown.body = "Analysis finished in 1.0 s (5/5 agents)"
+        msg.delta.fragment_id = fragment
+        return msg
+
+    finished = ForwardMsg()
+    finished.script_finished = ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY
+    for fragment_ids in (["live"], None):  # a fragment rerun, then a full rerun
+        queue = ForwardMsgQueue()
+        queue.enqueue(delta("live", 0))
+        queue.enqueue(finished)
+        queue.clear(retain_lifecycle_msgs=True, fragment_ids_this_run=fragment_ids)
+        assert [m.WhichOneof("type") for m in queue.flush()] == ["script_finished"]
+    # What the Live page relies on: a rerun of its timer's fragment keeps the panel's writes.
+    queue = ForwardMsgQueue()
+    queue.enqueue(delta("live", 0))
+    queue.clear(retain_lifecycle_msgs=True, fragment_ids_this_run=["timer"])
+    assert [m.delta.fragment_id for m in queue.flush()] == ["live"]
+
+
+def test_the_next_run_draws_the_last_word_again_before_its_own_box() -> None:
+    from engine.run.runner import ProgressEvent
+
+    slot = FakeSlot()
+    first = render.LiveProgress(slot, min_redraw_s=0.0)
+    first(ProgressEvent("A", "started", 0.0))
+    first.close(finished_result(hit=False))
+    assert first.last_word is not None and first.last_word[0].startswith("Analysis finished")
+    slot = FakeSlot()
+    second = render.LiveProgress(slot, min_redraw_s=0.0, previous=first.last_word)
+    second.show_previous()
+    assert [b.labels for b in slot.boxes] == [[first.last_word[0]]]
+    second(ProgressEvent("A", "started", 0.0))  # its own box replaces it (`st.empty`)
+    assert slot.boxes[-1].labels[-1].startswith("Analysing…")
+    second.close(None)
+    assert second.last_word == ("Analysis failed", "error")
+
+
+def test_a_cache_hit_clears_the_redrawn_box_and_leaves_no_last_word() -> None:
+    slot = FakeSlot()
+    progress = render.LiveProgress(slot, previous=("Analysis finished in 1.0 s", "complete"))
+    progress.show_previous()
+    progress.close(finished_result(hit=True))
+    assert [b.labels[-1] for b in slot.boxes] == ["Analysis finished in 1.0 s", "(empty)"]
+    assert progress.last_word is None
 
 
 def test_a_drawing_bug_stops_the_lines_but_not_the_last_word() -> None:

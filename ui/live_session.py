@@ -70,14 +70,36 @@ def refresh_interval(chosen_s: int, last_run: float | None) -> tuple[int, str | 
     return interval, why
 
 
-def note_run(result: AnalysisResult, chosen_s: int) -> bool:
-    """Remember a fresh run's wall time; True when the armed interval no longer fits it."""
-    if result.cache.hit:
-        return False
-    st.session_state[_LAST_RUN_KEY] = result.execution_time_s
-    interval, _ = stretch_interval(chosen_s, result.execution_time_s)
-    armed = st.session_state.get(_ARMED_KEY, interval)
-    return bool(interval != armed)
+def note_run(result: AnalysisResult) -> None:
+    """Remember a fresh run's wall time (a cache hit's says nothing about the next run)."""
+    if not result.cache.hit:
+        st.session_state[_LAST_RUN_KEY] = result.execution_time_s
+
+
+def must_rearm(chosen_s: int) -> bool:
+    """True when the timer was armed with an interval the last run no longer fits.
+
+    The Live page asks this at the start of a refresh, before it draws anything: the
+    rerun that re-arms the timer discards what the run wrote but Streamlit had not yet
+    sent, and asked right after the analysis (as it was) it took the status box's last
+    word with it, leaving "Analysing…" on the page (issue 18: 3 of 494 refreshes)."""
+    interval, _ = stretch_interval(chosen_s, last_run_s())
+    return bool(st.session_state.get(_ARMED_KEY, interval) != interval)
+
+
+_LAST_WORD_KEY = "live_last_word"
+
+
+def last_word() -> tuple[str, str] | None:
+    """The status box's last word of the previous run (label, state), if any."""
+    stored = st.session_state.get(_LAST_WORD_KEY)
+    if isinstance(stored, tuple) and len(stored) == 2:
+        return str(stored[0]), str(stored[1])
+    return None
+
+
+def remember_last_word(word: tuple[str, str] | None) -> None:
+    st.session_state[_LAST_WORD_KEY] = word
 
 
 def progress_steps(ctx: Context, engine: Engine) -> dict[str, Any]:

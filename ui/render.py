@@ -478,6 +478,10 @@ class LiveProgress:
     interrupted: bool = False  # Streamlit stopped or reran the script mid-analysis
     broken: bool = False  # drawing a line failed (the runner logged it): lines stop
     shared: bool = False  # the result came from the same analysis run for another page
+    # The last word of the run before (`show_previous`), and this run's (set by `close`).
+    previous: tuple[str, str] | None = None
+    redrawn: bool = False
+    last_word: tuple[str, str] | None = None
 
     def __call__(self, event: ProgressEvent) -> None:
         if threading.get_ident() != self.thread_id:
@@ -527,17 +531,34 @@ class LiveProgress:
         (Streamlit reran or stopped the script), which kept saying "Analysing…". A cache
         hit draws no box: its badge says "cached"."""
         if self.status is None:
+            if self.redrawn:  # the run before's box, and this run drew none of its own
+                self.slot.empty()
             return
         label, state, expanded = self._last_word(result)
+        self.last_word = (label, state)
         try:
             self._write_last(label, state, expanded)
         except BaseException:
+            self.last_word = (INTERRUPTED_LABEL, "error")
             # Streamlit raises a pending rerun from the next st.* call, before it sends
             # anything: this one. The raise took the request, so a second write goes
             # through (a stop raises again: the session is ending); then the rerun goes on.
             with contextlib.suppress(BaseException):
                 self._write_last(INTERRUPTED_LABEL, "error", False)
             raise
+
+    def show_previous(self) -> None:
+        """Draw the run before's last word again, before this run's first event replaces it.
+
+        Streamlit discards what a run wrote but had not yet sent when the next run starts
+        (`AppSession._clear_queue`): the Live page keeps its timer's reruns away from the
+        panel's writes, but a full rerun still discards everything unsent, and the page
+        would keep the "Analysing…" it last received. Redrawn here, from session state,
+        the last word comes back with the next run's first writes."""
+        if self.previous is not None and self.status is None:
+            label, state = self.previous
+            self.slot.status(label, state=state, expanded=False)
+            self.redrawn = True
 
     def _last_word(self, result: AnalysisResult | None) -> tuple[str, str, bool]:
         if self.interrupted:

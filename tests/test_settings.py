@@ -141,7 +141,9 @@ def test_the_cli_and_the_dashboard_build_the_same_objects_from_one_file(
     monkeypatch.setenv("QUORUM_BACKEND", "endpoints")
     monkeypatch.setenv("QUORUM_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("QUORUM_CACHE_URL", raising=False)
-    at = AppTest.from_file(str(REPO / "tests" / "dashboard_app.py"), default_timeout=60).run()
+    at = AppTest.from_file(
+        str(REPO / "tests" / "support" / "dashboard_app.py"), default_timeout=60
+    ).run()
     assert not at.exception
     ctx = at.session_state[CONTEXT_KEY]
     assert isinstance(ctx, Context) and ctx.backend is not None

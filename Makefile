@@ -39,5 +39,5 @@ clean:
 # Refresh the README's images (docs/screenshots/*.png) with the real-browser test.
 .PHONY: screenshots
 screenshots: $(VENV)/.dev
-	QUORUM_SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q -m e2e tests/test_e2e_browser.py
-	QUORUM_SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q -m e2e tests/test_e2e_story.py -k wall_view
+	QUORUM_SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q -m e2e tests/ui/test_e2e_browser.py
+	QUORUM_SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q -m e2e tests/ui/test_e2e_story.py -k wall_view

@@ -93,7 +93,7 @@ CI_SMOLLM2_RATES = (0.3, SMOLLM2_PREFILL_TPS, SMOLLM2_DECODE_TPS, 354, 64, 354)
 FLAT_CURVE = ThroughputCurve((), (), "none: every slot at full single-stream speed")
 # CPU: measured here, llama.cpp's own server with SmolLM2-135M on 2 threads, 1–6 streams
 # (`python -m bench.calibrate` → bench/calibration/llama_cpu.json; the test
-# tests/test_simulated.py checks these numbers against that file).
+# tests/simulator/test_simulated.py checks these numbers against that file).
 CPU_CURVE = ThroughputCurve(
     prefill=CPU_PREFILL_FACTORS,
     decode=CPU_DECODE_FACTORS,

@@ -9,7 +9,9 @@ missing skips its tests loudly, or fails them under QUORUM_REQUIRE_COMPONENTS=1
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
@@ -25,6 +27,18 @@ from tests.support.prometheus_stack import shared_promstack as shared_promstack
 from tests.support.redis_server import own_redis as own_redis
 from tests.support.redis_server import redis_server as redis_server
 from tests.support.redis_server import redis_url as redis_url
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run stopped by SIGTERM (`timeout`, a cancelled CI job) dies without tearing down
+    # its fixtures, and the servers they started (llama.cpp, redis, Prometheus, a
+    # dashboard) outlive it. As an interrupt, pytest stops them on its way out.
+    del config
+    signal.signal(signal.SIGTERM, _interrupted)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The engine's imports form a DAG: no module imports one that (indirectly) imports it back.
+"""The engine's imports form a DAG: no module imports one that (indirectly) imports it back;
+and its functions stay short enough to read, or say why not.
 
 `make lint` runs import-linter's contracts from pyproject.toml (the layers and a no-circle
 contract between siblings). This test checks the finer grain those contracts leave out:
@@ -7,6 +8,9 @@ so a circle hidden inside a function still counts).
 """
 
 from __future__ import annotations
+
+import ast
+from pathlib import Path
 
 import grimp
 
@@ -37,3 +41,38 @@ def test_the_check_finds_a_circle() -> None:
     assert circles(graph) == []
     graph.add_import(importer="pkg.c", imported="pkg.a")
     assert ["pkg.a", "pkg.b", "pkg.c", "pkg.a"] in circles(graph)
+
+
+# --- functions a reader can hold in their head -------------------------------------------
+
+MAX_LINES = 60
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def long_functions(source: str) -> list[tuple[str, int]]:
+    """Functions over MAX_LINES lines whose docstring does not say why ("Long: …")."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            lines = (node.end_lineno or node.lineno) - node.lineno + 1
+            if lines > MAX_LINES and "Long:" not in (ast.get_docstring(node) or ""):
+                found.append((node.name, lines))
+    return found
+
+
+def test_no_function_in_the_engine_or_the_dashboard_is_long_without_a_reason() -> None:
+    files = [*ROOT.glob("engine/**/*.py"), *ROOT.glob("ui/*.py"), *ROOT.glob("pages/*.py")]
+    offenders = {
+        str(path.relative_to(ROOT)): found
+        for path in sorted(files)
+        if (found := long_functions(path.read_text(encoding="utf-8")))
+    }
+    assert not offenders, f"over {MAX_LINES} lines, no 'Long:' reason: {offenders}"
+
+
+def test_the_length_check_counts_lines_and_reads_the_reason() -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_LINES))
+    assert long_functions(f"def f() -> None:\n{body}\n") == [("f", MAX_LINES + 1)]
+    reason = '    """Long: a table, one line per row."""\n'
+    assert long_functions(f"def f() -> None:\n{reason}{body}\n") == []
+    assert long_functions("def g() -> None:\n    pass\n") == []

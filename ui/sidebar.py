@@ -222,7 +222,7 @@ def _openai_section(settings: Settings) -> tuple[BackendConfig, str | None]:
     return backend, key_source
 
 
-# Each registered kind's widgets (tests/test_registry.py checks that every kind has them):
+# Each registered kind's widgets (tests/backends/test_registry.py checks that every kind has them):
 # the backend it configures, and where its API key came from (None: none or not set).
 KIND_SECTIONS: dict[str, Callable[[Settings], tuple[BackendConfig, str | None]]] = {
     SIMULATED: _simulated_section,

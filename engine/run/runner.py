@@ -197,7 +197,8 @@ async def run_analysis(
     `learn_slots` (a server that does not report them) they are learned first, on this
     run's clock (engine/backends/slot_probe.py): its requests are the result's `slot_probes`.
     With `server_model` (the server's curve and the agents' work), a parallel run sends
-    fewer at once when that lets more agents answer within their timeout (engine/run/pacing.py)."""
+    fewer at once when that lets more agents answer within their timeout (engine/run/pacing.py).
+    Long: its signature names all a run depends on; the body is the story, step by step."""
     strategy = _STRATEGIES[settings.mode]
     roster = roster.with_default_model(model)
     values = snapshot.quantised(quanta)
@@ -208,18 +209,14 @@ async def run_analysis(
         records={}, seen={}, deadline_s=settings.deadline_s,
     )  # fmt: skip
     analysis = _Analysis(ctx, roster, values, settings)
-    probes: list[AgentRun] = []
+    specs = strategy.agents(roster)
     try:
         # One-time set-up (HTTP client, TLS context) before the fan-out, so the first
         # agent's request does not leave later than the others.
         await backend.open()
-        if learn_slots is not None:
-            slots, probes = await learn_slots(backend, clock.now)
-            ctx.scheduler = SlotScheduler(_limit(slots.slots, settings.max_concurrency))
-        specs = strategy.agents(roster)
-        paced = _paced(analysis, strategy, specs, server_model)
-        if paced is not None:
-            ctx.scheduler = SlotScheduler(paced.limit)
+        slots, probes, paced = await _at_once(
+            analysis, strategy, specs, slots, learn_slots, server_model
+        )
         if strategy.warms and settings.warmup and ctx.scheduler.slots is not None:
             ctx.warmer = _warmer(analysis)
         fanned = await strategy.fan_out(analysis, specs)
@@ -245,6 +242,27 @@ async def run_analysis(
         result.critical_path_s,
     )  # fmt: skip
     return result
+
+
+async def _at_once(
+    a: _Analysis,
+    strategy: _Strategy,
+    specs: tuple[AgentSpec, ...],
+    slots: ServerSlots,
+    learn_slots: SlotLearner | None,
+    server_model: ServerModel | None,
+) -> tuple[ServerSlots, list[AgentRun], Pace | None]:
+    """How many requests go out at once: the server's slots (learned first where it does
+    not report them, its probe requests returned), under `max_concurrency`, paced where
+    more at once would outlast the agents' timeout. Sets the run's scheduler."""
+    probes: list[AgentRun] = []
+    if learn_slots is not None:
+        slots, probes = await learn_slots(a.ctx.backend, a.ctx.clock.now)
+        a.ctx.scheduler = SlotScheduler(_limit(slots.slots, a.settings.max_concurrency))
+    paced = _paced(a, strategy, specs, server_model)
+    if paced is not None:
+        a.ctx.scheduler = SlotScheduler(paced.limit)
+    return slots, probes, paced
 
 
 def _paced(

@@ -1,6 +1,6 @@
 """The alert desk and its notifiers without Prometheus: payload errors, resolved alerts,
 repeats, Slack escaping, and a notifier that stays down (a real loopback HTTP server).
-The whole chain with the real Alertmanager is tests/test_alertmanager_stack.py."""
+The whole chain with the real Alertmanager is tests/api/test_alertmanager_stack.py."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from engine.sources.snapshot import MAX_SNAPSHOT_BYTES, SCENARIOS, SnapshotError
 from tests.support.app_test import new_app, uploader
 from ui import safe
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEEP = 100_000
 
 

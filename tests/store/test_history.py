@@ -81,7 +81,7 @@ def test_two_processes_appending_and_trimming_never_interleave_a_line(
     path = tmp_path / "h.jsonl"
     count = 60
     template = json.dumps(a_result().to_dict()) + "\n"
-    env = {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     max_bytes = 50 * 62_000  # trims happen while the other process appends
     procs = [
         subprocess.Popen(
@@ -145,7 +145,7 @@ def test_a_full_disk_loses_nothing_already_written_and_warns_once(tmp_path: Path
     for name in ("healthy", "memory-leak", "error-spike"):
         h.append(a_result(name))
     before = path.read_bytes()
-    env = {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     limit = len(before) + 100  # room for part of one more line, not for a whole one
     done = subprocess.run(
         [sys.executable, "-c", FULL_DISK, str(path), str(tmp_path / "cache"), str(limit)],

@@ -42,7 +42,7 @@ from engine.simulator.registry import running_configs
 from engine.sources import snapshot
 
 ServerFactory = Callable[..., SimulatedOllamaServer]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 AGENT = "X-Quorum-Agent"
 CPU = snapshot.scenario("cpu-saturation").quantised()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 STORE = REPO / "engine" / "store"
 MODULES = sorted(p.stem for p in STORE.glob("*.py") if p.stem != "__init__")
 # What each module may import of engine.store (the layers, bottom up).

@@ -28,7 +28,7 @@ from engine.throughput import (
     shared_schedule,
 )
 
-CALIBRATION = Path(__file__).resolve().parent.parent / "bench" / "calibration" / "llama_cpu.json"
+CALIBRATION = Path(__file__).resolve().parents[2] / "bench" / "calibration" / "llama_cpu.json"
 
 
 def test_the_cpu_curve_is_the_calibration_measured_here() -> None:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 LONG_WORD = "W" * 3000
 SPECIALISTS = tuple(spec.name for spec in DEFAULT_ROSTER.specialists)
 

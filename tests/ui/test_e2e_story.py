@@ -2,7 +2,7 @@
 live and fitting one 1440×900 screen, Live's labels, a run link in a fresh browser, and the
 wall view at 1920×1080. Browser tests are CPU-heavy: run one at a time (`-k`).
 
-Screenshots go where tests/test_e2e_browser.py puts its own (`$QUORUM_SCREENSHOT_DIR`).
+Screenshots go where tests/ui/test_e2e_browser.py puts its own (`$QUORUM_SCREENSHOT_DIR`).
 No sleeps: every wait is a Playwright condition with a timeout.
 """
 

@@ -68,7 +68,7 @@ def test_a_comparison_shows_before_after_tiles_and_shared_axis_waterfalls(
     assert {"compare_bars", "compare_waterfalls"} <= set(specs)
     layout = specs["compare_waterfalls"]["layout"]
     assert isinstance(layout, dict) and layout["xaxis"]["matches"] == "x2"
-    # the live view (step list, race chart; tests/test_e2e_story.py watches it grow) is
+    # the live view (step list, race chart; tests/ui/test_e2e_story.py watches it grow) is
     # gone once the results are drawn: they start at the top of the page
     assert not [k for k in specs if k.startswith("compare_race_")]
     assert not [t for t in at.text if "before: sequential" in t.value]

@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.redis_server import LineReader
 from engine.simulator import SimConfig, SimulatedOllamaServer
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CHATS_PER_ANALYSIS = 6  # five specialists and the consolidator
 
 

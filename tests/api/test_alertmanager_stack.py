@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.prometheus, pytest.mark.usefixtures("data_dir")]
 ALERTMANAGER = "prometheus-alertmanager"
 TOKEN = "alert-test-token"
 DASHBOARD = "http://dashboard.test:8501"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from engine.sources.snapshot import SCENARIOS
 from tests.support.api_server import ApiServer, simulated_app
 
 TOKEN = "s3cret-token-for-the-test"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 pytestmark = pytest.mark.usefixtures("data_dir")

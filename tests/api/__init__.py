@@ -1,0 +1,1 @@
+"""The HTTP API (engine/api/): routes, alerts, notifiers, /metrics."""

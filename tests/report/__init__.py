@@ -1,0 +1,1 @@
+"""What a finished run means (engine/report/): the timeline, comparisons, advice."""

@@ -1,0 +1,1 @@
+"""One analysis (engine/run/): prompts, fan-out, stragglers, warm-ups, pacing."""

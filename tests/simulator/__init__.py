@@ -1,0 +1,1 @@
+"""The embedded simulated server (engine/simulator/) and its timing model."""

@@ -1,0 +1,1 @@
+"""Where snapshots come from (engine/sources/): files, scenarios, Prometheus."""

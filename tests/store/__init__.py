@@ -1,0 +1,1 @@
+"""Shared state (engine/store/): the result cache, single-flight, history, Redis."""

@@ -1,0 +1,1 @@
+"""The dashboard (app.py, pages/, ui/): AppTest, and Chromium end to end."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from engine.backends.server_slots import ServerSlots
 from engine.run.agents import AgentSpec
 from engine.throughput import Job, ThroughputCurve, concurrency_plans, fitting_concurrency
 
@@ -70,3 +71,12 @@ def pace(
         f"({at_once.fits} of {n} would answer; {chosen.limit} at a time {chosen.fits} of {n}, "
         f"≈ {chosen.makespan_s:.3g} s in all)",
     )
+
+
+def slots_source(slots: ServerSlots, limit: int | None, paced: Pace | None) -> str:
+    """The result's `server_slots_source`: where the number sent at once came from."""
+    if paced is not None:
+        return f"{paced.reason} (server: {slots.slots} slots, {slots.source})"
+    if limit == slots.slots:
+        return slots.source
+    return f"--max-concurrency {limit} (server: {slots.source})"

@@ -48,12 +48,13 @@ from engine.run.call import emit as emit
 from engine.run.consolidate import Consolidated, consolidate, fold_in_late, single_insights
 from engine.run.critical_path import critical_path_s, critical_path_source
 from engine.run.fan_out import Fanned, FanOut, Patience, one_after_another
-from engine.run.pacing import Pace, ServerModel, pace
+from engine.run.pacing import Pace, ServerModel, pace, slots_source
 from engine.run.settings import CONSOLIDATION_STYLES as CONSOLIDATION_STYLES
 from engine.run.settings import MODES as MODES
 from engine.run.settings import ConsolidationStyle as ConsolidationStyle
 from engine.run.settings import RunSettings as RunSettings
-from engine.run.slots import ServerSlots, SlotScheduler
+from engine.run.slots import ServerSlots, SlotScheduler, limit_of
+from engine.run.tiers import TIER_CONFIDENCE, tier_for
 from engine.run.warmup import ConsolidatorWarmer
 from engine.sources.snapshot import Snapshot
 
@@ -65,33 +66,6 @@ BackendFactory = Callable[[], Backend]
 SlotLearner = Callable[
     [Backend, Callable[[], float]], Awaitable[tuple[ServerSlots, list[AgentRun]]]
 ]
-
-
-# --- confidence tiers (docs/contract.md) -----------------------------------------------
-
-TIER_CONFIDENCE: dict[Tier, int] = {
-    "excellent": 95,
-    "good": 88,
-    "basic": 80,
-    "single": 85,
-    "fallback": 60,
-}
-
-
-def tier_for(participated: int, total: int) -> Tier:
-    """All answered → excellent; ≥ 60 % → good; ≥ 40 % and at least 2 → basic; else fallback.
-
-    For five agents that is 5 / 3-4 / 2 / 0-1, the tiers of
-    ../shared/plan/next-steps-multi-agent-optimization.md (docs/contract.md).
-    """
-    if total > 0 and participated >= total:
-        return "excellent"
-    fraction = participated / total if total else 0.0
-    if fraction >= 0.6 and participated >= 2:
-        return "good"
-    if fraction >= 0.4 and participated >= 2:
-        return "basic"
-    return "fallback"
 
 
 # --- one analysis's steps --------------------------------------------------------------
@@ -205,7 +179,7 @@ async def run_analysis(
     slots = slots or ServerSlots(None, "not limited")
     clock, backend = Clock(), backend_factory()
     ctx = RunContext(
-        backend, clock, progress, SlotScheduler(_limit(slots.slots, settings.max_concurrency)),
+        backend, clock, progress, SlotScheduler(limit_of(slots.slots, settings.max_concurrency)),
         records={}, seen={}, deadline_s=settings.deadline_s,
     )  # fmt: skip
     analysis = _Analysis(ctx, roster, values, settings)
@@ -258,7 +232,7 @@ async def _at_once(
     probes: list[AgentRun] = []
     if learn_slots is not None:
         slots, probes = await learn_slots(a.ctx.backend, a.ctx.clock.now)
-        a.ctx.scheduler = SlotScheduler(_limit(slots.slots, a.settings.max_concurrency))
+        a.ctx.scheduler = SlotScheduler(limit_of(slots.slots, a.settings.max_concurrency))
     paced = _paced(a, strategy, specs, server_model)
     if paced is not None:
         a.ctx.scheduler = SlotScheduler(paced.limit)
@@ -343,22 +317,9 @@ def _result(
         simulated_profile=simulated_profile,
         server_slots=limit,
         warmups=warmups,
-        server_slots_source=_slots_source(slots, limit, paced),
+        server_slots_source=slots_source(slots, limit, paced),
         slot_probes=probes,
     )
-
-
-def _limit(server_slots: int | None, max_concurrency: int | None) -> int | None:
-    known = [n for n in (server_slots, max_concurrency) if n is not None]
-    return min(known) if known else None
-
-
-def _slots_source(slots: ServerSlots, limit: int | None, paced: Pace | None) -> str:
-    if paced is not None:
-        return f"{paced.reason} (server: {slots.slots} slots, {slots.source})"
-    if limit == slots.slots:
-        return slots.source
-    return f"--max-concurrency {limit} (server: {slots.source})"
 
 
 def _first_error(runs: list[AgentRun]) -> str:

@@ -103,3 +103,9 @@ class SlotScheduler:
             if not waiter.done():
                 self._busy += 1
                 waiter.set_result(None)
+
+
+def limit_of(server_slots: int | None, max_concurrency: int | None) -> int | None:
+    """Requests to send at once: the server's slots, under the user's `max_concurrency`."""
+    known = [n for n in (server_slots, max_concurrency) if n is not None]
+    return min(known) if known else None

@@ -13,7 +13,8 @@ import pytest
 from engine.records import AnalysisResult
 from engine.run import use_method
 from engine.run.agents import CONSOLIDATION_SCHEMA, DEFAULT_ROSTER
-from engine.run.runner import ProgressEvent, RunSettings, run_analysis, tier_for
+from engine.run.runner import ProgressEvent, RunSettings, run_analysis
+from engine.run.tiers import tier_for
 from engine.sources.snapshot import scenario
 from tests.support.fakes import FakeBackend, Script
 

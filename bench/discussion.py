@@ -178,6 +178,26 @@ def _all_timed_out(r: _Results, arm: str) -> str | None:
     return None
 
 
+def _unequal_answers(r: _Results, profiles: list[str]) -> list[str]:
+    """Where the two sides answered differently, their walls measure different things."""
+    out = []
+    for p in profiles:
+        plan = r.med("P7", f"{p}: plan: agents answered")
+        ours = r.med("P7", f"{p}: ours, quorum 5: agents answered")
+        if plan is None or ours is None or plan >= ours:
+            continue
+        out += [
+            "",
+            f"**{p}: the walls are not comparable.** The plan's client answered "
+            f"{plan:g} of 5 agents (each ran into its 30 s timeout, so its wall is the timeout "
+            f"and its result the deterministic merge), ours {ours:g} of 5: on this profile's "
+            "curve five agents at once each outlast the timeout, so Quorum paces them "
+            f"(fewer at once, engine/run/pacing.py) and answers {ours:g}, later. The "
+            "ratio above is the price of the analysis the plan does not deliver.",
+        ]
+    return out
+
+
 def _plan(r: _Results) -> list[str]:
     profiles = r.setup("P7", "profiles") or []
     lines = [
@@ -199,6 +219,7 @@ def _plan(r: _Results) -> list[str]:
             f"| {r.show('P7', f'{p}: plan: wall − server')} "
             f"| {r.show('P7', f'{p}: ours, quorum 3 (defaults): wall − server')} |"
         )
+    lines += _unequal_answers(r, profiles)
     p0 = profiles[0] if profiles else "baseline"
     scale = r.setup("P7", "time_scale") or 1.0
     ours_ttft = r.med("P7", f"{p0}: ours, quorum 3", "first content")

@@ -31,6 +31,9 @@ def run(level: Level) -> Row:
             command = [
                 sys.executable, "-m", "engine", "analyze", "--backend", "simulated",
                 "--base-url", server.url, "--sim-num-parallel", "6",
+                # The server's time scale, as the CLI's simulated kind is told it: the
+                # engine paces (and projects) by the simulator config it is given.
+                "--sim-time-scale", str(scale),
                 "--scenario", "cpu-saturation", "--no-cache",
             ]  # fmt: skip
             subprocess.run(command, check=True, capture_output=True, timeout=RUN_TIMEOUT_S)
